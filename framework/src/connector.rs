@@ -1,0 +1,458 @@
+//! The connector model: `Source`, `Transform` and `Sink` traits, their typed
+//! registration twins, and the compile-time registry.
+//!
+//! A connector implements one of [`SourceConnector`], [`TransformConnector`] or
+//! [`SinkConnector`] (typed config, declared record types) and registers with one line:
+//!
+//! ```ignore
+//! framework::register_source!(MySource);
+//! ```
+//!
+//! The registry stores erased function pointers ([`ConnectorRegistration`]) so that the
+//! runtime and `pipeline validate` handle every connector the same way, while connector
+//! authors only ever see their own typed config.
+
+use std::{collections::BTreeMap, sync::Arc};
+
+use async_trait::async_trait;
+use schemars::JsonSchema;
+use serde::de::DeserializeOwned;
+use tokio::sync::mpsc;
+use tokio_util::sync::CancellationToken;
+
+use crate::{
+    error::ConnectorError,
+    record::{Emitter, InputRecord, OutputRecord, RecordType},
+};
+
+/// What a connector is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ConnectorKind {
+    Source,
+    Transform,
+    Sink,
+}
+
+impl ConnectorKind {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ConnectorKind::Source => "source",
+            ConnectorKind::Transform => "transform",
+            ConnectorKind::Sink => "sink",
+        }
+    }
+}
+
+/// A named input of a transform or sink, and the record type it expects.
+#[derive(Debug, Clone, Copy)]
+pub struct InputPort {
+    pub name: &'static str,
+    pub record_type: RecordType,
+}
+
+/// Facts a stage publishes about the records it writes (e.g. `slide=1s`), so that readers
+/// can check at validation time that they agree with their writer.
+pub type Attributes = BTreeMap<String, String>;
+
+/// A problem in a connector's config, at a path relative to the stage's `config`
+/// (`windows[2].length`; empty for the config itself).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ConfigIssue {
+    pub path: String,
+    pub message: String,
+}
+
+impl ConfigIssue {
+    pub fn new(path: impl Into<String>, message: impl Into<String>) -> Self {
+        ConfigIssue {
+            path: path.into(),
+            message: message.into(),
+        }
+    }
+}
+
+/// What validation knows about a stage's inputs: per input port (declared order), the
+/// attributes published by the stage that writes that topic, if any.
+#[derive(Debug, Default)]
+pub struct ValidationContext {
+    pub input_attributes: Vec<Option<Attributes>>,
+}
+
+/// A connector's typed configuration. The JSON Schema derived from it drives
+/// `pipeline validate` and `pipeline connectors describe`, so document every field.
+pub trait ConnectorConfig: DeserializeOwned + JsonSchema + Send + Sync + 'static {
+    /// Checks the schema cannot express: ranges, relations between fields.
+    fn check(&self) -> Vec<ConfigIssue> {
+        Vec::new()
+    }
+    /// Facts about the written records that readers may rely on.
+    fn output_attributes(&self) -> Attributes {
+        Attributes::new()
+    }
+    /// Checks against what the writers of the input topics publish.
+    fn check_inputs(&self, _inputs: &ValidationContext) -> Vec<ConfigIssue> {
+        Vec::new()
+    }
+}
+
+/// Identity of a running stage, given to connectors when they are built.
+#[derive(Debug, Clone)]
+pub struct StageContext {
+    pub pipeline: String,
+    pub stage: String,
+    pub connector: &'static str,
+}
+
+// ---------------------------------------------------------------------------------------
+// Sources
+
+/// How a source's `run` ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SourceEnd {
+    /// A bounded input is exhausted: the runtime signals end of input downstream, so that
+    /// windows close and the pipeline can finish.
+    Exhausted,
+    /// The pipeline is shutting down: nothing is signalled downstream.
+    Stopped,
+}
+
+/// An event from a source to the runtime.
+#[derive(Debug)]
+pub enum SourceEvent {
+    Record(OutputRecord),
+    /// Input the source refused: counted per reason and dead-lettered when configured.
+    Rejected {
+        reason: &'static str,
+        detail: String,
+        payload: Vec<u8>,
+    },
+}
+
+/// The runtime's side of a running source: where it emits, and when it must stop.
+pub struct SourceContext {
+    events: mpsc::Sender<SourceEvent>,
+    shutdown: CancellationToken,
+}
+
+impl SourceContext {
+    /// A context whose events arrive on the returned receiver. The runtime uses it, and so
+    /// can a connector's own tests.
+    pub fn channel(
+        capacity: usize,
+        shutdown: CancellationToken,
+    ) -> (SourceContext, mpsc::Receiver<SourceEvent>) {
+        let (events, receiver) = mpsc::channel(capacity);
+        (SourceContext { events, shutdown }, receiver)
+    }
+
+    /// Emits a record; waits while the output is congested (backpressure).
+    pub async fn emit(&mut self, record: OutputRecord) -> Result<(), ConnectorError> {
+        self.events
+            .send(SourceEvent::Record(record))
+            .await
+            .map_err(|_| ConnectorError::OutputClosed("source output channel closed".into()))
+    }
+
+    /// Reports refused input (counted under `reason`, dead-lettered when configured).
+    pub async fn reject(
+        &mut self,
+        reason: &'static str,
+        detail: String,
+        payload: Vec<u8>,
+    ) -> Result<(), ConnectorError> {
+        self.events
+            .send(SourceEvent::Rejected {
+                reason,
+                detail,
+                payload,
+            })
+            .await
+            .map_err(|_| ConnectorError::OutputClosed("source output channel closed".into()))
+    }
+
+    /// Cancelled when the pipeline stops (SIGINT/SIGTERM); `run` must then return soon.
+    pub fn shutdown(&self) -> &CancellationToken {
+        &self.shutdown
+    }
+}
+
+/// A running source. `run` loops until its input is exhausted or shutdown is requested.
+#[async_trait]
+pub trait Source: Send {
+    async fn run(&mut self, ctx: &mut SourceContext) -> Result<SourceEnd, ConnectorError>;
+}
+
+/// Typed description of a source connector.
+pub trait SourceConnector: 'static {
+    type Config: ConnectorConfig;
+    const NAME: &'static str;
+    const SUMMARY: &'static str;
+    const OUTPUT: RecordType;
+    fn build(config: Self::Config, stage: &StageContext) -> Result<Box<dyn Source>, ConnectorError>;
+}
+
+// ---------------------------------------------------------------------------------------
+// Transforms
+
+/// Where a restarted transform wants its input to start.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Resume {
+    /// At the committed offsets (stateless transforms).
+    FromCommitted,
+    /// Earlier: at the first record whose Kafka timestamp is at or after this event time,
+    /// so that the transform can rebuild its state. It must then not emit anything that
+    /// differs from what it emitted before the restart.
+    ReplayFrom { event_time_ms: i64 },
+}
+
+/// A transform instance owns the state of one input partition (the records of a key are
+/// always in one partition, so keyed state never spans instances).
+///
+/// Unlike `Source` and `Sink`, a transform is synchronous on purpose: it is pure,
+/// deterministic computation on the hot path, and an async call per record would cost an
+/// allocation and make replay harder to reason about. The runtime does all the I/O.
+pub trait Transform: Send {
+    /// One input record, in partition order.
+    fn process(&mut self, record: &InputRecord<'_>, out: &mut Emitter);
+    /// Every input of this partition has ended (bounded input): emit what is pending.
+    fn end_of_input(&mut self, _out: &mut Emitter) {}
+    /// Small state stored with every offset commit, handed to `resume` after a restart.
+    fn checkpoint(&self) -> Option<String> {
+        None
+    }
+    /// Called once, before the first record, with the checkpoint of the last commit.
+    fn resume(&mut self, _checkpoint: Option<&str>) -> Result<Resume, ConnectorError> {
+        Ok(Resume::FromCommitted)
+    }
+}
+
+/// Builds one [`Transform`] per input partition.
+pub type TransformFactory =
+    Arc<dyn Fn(i32) -> Result<Box<dyn Transform>, ConnectorError> + Send + Sync>;
+
+/// Typed description of a transform connector.
+pub trait TransformConnector: 'static {
+    type Config: ConnectorConfig + Clone;
+    const NAME: &'static str;
+    const SUMMARY: &'static str;
+    const INPUTS: &'static [InputPort];
+    const OUTPUT: RecordType;
+    fn build(
+        config: &Self::Config,
+        stage: &StageContext,
+    ) -> Result<Box<dyn Transform>, ConnectorError>;
+}
+
+// ---------------------------------------------------------------------------------------
+// Sinks
+
+/// The runtime's side of a running sink.
+#[derive(Clone)]
+pub struct SinkContext {
+    shutdown: CancellationToken,
+}
+
+impl SinkContext {
+    pub fn new(shutdown: CancellationToken) -> Self {
+        SinkContext { shutdown }
+    }
+    /// Cancelled when the pipeline stops: a sink retrying a transient error gives up then
+    /// (returning an error leaves the batch uncommitted, so nothing is lost).
+    pub fn shutdown(&self) -> &CancellationToken {
+        &self.shutdown
+    }
+}
+
+/// Records of a batch a sink could not write for a permanent reason: the runtime counts
+/// and dead-letters them, and the rest of the batch counts as written.
+#[derive(Debug, Default)]
+pub struct WriteOutcome {
+    /// (index in the batch, reason label, details).
+    pub rejected: Vec<(usize, &'static str, String)>,
+}
+
+/// A running sink. Offsets of a batch are committed only after `write` returns `Ok`.
+#[async_trait]
+pub trait Sink: Send {
+    /// Writes a batch durably, retrying transient errors itself (the runtime does not
+    /// consume more meanwhile: backpressure). An `Err` stops the stage uncommitted.
+    async fn write(
+        &mut self,
+        batch: &[InputRecord<'_>],
+        ctx: &SinkContext,
+    ) -> Result<WriteOutcome, ConnectorError>;
+    /// Called once on a clean stop, after the last write.
+    async fn close(&mut self) -> Result<(), ConnectorError> {
+        Ok(())
+    }
+}
+
+/// Typed description of a sink connector.
+pub trait SinkConnector: 'static {
+    type Config: ConnectorConfig;
+    const NAME: &'static str;
+    const SUMMARY: &'static str;
+    const INPUTS: &'static [InputPort];
+    fn build(config: Self::Config, stage: &StageContext) -> Result<Box<dyn Sink>, ConnectorError>;
+}
+
+// ---------------------------------------------------------------------------------------
+// Registry
+
+/// Result of checking one stage's config: problems, and what it publishes to readers.
+#[derive(Debug, Default)]
+pub struct ConfigCheck {
+    pub issues: Vec<ConfigIssue>,
+    pub output_attributes: Attributes,
+}
+
+/// The erased constructor of a connector.
+#[derive(Clone, Copy)]
+pub enum Builder {
+    Source(fn(&serde_json::Value, &StageContext) -> Result<Box<dyn Source>, ConnectorError>),
+    Transform(fn(&serde_json::Value, &StageContext) -> Result<TransformFactory, ConnectorError>),
+    Sink(fn(&serde_json::Value, &StageContext) -> Result<Box<dyn Sink>, ConnectorError>),
+}
+
+/// One registered connector, as stored by `inventory`.
+pub struct ConnectorRegistration {
+    pub name: &'static str,
+    pub summary: &'static str,
+    pub kind: ConnectorKind,
+    pub inputs: &'static [InputPort],
+    pub output: Option<RecordType>,
+    /// JSON Schema (2020-12) of the config, derived from the config struct.
+    pub schema: fn() -> serde_json::Value,
+    /// Typed checks, run only on configs that satisfy the schema.
+    pub check: fn(&serde_json::Value, &ValidationContext) -> ConfigCheck,
+    pub builder: Builder,
+}
+
+inventory::collect!(ConnectorRegistration);
+
+fn schema_of<C: ConnectorConfig>() -> serde_json::Value {
+    schemars::schema_for!(C).to_value()
+}
+
+fn parse_config<C: ConnectorConfig>(value: &serde_json::Value) -> Result<C, ConnectorError> {
+    serde_json::from_value(value.clone()).map_err(|e| ConnectorError::Config(e.to_string()))
+}
+
+fn check_config<C: ConnectorConfig>(
+    value: &serde_json::Value,
+    inputs: &ValidationContext,
+) -> ConfigCheck {
+    match parse_config::<C>(value) {
+        Ok(config) => {
+            let mut issues = config.check();
+            issues.extend(config.check_inputs(inputs));
+            ConfigCheck {
+                issues,
+                output_attributes: config.output_attributes(),
+            }
+        }
+        Err(e) => ConfigCheck {
+            issues: vec![ConfigIssue::new("", e.to_string())],
+            output_attributes: Attributes::new(),
+        },
+    }
+}
+
+fn build_source<S: SourceConnector>(
+    value: &serde_json::Value,
+    stage: &StageContext,
+) -> Result<Box<dyn Source>, ConnectorError> {
+    S::build(parse_config(value)?, stage)
+}
+
+fn build_transform<T: TransformConnector>(
+    value: &serde_json::Value,
+    stage: &StageContext,
+) -> Result<TransformFactory, ConnectorError> {
+    let config: T::Config = parse_config(value)?;
+    let stage = stage.clone();
+    Ok(Arc::new(move |_partition| T::build(&config, &stage)))
+}
+
+fn build_sink<S: SinkConnector>(
+    value: &serde_json::Value,
+    stage: &StageContext,
+) -> Result<Box<dyn Sink>, ConnectorError> {
+    S::build(parse_config(value)?, stage)
+}
+
+impl ConnectorRegistration {
+    pub const fn source<S: SourceConnector>() -> Self {
+        ConnectorRegistration {
+            name: S::NAME,
+            summary: S::SUMMARY,
+            kind: ConnectorKind::Source,
+            inputs: &[],
+            output: Some(S::OUTPUT),
+            schema: schema_of::<S::Config>,
+            check: check_config::<S::Config>,
+            builder: Builder::Source(build_source::<S>),
+        }
+    }
+
+    pub const fn transform<T: TransformConnector>() -> Self {
+        ConnectorRegistration {
+            name: T::NAME,
+            summary: T::SUMMARY,
+            kind: ConnectorKind::Transform,
+            inputs: T::INPUTS,
+            output: Some(T::OUTPUT),
+            schema: schema_of::<T::Config>,
+            check: check_config::<T::Config>,
+            builder: Builder::Transform(build_transform::<T>),
+        }
+    }
+
+    pub const fn sink<S: SinkConnector>() -> Self {
+        ConnectorRegistration {
+            name: S::NAME,
+            summary: S::SUMMARY,
+            kind: ConnectorKind::Sink,
+            inputs: S::INPUTS,
+            output: None,
+            schema: schema_of::<S::Config>,
+            check: check_config::<S::Config>,
+            builder: Builder::Sink(build_sink::<S>),
+        }
+    }
+
+    /// Every registered connector, sorted by name.
+    pub fn all() -> Vec<&'static ConnectorRegistration> {
+        let mut all: Vec<_> = inventory::iter::<ConnectorRegistration>().collect();
+        all.sort_by_key(|r| r.name);
+        all
+    }
+
+    pub fn find(name: &str) -> Option<&'static ConnectorRegistration> {
+        inventory::iter::<ConnectorRegistration>().find(|r| r.name == name)
+    }
+}
+
+/// Registers a [`SourceConnector`].
+#[macro_export]
+macro_rules! register_source {
+    ($connector:ty) => {
+        $crate::inventory::submit! { $crate::ConnectorRegistration::source::<$connector>() }
+    };
+}
+
+/// Registers a [`TransformConnector`].
+#[macro_export]
+macro_rules! register_transform {
+    ($connector:ty) => {
+        $crate::inventory::submit! { $crate::ConnectorRegistration::transform::<$connector>() }
+    };
+}
+
+/// Registers a [`SinkConnector`].
+#[macro_export]
+macro_rules! register_sink {
+    ($connector:ty) => {
+        $crate::inventory::submit! { $crate::ConnectorRegistration::sink::<$connector>() }
+    };
+}

@@ -1,0 +1,1 @@
+//! Placeholder module owned by a parallel work stream; filled in before commit.
