@@ -22,7 +22,8 @@
 #   SERVERS_PORT_TIMEOUT seconds to wait for a port to open (default 30)
 #   SERVERS_STOP_TIMEOUT seconds between SIGTERM and SIGKILL (default 5)
 #   MONGO_CACHE_SIZE     WiredTiger cache (default 512M)
-#   SECANTUSD_BIN        use this secantusd-rs binary instead of the one on PATH / in ~/.cargo/bin
+#   SECANTUSD_BIN        use this secantusd-rs binary instead of the one `cargo install` put in
+#                        ${CARGO_INSTALL_ROOT:-${CARGO_HOME:-~/.cargo}}/bin (or, failing that, the one on PATH)
 #
 # Exit status: 0 on success, 1 on error; `status` exits 3 when a server is not running.
 set -euo pipefail
@@ -39,6 +40,7 @@ readonly HOST="127.0.0.1"
 PIPELINE_HOME="${PIPELINE_HOME:-$HOME/.local/share/pipeline}"
 TANSU_BIN="$PIPELINE_HOME/bin/tansu"
 CARGO_BIN_DIR="${CARGO_HOME:-$HOME/.cargo}/bin"
+CARGO_INSTALL_BIN_DIR="${CARGO_INSTALL_ROOT:-${CARGO_HOME:-$HOME/.cargo}}/bin" # where `cargo install` puts binaries
 STATE_DIR="${PIPELINE_STATE_DIR:-$PWD/.servers}"
 case "$STATE_DIR" in /*) ;; *) STATE_DIR="$PWD/$STATE_DIR" ;; esac
 KAFKA_PORT="${KAFKA_PORT:-9092}"
@@ -129,17 +131,19 @@ read_pid() {
     echo "$pid"
 }
 
-# our_pid PIDFILE MARKER -> prints the pid when the pid file names a live process whose
-# command line contains MARKER (guards against pid reuse after a reboot or crash).
+# our_pid PIDFILE IDENT -> prints the pid when the pid file names a live process whose
+# command line contains IDENT (guards against pid reuse after a reboot or crash).
 our_pid() {
     local pid
     pid="$(read_pid "$1")" || return 1
     proc_running "$pid" || return 1
     if [[ -r "/proc/$pid/cmdline" ]]; then
-        tr '\0' ' ' <"/proc/$pid/cmdline" | grep -qF -- "$2" || return 1
+        cmdline_of "$pid" | grep -qF -- "$2" || return 1
     fi
     echo "$pid"
 }
+
+cmdline_of() { tr '\0' ' ' <"/proc/$1/cmdline" 2>/dev/null || true; }
 
 log_tail() {
     local file="$1" n="${2:-40}"
@@ -156,7 +160,8 @@ log_tail() {
 
 kafka_pidfile() { echo "$STATE_DIR/kafka.pid"; }
 kafka_log() { echo "$STATE_DIR/kafka.log"; }
-kafka_marker() { echo "--listener-url tcp://$HOST:$KAFKA_PORT"; }
+kafka_ident() { echo "tansu broker --listener-url"; }                 # identifies our process
+kafka_marker() { echo "--listener-url tcp://$HOST:$KAFKA_PORT "; }      # ... on the requested port
 kafka_cmd() {
     printf '%s\0' "$TANSU_BIN" broker \
         --listener-url "tcp://$HOST:$KAFKA_PORT" \
@@ -168,7 +173,8 @@ mongo_pidfile() { echo "$STATE_DIR/mongo.pid"; }
 mongo_log() { echo "$STATE_DIR/mongo.log"; }
 mongo_data() { echo "$STATE_DIR/mongo-data"; }
 mongo_config() { echo "$STATE_DIR/secantusd.toml"; }
-mongo_marker() { echo "--port $MONGO_PORT"; }
+mongo_ident() { echo "--storage-path $(mongo_data) "; }
+mongo_marker() { echo "--port $MONGO_PORT "; }
 mongo_cmd() {
     # --config with an empty file disables secantusd's config auto-discovery
     # (./secantusd.toml, ~/.secantus/, /etc/secantus/) so a stray config cannot change us.
@@ -183,10 +189,12 @@ mongo_cmd() {
 secantusd_bin() {
     if [[ -n "${SECANTUSD_BIN:-}" ]]; then
         echo "$SECANTUSD_BIN"
+    elif [[ -x "$CARGO_INSTALL_BIN_DIR/secantusd-rs" ]]; then
+        echo "$CARGO_INSTALL_BIN_DIR/secantusd-rs"
     elif command -v secantusd-rs >/dev/null 2>&1; then
         command -v secantusd-rs
     else
-        echo "$CARGO_BIN_DIR/secantusd-rs"
+        echo "$CARGO_INSTALL_BIN_DIR/secantusd-rs"
     fi
 }
 
@@ -430,14 +438,16 @@ health() {
 
 # start_server NAME PORT: NAME is kafka or mongo.
 start_server() {
-    local name="$1" port="$2" pidfile logfile marker pid t0 hc_time cmd=()
+    local name="$1" port="$2" pidfile logfile pid t0 hc_time cmd=()
     t0="$(now_ms)"
     pidfile="$("${name}_pidfile")"
     logfile="$("${name}_log")"
-    marker="$("${name}_marker")"
     mkdir -p "$STATE_DIR"
 
-    if pid="$(our_pid "$pidfile" "$marker")"; then
+    if pid="$(our_pid "$pidfile" "$("${name}_ident")")"; then
+        if [[ -r "/proc/$pid/cmdline" ]] && ! cmdline_of "$pid" | grep -qF -- "$("${name}_marker")"; then
+            die "$name: already running from $STATE_DIR (pid $pid) but not on port $port: $(cmdline_of "$pid"); run '$0 stop-$name' first"
+        fi
         if port_open "$port"; then
             hc_time="$(health "$name" "${name}_health")" || return 1
             log "$name: already running (pid $pid, $HOST:$port, health ok)"
@@ -498,14 +508,20 @@ start_server() {
 
 # stop_pid NAME PID: SIGTERM, then SIGKILL after STOP_TIMEOUT seconds.
 stop_pid() {
-    local name="$1" pid="$2" t0 deadline
+    local name="$1" pid="$2" t0 deadline target
     t0="$(now_ms)"
-    kill -TERM "$pid" 2>/dev/null || true
+    # The server was started with setsid, so it leads its own process group: signal the
+    # group, so that helper children (if any) go too. Otherwise signal just the pid.
+    target="$pid"
+    if [[ "$(ps -o pgid= -p "$pid" 2>/dev/null | tr -d ' ')" == "$pid" ]]; then
+        target="-$pid"
+    fi
+    kill -TERM -- "$target" 2>/dev/null || true
     deadline=$(($(now_ms) + STOP_TIMEOUT * 1000))
     while proc_running "$pid"; do
         if (($(now_ms) > deadline)); then
             warn "$name (pid $pid) still running ${STOP_TIMEOUT}s after SIGTERM; sending SIGKILL"
-            kill -KILL "$pid" 2>/dev/null || true
+            kill -KILL -- "$target" 2>/dev/null || true
             deadline=$(($(now_ms) + 5000))
             while proc_running "$pid"; do
                 (($(now_ms) < deadline)) || die "$name (pid $pid) survived SIGKILL"
@@ -519,10 +535,9 @@ stop_pid() {
 }
 
 stop_server() {
-    local name="$1" pidfile marker pid
+    local name="$1" pidfile pid
     pidfile="$("${name}_pidfile")"
-    marker="$("${name}_marker")"
-    if pid="$(our_pid "$pidfile" "$marker")"; then
+    if pid="$(our_pid "$pidfile" "$("${name}_ident")")"; then
         stop_pid "$name" "$pid"
     elif [[ -f "$pidfile" ]]; then
         log "$name: not running (removed stale pid file $pidfile)"
@@ -533,10 +548,13 @@ stop_server() {
 }
 
 status_server() {
-    local name="$1" port="$2" pidfile marker pid
+    local name="$1" port="$2" pidfile pid
     pidfile="$("${name}_pidfile")"
-    marker="$("${name}_marker")"
-    if pid="$(our_pid "$pidfile" "$marker")"; then
+    if pid="$(our_pid "$pidfile" "$("${name}_ident")")"; then
+        if [[ -r "/proc/$pid/cmdline" ]] && ! cmdline_of "$pid" | grep -qF -- "$("${name}_marker")"; then
+            log "$name: running (pid $pid) but NOT on port $port: $(cmdline_of "$pid")"
+            return 3
+        fi
         if port_open "$port" && "${name}_health" 2>/dev/null; then
             log "$name: running (pid $pid, $HOST:$port, health ok)"
             return 0

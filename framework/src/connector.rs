@@ -188,7 +188,8 @@ pub trait SourceConnector: 'static {
     const NAME: &'static str;
     const SUMMARY: &'static str;
     const OUTPUT: RecordType;
-    fn build(config: Self::Config, stage: &StageContext) -> Result<Box<dyn Source>, ConnectorError>;
+    fn build(config: Self::Config, stage: &StageContext)
+        -> Result<Box<dyn Source>, ConnectorError>;
 }
 
 // ---------------------------------------------------------------------------------------
@@ -306,12 +307,15 @@ pub struct ConfigCheck {
     pub output_attributes: Attributes,
 }
 
+/// Builds a connector instance from its (schema-checked) JSON config.
+pub type BuildFn<T> = fn(&serde_json::Value, &StageContext) -> Result<T, ConnectorError>;
+
 /// The erased constructor of a connector.
 #[derive(Clone, Copy)]
 pub enum Builder {
-    Source(fn(&serde_json::Value, &StageContext) -> Result<Box<dyn Source>, ConnectorError>),
-    Transform(fn(&serde_json::Value, &StageContext) -> Result<TransformFactory, ConnectorError>),
-    Sink(fn(&serde_json::Value, &StageContext) -> Result<Box<dyn Sink>, ConnectorError>),
+    Source(BuildFn<Box<dyn Source>>),
+    Transform(BuildFn<TransformFactory>),
+    Sink(BuildFn<Box<dyn Sink>>),
 }
 
 /// One registered connector, as stored by `inventory`.
@@ -331,7 +335,7 @@ pub struct ConnectorRegistration {
 inventory::collect!(ConnectorRegistration);
 
 fn schema_of<C: ConnectorConfig>() -> serde_json::Value {
-    schemars::schema_for!(C).to_value()
+    crate::validate::inline_schema_for::<C>()
 }
 
 fn parse_config<C: ConnectorConfig>(value: &serde_json::Value) -> Result<C, ConnectorError> {

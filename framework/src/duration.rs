@@ -132,7 +132,11 @@ mod tests {
             ("1h", 3_600_000),
             ("2d", 172_800_000),
         ] {
-            assert_eq!(text.parse::<DurationSpec>().unwrap().as_millis(), ms, "{text}");
+            assert_eq!(
+                text.parse::<DurationSpec>().unwrap().as_millis(),
+                ms,
+                "{text}"
+            );
         }
     }
 

@@ -41,7 +41,9 @@ pub enum FrameworkError {
         #[source]
         source: std::io::Error,
     },
-    #[error("pipeline {path} is invalid ({count} problem(s)); run `pipeline validate` for details")]
+    #[error(
+        "pipeline {path} is invalid ({count} problem(s)); run `pipeline validate` for details"
+    )]
     InvalidPipeline { path: PathBuf, count: usize },
     #[error("no stage named {name:?} in the pipeline{hint}")]
     UnknownStage { name: String, hint: String },

@@ -1,0 +1,184 @@
+//! The pipeline file, as typed structs. Their JSON Schema (derived) is what
+//! `pipeline validate` checks the file's structure against, so the doc comments here are
+//! the reference documentation of the format.
+
+use std::collections::BTreeMap;
+
+use schemars::JsonSchema;
+use serde::{Deserialize, Serialize};
+
+use crate::duration::DurationSpec;
+
+/// A pipeline: Kafka connection, topics and the stages that read and write them.
+#[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct PipelineSpec {
+    /// Name of the pipeline; the default prefix of every stage's consumer group.
+    pub name: String,
+    /// How to reach Kafka.
+    pub kafka: KafkaSpec,
+    /// Topics that need settings: partitions, or `external: true` for topics written
+    /// outside this pipeline (with the record type they carry).
+    #[serde(default)]
+    pub topics: BTreeMap<String, TopicSpec>,
+    /// The stages, each a registered connector.
+    pub stages: Vec<StageSpec>,
+}
+
+/// Kafka connection and defaults.
+#[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct KafkaSpec {
+    /// Bootstrap servers, comma-separated `host:port` list.
+    pub brokers: String,
+    /// Client properties passed through to librdkafka as they are (e.g.
+    /// `security.protocol`, `sasl.mechanism`, `sasl.username`, `ssl.ca.location`).
+    #[serde(default)]
+    pub properties: BTreeMap<String, PropertyValue>,
+    /// Partitions of topics the runtime creates when they are missing.
+    #[serde(default = "default_partitions")]
+    #[schemars(range(min = 1))]
+    pub partitions: i32,
+    /// Replication factor of topics the runtime creates.
+    #[serde(default = "default_replication")]
+    #[schemars(range(min = 1))]
+    pub replication_factor: i32,
+    /// Prefix of consumer group ids (`<prefix>.<stage>`); defaults to the pipeline name.
+    #[serde(default)]
+    pub group_prefix: Option<String>,
+    /// How often consumed offsets are committed (after everything derived from them is
+    /// acknowledged downstream).
+    #[serde(default = "default_commit_interval")]
+    pub commit_interval: DurationSpec,
+}
+
+/// A librdkafka property value; numbers and booleans are passed as their text.
+#[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
+#[serde(untagged)]
+pub enum PropertyValue {
+    Text(String),
+    Integer(i64),
+    Boolean(bool),
+}
+
+impl std::fmt::Display for PropertyValue {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            PropertyValue::Text(s) => f.write_str(s),
+            PropertyValue::Integer(i) => write!(f, "{i}"),
+            PropertyValue::Boolean(b) => write!(f, "{b}"),
+        }
+    }
+}
+
+/// Settings of one topic.
+#[derive(Debug, Clone, Default, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct TopicSpec {
+    /// Partitions when the runtime creates the topic (default: `kafka.partitions`).
+    #[serde(default)]
+    #[schemars(range(min = 1))]
+    pub partitions: Option<i32>,
+    /// The topic is written outside this pipeline; stages may read it.
+    #[serde(default)]
+    pub external: bool,
+    /// Record type carried by an external topic (default `json`: any JSON object).
+    #[serde(default)]
+    pub record_type: Option<String>,
+}
+
+/// One stage: a connector instance and the topics it reads and writes.
+#[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct StageSpec {
+    /// Unique stage name (used in `--stage`, consumer groups and metrics).
+    pub name: String,
+    /// The registered connector (`pipeline connectors` lists them).
+    #[serde(rename = "type")]
+    pub connector: String,
+    /// Shorthand for `inputs` when the connector has a single input port.
+    #[serde(default)]
+    pub input: Option<String>,
+    /// Topic read by each input port of the connector (`port: topic`).
+    #[serde(default)]
+    pub inputs: BTreeMap<String, String>,
+    /// Topic written by a source or transform.
+    #[serde(default)]
+    pub output: Option<String>,
+    /// Topic that receives records this stage rejects (bad, late or unmatched records),
+    /// with the reason in the `x-dead-letter-reason` header.
+    #[serde(default)]
+    pub dead_letter: Option<String>,
+    /// Consumer group id for this stage (default `<group_prefix>.<name>`).
+    #[serde(default)]
+    pub group: Option<String>,
+    /// Sink batching: records handed to one `write` call.
+    #[serde(default)]
+    pub batch: BatchSpec,
+    /// The connector's own configuration (`pipeline connectors describe TYPE`).
+    #[serde(default = "empty_object")]
+    #[schemars(with = "serde_json::Map<String, serde_json::Value>")]
+    pub config: serde_json::Value,
+}
+
+/// How a sink stage groups records into writes.
+#[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct BatchSpec {
+    /// Most records in one write.
+    #[serde(default = "default_batch_records")]
+    #[schemars(range(min = 1))]
+    pub max_records: usize,
+    /// Longest time a record waits for its batch to fill.
+    #[serde(default = "default_batch_wait")]
+    pub max_wait: DurationSpec,
+}
+
+impl Default for BatchSpec {
+    fn default() -> Self {
+        BatchSpec {
+            max_records: default_batch_records(),
+            max_wait: default_batch_wait(),
+        }
+    }
+}
+
+fn default_partitions() -> i32 {
+    3
+}
+fn default_replication() -> i32 {
+    1
+}
+fn default_commit_interval() -> DurationSpec {
+    DurationSpec::from_millis(1_000)
+}
+fn default_batch_records() -> usize {
+    1_000
+}
+fn default_batch_wait() -> DurationSpec {
+    DurationSpec::from_millis(100)
+}
+fn empty_object() -> serde_json::Value {
+    serde_json::Value::Object(serde_json::Map::new())
+}
+
+impl PipelineSpec {
+    /// The JSON Schema of the pipeline file.
+    pub fn json_schema() -> serde_json::Value {
+        crate::validate::inline_schema_for::<PipelineSpec>()
+    }
+}
+
+impl StageSpec {
+    /// Consumer group of this stage.
+    pub fn group_id(&self, pipeline: &PipelineSpec) -> String {
+        self.group.clone().unwrap_or_else(|| {
+            let prefix = pipeline
+                .kafka
+                .group_prefix
+                .clone()
+                .unwrap_or_else(|| pipeline.name.clone());
+            format!("{prefix}.{}", self.name)
+        })
+    }
+}

@@ -11,6 +11,56 @@ pub struct TimestampError {
 
 /// Formats epoch milliseconds as `YYYY-MM-DDTHH:MM:SS.mmmZ`.
 pub fn format_millis(millis: i64) -> String {
+    let mut out = Vec::with_capacity(24);
+    write_millis(&mut out, millis);
+    // `write_millis` writes ASCII only (and chrono's output is UTF-8).
+    String::from_utf8(out).unwrap_or_else(|e| String::from_utf8_lossy(e.as_bytes()).into_owned())
+}
+
+/// Appends [`format_millis`]`(millis)` to `out` without allocating (hot output paths).
+pub fn write_millis(out: &mut Vec<u8>, millis: i64) {
+    let days = millis.div_euclid(MILLIS_PER_DAY);
+    let in_day = millis.rem_euclid(MILLIS_PER_DAY);
+    let (year, month, day) = civil_from_days(days);
+    if !(0..=9999).contains(&year) {
+        // chrono's own rendering of signed or 5-digit years: rare enough to not matter.
+        out.extend_from_slice(slow_format(millis).as_bytes());
+        return;
+    }
+    let secs = in_day / 1000;
+    let fields = [
+        (year / 100) as u8,
+        (year % 100) as u8,
+        month as u8,
+        day as u8,
+        (secs / 3600) as u8,
+        (secs / 60 % 60) as u8,
+        (secs % 60) as u8,
+    ];
+    let ms = in_day % 1000;
+    let two = |v: u8| [b'0' + v / 10, b'0' + v % 10];
+    let mut buf = [0u8; 24];
+    buf[0..2].copy_from_slice(&two(fields[0]));
+    buf[2..4].copy_from_slice(&two(fields[1]));
+    buf[4] = b'-';
+    buf[5..7].copy_from_slice(&two(fields[2]));
+    buf[7] = b'-';
+    buf[8..10].copy_from_slice(&two(fields[3]));
+    buf[10] = b'T';
+    buf[11..13].copy_from_slice(&two(fields[4]));
+    buf[13] = b':';
+    buf[14..16].copy_from_slice(&two(fields[5]));
+    buf[16] = b':';
+    buf[17..19].copy_from_slice(&two(fields[6]));
+    buf[19] = b'.';
+    buf[20] = b'0' + (ms / 100) as u8;
+    buf[21] = b'0' + (ms / 10 % 10) as u8;
+    buf[22] = b'0' + (ms % 10) as u8;
+    buf[23] = b'Z';
+    out.extend_from_slice(&buf);
+}
+
+fn slow_format(millis: i64) -> String {
     match DateTime::<Utc>::from_timestamp_millis(millis) {
         Some(t) => t.to_rfc3339_opts(SecondsFormat::Millis, true),
         // Out of chrono's range (±262,000 years): not a real event time; keep it visible.
@@ -21,11 +71,84 @@ pub fn format_millis(millis: i64) -> String {
 /// Parses an RFC 3339 / ISO 8601 timestamp with an offset into epoch milliseconds
 /// (sub-millisecond digits are truncated).
 pub fn parse_millis(text: &str) -> Result<i64, TimestampError> {
+    if let Some(millis) = parse_canonical(text.as_bytes()) {
+        return Ok(millis);
+    }
     DateTime::parse_from_rfc3339(text)
         .map(|t| t.timestamp_millis())
         .map_err(|_| TimestampError {
             text: text.to_string(),
         })
+}
+
+const MILLIS_PER_DAY: i64 = 86_400_000;
+
+/// The hot path: exactly `YYYY-MM-DDTHH:MM:SS.mmmZ` with valid fields (what every
+/// connector writes). Anything else (offsets, other precisions, leap seconds) returns
+/// `None` and goes to chrono, so results never differ from chrono's.
+fn parse_canonical(b: &[u8]) -> Option<i64> {
+    if b.len() != 24
+        || b[4] != b'-'
+        || b[7] != b'-'
+        || b[10] != b'T'
+        || b[13] != b':'
+        || b[16] != b':'
+        || b[19] != b'.'
+        || b[23] != b'Z'
+    {
+        return None;
+    }
+    let num = |range: std::ops::Range<usize>| -> Option<i64> {
+        b[range].iter().try_fold(0i64, |acc, &c| {
+            c.is_ascii_digit().then(|| acc * 10 + i64::from(c - b'0'))
+        })
+    };
+    let (year, month, day) = (num(0..4)?, num(5..7)?, num(8..10)?);
+    let (hour, minute, second, ms) = (num(11..13)?, num(14..16)?, num(17..19)?, num(20..23)?);
+    if !(1..=12).contains(&month)
+        || day < 1
+        || day > days_in_month(year, month)
+        || hour > 23
+        || minute > 59
+        || second > 59
+    {
+        return None;
+    }
+    let days = days_from_civil(year, month, day);
+    Some(days * MILLIS_PER_DAY + ((hour * 60 + minute) * 60 + second) * 1000 + ms)
+}
+
+fn days_in_month(year: i64, month: i64) -> i64 {
+    match month {
+        2 if year % 4 == 0 && (year % 100 != 0 || year % 400 == 0) => 29,
+        2 => 28,
+        4 | 6 | 9 | 11 => 30,
+        _ => 31,
+    }
+}
+
+/// Days since 1970-01-01 of a proleptic Gregorian date (H. Hinnant's algorithm).
+fn days_from_civil(year: i64, month: i64, day: i64) -> i64 {
+    let y = if month <= 2 { year - 1 } else { year };
+    let era = y.div_euclid(400);
+    let yoe = y - era * 400;
+    let mp = (month + 9) % 12;
+    let doy = (153 * mp + 2) / 5 + day - 1;
+    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
+    era * 146_097 + doe - 719_468
+}
+
+/// The inverse of [`days_from_civil`]: (year, month, day).
+fn civil_from_days(days: i64) -> (i64, i64, i64) {
+    let z = days + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z - era * 146_097;
+    let yoe = (doe - doe / 1_460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let day = doy - (153 * mp + 2) / 5 + 1;
+    let month = if mp < 10 { mp + 3 } else { mp - 9 };
+    (yoe + era * 400 + i64::from(month <= 2), month, day)
 }
 
 #[cfg(test)]
@@ -40,9 +163,63 @@ mod tests {
 
     #[test]
     fn parse_round_trips_and_accepts_offsets() {
-        assert_eq!(parse_millis("2025-05-07T15:30:31.891Z"), Ok(1_746_631_831_891));
-        assert_eq!(parse_millis("2025-05-07T17:30:31.891+02:00"), Ok(1_746_631_831_891));
+        assert_eq!(
+            parse_millis("2025-05-07T15:30:31.891Z"),
+            Ok(1_746_631_831_891)
+        );
+        assert_eq!(
+            parse_millis("2025-05-07T17:30:31.891+02:00"),
+            Ok(1_746_631_831_891)
+        );
         assert!(parse_millis("2025-05-07 15:30").is_err());
         assert!(parse_millis("").is_err());
+    }
+
+    #[test]
+    fn fast_format_and_parse_agree_with_chrono() {
+        let samples = [
+            i64::MIN / 4,
+            -62_167_219_200_001, // 0000-12-31T23:59:59.999 BC side: chrono fallback
+            -62_167_219_200_000, // 0000-01-01T00:00:00.000Z
+            -1,
+            0,
+            951_782_400_000, // 2000-02-29
+            1_746_631_831_891,
+            253_402_300_799_999, // 9999-12-31T23:59:59.999Z
+            253_402_300_800_000, // year 10000: chrono fallback
+            i64::MAX / 4,
+        ];
+        let mut rng = 0x9E37_79B9_7F4A_7C15_u64;
+        let random = (0..20_000).map(|_| {
+            rng ^= rng << 13;
+            rng ^= rng >> 7;
+            rng ^= rng << 17;
+            (rng % 400_000_000_000_000) as i64 - 100_000_000_000_000
+        });
+        for millis in samples.into_iter().chain(random) {
+            let fast = format_millis(millis);
+            assert_eq!(fast, slow_format(millis), "{millis}");
+            let chrono = DateTime::parse_from_rfc3339(&fast).map(|t| t.timestamp_millis());
+            assert_eq!(parse_millis(&fast).ok(), chrono.ok(), "{fast}");
+        }
+    }
+
+    #[test]
+    fn fast_parse_leaves_invalid_or_unusual_fields_to_chrono() {
+        for text in [
+            "2025-02-29T00:00:00.000Z",
+            "2024-02-29T00:00:00.000Z",
+            "2025-13-01T00:00:00.000Z",
+            "2025-12-31T24:00:00.000Z",
+            "2016-12-31T23:59:60.000Z",
+            "2025-05-07t15:30:31.891Z",
+            "2025-05-07T15:30:31.891z",
+            "2025-05-07T15:30:31.8912Z",
+            "2025-05-07T15:3a:31.891Z",
+            "+025-05-07T15:30:31.891Z",
+        ] {
+            let chrono = DateTime::parse_from_rfc3339(text).map(|t| t.timestamp_millis());
+            assert_eq!(parse_millis(text).ok(), chrono.ok(), "{text}");
+        }
     }
 }

@@ -79,7 +79,8 @@ impl<K: Eq + Hash + Clone> KeyedWatermarks<K> {
 
     pub fn entry(&mut self, key: &K) -> &mut Watermark {
         if !self.by_key.contains_key(key) {
-            self.by_key.insert(key.clone(), Watermark::new(self.lateness_ms));
+            self.by_key
+                .insert(key.clone(), Watermark::new(self.lateness_ms));
         }
         // The key was inserted just above when missing.
         self.by_key

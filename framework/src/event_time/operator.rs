@@ -1,0 +1,478 @@
+//! A keyed event-time sliding-window operator (append mode), generic over the aggregate.
+//!
+//! Per key (semantics.md §2): a [`Watermark`] `W = max event time - lateness`; a record
+//! with `t < W` (before the record) is late and joins nothing; otherwise it is added to
+//! its pane. The windows ending at `e` close when `W >= e` and are reported once, in
+//! increasing `e`, with one aggregate per configured length; nothing is reported for an
+//! `e` where every window is empty, and gaps are skipped without visiting each slide.
+//! End of input (watermark plus infinity) closes everything.
+//!
+//! Restart support: [`KeyedWindowOperator::restart_watermarks`] is what to checkpoint,
+//! and [`KeyedWindowOperator::resume`] turns it into per-key fences (windows ending before
+//! the fence were already reported) and the event time to replay the input from.
+
+use std::{borrow::Borrow, collections::HashMap, collections::VecDeque, hash::Hash};
+
+use super::aggregate::Aggregate;
+use super::sliding::AlignedSlidingWindow;
+use super::watermark::Watermark;
+use super::window::{floor_div, SlidingWindows};
+
+/// What happened to a record offered to [`KeyedWindowOperator::process`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Admission {
+    Accepted,
+    /// Earlier than the key's watermark (as it was before the record): joined nothing.
+    Late {
+        watermark_ms: i64,
+    },
+}
+
+/// The windows of one key that closed at one end `e`.
+#[derive(Debug)]
+pub struct ClosedWindows<'a, A> {
+    pub end_ms: i64,
+    windows: &'a SlidingWindows,
+    /// One aggregate per configured window length, in configured order (possibly empty).
+    pub aggregates: &'a [A],
+}
+
+impl<'a, A: Aggregate> ClosedWindows<'a, A> {
+    /// The non-empty windows, in configured order: (index, `window_start` ms, aggregate).
+    pub fn non_empty(&self) -> impl Iterator<Item = (usize, i64, &'a A)> + 'a {
+        let end = self.end_ms;
+        let lengths = self.windows.lengths_ms();
+        self.aggregates
+            .iter()
+            .enumerate()
+            .filter(|(_, a)| !a.is_empty())
+            .map(move |(i, a)| (i, end.saturating_sub(lengths[i]), a))
+    }
+}
+
+#[derive(Debug, Clone)]
+struct KeyState<A> {
+    watermark: Watermark,
+    /// Windows ending before this were reported before a restart: computed, not reported.
+    fence_ms: Option<i64>,
+    /// Pane index `E` of the next window end `E*S` not yet closed; `None` before the
+    /// first record.
+    next_end: Option<i64>,
+    /// Panes `base ..`: the open ones and the closed ones that open windows still need.
+    panes: VecDeque<A>,
+    base: i64,
+    /// The latest closed pane holding data: when it is older than the longest window,
+    /// every window is empty.
+    latest_closed_data: Option<i64>,
+    sliders: Vec<AlignedSlidingWindow<A>>,
+    results: Vec<A>,
+    empty: A,
+}
+
+impl<A: Aggregate> KeyState<A> {
+    fn new(windows: &SlidingWindows, lateness_ms: i64) -> Self {
+        KeyState {
+            watermark: Watermark::new(lateness_ms),
+            fence_ms: None,
+            next_end: None,
+            panes: VecDeque::new(),
+            base: 0,
+            latest_closed_data: None,
+            sliders: windows
+                .lengths_in_panes()
+                .iter()
+                .map(|&n| AlignedSlidingWindow::new(n))
+                .collect(),
+            results: vec![A::empty(); windows.len()],
+            empty: A::empty(),
+        }
+    }
+
+    fn pane(&self, index: i64) -> &A {
+        index
+            .checked_sub(self.base)
+            .and_then(|i| usize::try_from(i).ok())
+            .and_then(|i| self.panes.get(i))
+            .unwrap_or(&self.empty)
+    }
+
+    fn stored_end(&self) -> i64 {
+        self.base.saturating_add(self.panes.len() as i64)
+    }
+
+    fn insert(&mut self, pane: i64, value: &A::Value) {
+        if self.panes.is_empty() {
+            self.base = pane;
+            self.panes.push_back(A::empty());
+        } else if pane < self.base {
+            for _ in pane..self.base {
+                self.panes.push_front(A::empty());
+            }
+            self.base = pane;
+        } else {
+            while pane >= self.stored_end() {
+                self.panes.push_back(A::empty());
+            }
+        }
+        let slot = usize::try_from(pane - self.base)
+            .ok()
+            .and_then(|i| self.panes.get_mut(i));
+        if let Some(slot) = slot {
+            slot.add(value);
+        }
+    }
+
+    /// The first stored pane at or after `from` holding data.
+    fn first_data_at_or_after(&self, from: i64) -> Option<i64> {
+        let skip = usize::try_from(from.saturating_sub(self.base)).unwrap_or(0);
+        self.panes
+            .iter()
+            .enumerate()
+            .skip(skip)
+            .find(|(_, p)| !p.is_empty())
+            .map(|(i, _)| self.base + i as i64)
+    }
+
+    /// Closes and reports every window end `e <= W`.
+    fn advance<K>(
+        &mut self,
+        key: &K,
+        windows: &SlidingWindows,
+        emit: &mut impl FnMut(&K, &ClosedWindows<'_, A>),
+    ) {
+        let Some(w) = self.watermark.current() else {
+            return;
+        };
+        let ended = w == i64::MAX;
+        // Every end E with E*S <= W is closed.
+        let limit = if ended {
+            i64::MAX
+        } else {
+            floor_div(w, windows.slide_ms())
+        };
+        let longest = windows.longest_in_panes();
+        let mut e = match self.next_end {
+            Some(e) => e,
+            // First record: nothing is stored, so every end up to the limit is empty.
+            None if ended => return,
+            None => limit.saturating_add(1),
+        };
+        while e <= limit {
+            if !self.pane(e - 1).is_empty() {
+                self.latest_closed_data = Some(e - 1);
+            }
+            if self.latest_closed_data.is_none_or(|q| q < e - longest) {
+                // Every window ending at `e` is empty: jump to the next pane with data.
+                match self.first_data_at_or_after(e) {
+                    Some(q) if q < limit => {
+                        e = q + 1;
+                        continue;
+                    }
+                    _ if ended => {
+                        e = self.stored_end();
+                        break;
+                    }
+                    _ => {
+                        e = limit + 1;
+                        break;
+                    }
+                }
+            }
+            let end_ms = windows.pane_start_ms(e);
+            if self.fence_ms.is_none_or(|fence| end_ms >= fence) {
+                self.report(key, e, end_ms, windows, emit);
+            }
+            e += 1;
+        }
+        self.next_end = Some(e);
+        let keep_from = e.saturating_sub(longest);
+        while self.base < keep_from && !self.panes.is_empty() {
+            self.panes.pop_front();
+            self.base += 1;
+        }
+        if self.panes.is_empty() {
+            self.base = keep_from;
+        }
+    }
+
+    fn report<K>(
+        &mut self,
+        key: &K,
+        e: i64,
+        end_ms: i64,
+        windows: &SlidingWindows,
+        emit: &mut impl FnMut(&K, &ClosedWindows<'_, A>),
+    ) {
+        let mut results = std::mem::take(&mut self.results);
+        let mut sliders = std::mem::take(&mut self.sliders);
+        let mut any = false;
+        for (slot, slider) in results.iter_mut().zip(sliders.iter_mut()) {
+            *slot = slider.window(e, |i| self.pane(i));
+            any |= !slot.is_empty();
+        }
+        if any {
+            emit(
+                key,
+                &ClosedWindows {
+                    end_ms,
+                    windows,
+                    aggregates: &results,
+                },
+            );
+        }
+        self.results = results;
+        self.sliders = sliders;
+    }
+
+    /// What a checkpoint records for the key: its watermark, never below its fence.
+    fn restart_watermark(&self) -> Option<i64> {
+        match (self.watermark.current(), self.fence_ms) {
+            (Some(w), Some(f)) => Some(w.max(f)),
+            (w, f) => w.or(f),
+        }
+    }
+}
+
+/// Per-key sliding windows over one input, in event time.
+#[derive(Debug, Clone)]
+pub struct KeyedWindowOperator<K, A> {
+    windows: SlidingWindows,
+    lateness_ms: i64,
+    index: HashMap<K, usize>,
+    keys: Vec<K>,
+    states: Vec<KeyState<A>>,
+}
+
+impl<K, A> KeyedWindowOperator<K, A>
+where
+    K: Eq + Hash + Ord + Clone,
+    A: Aggregate,
+{
+    pub fn new(windows: SlidingWindows, lateness_ms: i64) -> Self {
+        KeyedWindowOperator {
+            windows,
+            lateness_ms: lateness_ms.max(0),
+            index: HashMap::new(),
+            keys: Vec::new(),
+            states: Vec::new(),
+        }
+    }
+
+    pub fn windows(&self) -> &SlidingWindows {
+        &self.windows
+    }
+
+    pub fn lateness_ms(&self) -> i64 {
+        self.lateness_ms
+    }
+
+    /// Number of keys with state.
+    pub fn key_count(&self) -> usize {
+        self.keys.len()
+    }
+
+    /// The key's watermark (`None`: minus infinity or unknown key; `i64::MAX`: ended).
+    pub fn watermark<Q>(&self, key: &Q) -> Option<i64>
+    where
+        K: Borrow<Q>,
+        Q: Hash + Eq + ?Sized,
+    {
+        self.index
+            .get(key)
+            .and_then(|&i| self.states[i].watermark.current())
+    }
+
+    fn slot<Q>(&mut self, key: &Q) -> usize
+    where
+        K: Borrow<Q>,
+        Q: Hash + Eq + ToOwned<Owned = K> + ?Sized,
+    {
+        if let Some(&i) = self.index.get(key) {
+            return i;
+        }
+        let i = self.states.len();
+        self.states
+            .push(KeyState::new(&self.windows, self.lateness_ms));
+        self.keys.push(key.to_owned());
+        self.index.insert(key.to_owned(), i);
+        i
+    }
+
+    /// One record of `key` at `event_ms`. Windows it closes are passed to `emit`, oldest
+    /// first, before this returns.
+    pub fn process<Q, F>(
+        &mut self,
+        key: &Q,
+        event_ms: i64,
+        value: &A::Value,
+        mut emit: F,
+    ) -> Admission
+    where
+        K: Borrow<Q>,
+        Q: Hash + Eq + ToOwned<Owned = K> + ?Sized,
+        F: FnMut(&K, &ClosedWindows<'_, A>),
+    {
+        let i = self.slot(key);
+        let state = &mut self.states[i];
+        if state.watermark.is_late(event_ms) {
+            return Admission::Late {
+                watermark_ms: state.watermark.current().unwrap_or(i64::MIN),
+            };
+        }
+        state.watermark.observe(event_ms);
+        // The record itself never lands in a window this closes (its end is > t >= W),
+        // so closing first keeps the pane buffer short across gaps.
+        state.advance(&self.keys[i], &self.windows, &mut emit);
+        state.insert(self.windows.pane_of(event_ms), value);
+        Admission::Accepted
+    }
+
+    /// Bounded input ended: every key's watermark becomes plus infinity and every window
+    /// is reported (keys in ascending order).
+    pub fn end_of_input<F>(&mut self, mut emit: F)
+    where
+        F: FnMut(&K, &ClosedWindows<'_, A>),
+    {
+        let mut order: Vec<usize> = (0..self.keys.len()).collect();
+        order.sort_by(|&a, &b| self.keys[a].cmp(&self.keys[b]));
+        for i in order {
+            let state = &mut self.states[i];
+            state.watermark.end();
+            state.advance(&self.keys[i], &self.windows, &mut emit);
+        }
+    }
+
+    /// What to checkpoint, by ascending key: each key's watermark `W(K)` (never below its
+    /// fence; `i64::MAX` once ended). Keys without one are omitted.
+    pub fn restart_watermarks(&self) -> Vec<(&K, i64)> {
+        let mut out: Vec<(&K, i64)> = self
+            .keys
+            .iter()
+            .zip(&self.states)
+            .filter_map(|(k, s)| s.restart_watermark().map(|w| (k, w)))
+            .collect();
+        out.sort_by(|a, b| a.0.cmp(b.0));
+        out
+    }
+
+    /// Prepares a fresh operator to rebuild its state after a restart, from checkpointed
+    /// `restart_watermarks`. Returns the event time to replay the input from, `None`
+    /// when nothing needs replaying.
+    ///
+    /// Each key gets a fence at its checkpointed watermark `W_c`: the windows ending
+    /// before it were reported before the restart and are not reported again; those ending
+    /// at or after it are reported, identical to an uninterrupted run. That holds when the
+    /// replay holds every record (in log order) from the first one with event time at or
+    /// after `T = min W_c - longest window`: a window ending at `e >= W_c` only holds
+    /// records with `t >= e - L >= T`, none of which precede that first record in the log,
+    /// and such a record gets the same late decision (a watermark that differs from the
+    /// uninterrupted run's is below `T - lateness`).
+    pub fn resume(&mut self, watermarks: impl IntoIterator<Item = (K, i64)>) -> Option<i64> {
+        let mut earliest: Option<i64> = None;
+        for (key, w) in watermarks {
+            let i = self.slot(&key);
+            let state = &mut self.states[i];
+            state.fence_ms = Some(w);
+            if w == i64::MAX {
+                // The key's input had ended: like the uninterrupted run, it takes nothing more.
+                state.watermark.end();
+                state.next_end = Some(i64::MAX);
+                continue;
+            }
+            let from = w.saturating_sub(self.windows.longest_ms());
+            earliest = Some(earliest.map_or(from, |t| t.min(from)));
+        }
+        earliest
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::event_time::aggregate::MomentStats;
+
+    type Out = Vec<(String, i64, Vec<(usize, i64, u64, f64)>)>;
+
+    fn collect(out: &mut Out) -> impl FnMut(&String, &ClosedWindows<'_, MomentStats>) + '_ {
+        |k, c| {
+            let stats = c
+                .non_empty()
+                .map(|(i, start, a)| (i, start, a.count(), a.mean().unwrap_or(f64::NAN)))
+                .collect();
+            out.push((k.clone(), c.end_ms, stats));
+        }
+    }
+
+    fn op(lengths: &[i64], slide: i64, lateness: i64) -> KeyedWindowOperator<String, MomentStats> {
+        KeyedWindowOperator::new(SlidingWindows::new(slide, lengths).unwrap(), lateness)
+    }
+
+    #[test]
+    fn windows_close_when_the_watermark_reaches_their_end_and_are_reported_once() {
+        let mut o = op(&[2_000], 1_000, 500);
+        let mut out = Out::new();
+        o.process("A", 100, &1.0, collect(&mut out));
+        o.process("A", 1_100, &3.0, collect(&mut out));
+        assert!(out.is_empty(), "W = 600 closes nothing");
+        o.process("A", 1_600, &5.0, collect(&mut out));
+        // W = 1100 >= 1000: the window [-1000, 1000) closes.
+        assert_eq!(out, vec![("A".into(), 1_000, vec![(0, -1_000, 1, 1.0)])]);
+        o.end_of_input(collect(&mut out));
+        assert_eq!(
+            out[1..],
+            [
+                ("A".into(), 2_000, vec![(0, 0, 3, 3.0)]),
+                ("A".into(), 3_000, vec![(0, 1_000, 2, 4.0)]),
+            ]
+        );
+    }
+
+    #[test]
+    fn late_records_are_reported_and_join_nothing() {
+        let mut o = op(&[2_000], 1_000, 500);
+        let mut out = Out::new();
+        o.process("A", 5_000, &1.0, collect(&mut out));
+        assert_eq!(
+            o.process("A", 4_499, &9.0, collect(&mut out)),
+            Admission::Late {
+                watermark_ms: 4_500
+            }
+        );
+        assert_eq!(
+            o.process("A", 4_500, &3.0, collect(&mut out)),
+            Admission::Accepted
+        );
+        o.end_of_input(collect(&mut out));
+        let counts: u64 = out.iter().flat_map(|r| &r.2).map(|s| s.2).sum();
+        assert_eq!(counts, 4, "two records, each in two windows");
+    }
+
+    #[test]
+    fn gaps_longer_than_the_longest_window_report_nothing_in_between() {
+        let mut o = op(&[1_000, 3_000], 1_000, 0);
+        let mut out = Out::new();
+        o.process("A", 0, &1.0, collect(&mut out));
+        o.process("A", 1_000_000_000, &2.0, collect(&mut out));
+        let ends: Vec<i64> = out.iter().map(|r| r.1).collect();
+        assert_eq!(ends, vec![1_000, 2_000, 3_000]);
+        assert_eq!(
+            out[1].2,
+            vec![(1, -1_000, 1, 1.0)],
+            "only the 3s window is non-empty"
+        );
+    }
+
+    #[test]
+    fn resume_fences_reported_windows_and_replays_from_the_longest_window_back() {
+        let mut o = op(&[1_000, 5_000], 1_000, 2_000);
+        let t = o.resume([("A".to_string(), 20_000), ("B".to_string(), 12_000)]);
+        assert_eq!(t, Some(7_000));
+        let mut out = Out::new();
+        for ts in (7_000..=30_000).step_by(500) {
+            o.process("B", ts, &1.0, collect(&mut out));
+        }
+        assert!(out.iter().all(|r| r.1 >= 12_000));
+        assert_eq!(out.first().map(|r| r.1), Some(12_000));
+        assert_eq!(o.restart_watermarks()[0], (&"A".to_string(), 20_000));
+    }
+}

@@ -1,0 +1,438 @@
+//! The keyed probe/table join state machine.
+
+use std::{
+    borrow::Borrow,
+    collections::{hash_map::RandomState, BTreeMap, HashMap, VecDeque},
+    hash::{BuildHasher, Hash},
+};
+
+use crate::event_time::Watermark;
+
+use super::checkpoint::JoinCheckpoint;
+
+/// The slide-aligned time a probe at `time_ms` joins: `floor(time / slide) * slide`
+/// (floor, also for negative times). Saturates at the bottom of the `i64` range.
+pub fn bucket_of(time_ms: i64, slide_ms: i64) -> i64 {
+    time_ms.saturating_sub(time_ms.rem_euclid(slide_ms))
+}
+
+/// Invalid join parameters.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum JoinConfigError {
+    #[error("join slide must be positive, got {0} ms")]
+    NonPositiveSlide(i64),
+    #[error("join lateness must not be negative, got {0} ms")]
+    NegativeLateness(i64),
+}
+
+/// Why a probe can never be matched.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum UnmatchedCause {
+    /// A table record with this later time was accepted, and none at the probe's bucket.
+    Superseded { latest_table_ms: i64 },
+    /// The inputs ended before the probe's table record arrived.
+    EndOfInput,
+}
+
+/// A decision about one probe, handed to the caller's callback.
+#[derive(Debug)]
+pub enum JoinEvent<'a, K, P, T> {
+    /// The probe and its table record (at `table_ms`) have both arrived.
+    Matched {
+        key: &'a K,
+        time_ms: i64,
+        probe: P,
+        table_ms: i64,
+        table: &'a T,
+    },
+    /// The probe's table record can no longer arrive.
+    Unmatched {
+        key: &'a K,
+        time_ms: i64,
+        probe: P,
+        cause: UnmatchedCause,
+    },
+    /// The probe was behind the key's probe watermark when it arrived.
+    Late {
+        key: &'a K,
+        time_ms: i64,
+        probe: P,
+        watermark_ms: i64,
+    },
+    /// The probe is below the fence set by [`KeyedJoin::resume`]: it was decided (and its
+    /// result emitted or counted) before the restart, so it must be neither emitted nor
+    /// counted again.
+    Fenced { key: &'a K, time_ms: i64, probe: P },
+}
+
+/// What happened to a table record.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TableOutcome {
+    /// Stored (or, when every probe that could match it is already late, only used to
+    /// resolve pending probes).
+    Accepted,
+    /// `e` is not a multiple of the slide: no probe could ever match it.
+    Misaligned,
+    /// The same `(key, e)` was accepted before; the first one is kept.
+    Duplicate,
+    /// Behind the key's table watermark.
+    Late { watermark_ms: i64 },
+    /// Older than the latest accepted table record of the key and never seen: probes at its
+    /// time were (or will be) declared unmatched already, so it is ignored.
+    Superseded { latest_table_ms: i64 },
+}
+
+/// How much the join holds, for metrics and tests of bounded state.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct Buffered {
+    pub probes: usize,
+    pub table_records: usize,
+}
+
+impl Buffered {
+    pub fn total(self) -> usize {
+        self.probes + self.table_records
+    }
+}
+
+struct Pending<P> {
+    bucket: i64,
+    time_ms: i64,
+    probe: P,
+}
+
+struct KeyState<K, P, T> {
+    key: K,
+    probe_wm: Watermark,
+    table_wm: Watermark,
+    latest_table: Option<i64>,
+    /// Accepted table records, strictly increasing in time (only newer ones are accepted).
+    table: VecDeque<(i64, T)>,
+    /// Undecided probes, sorted by bucket, in arrival order within a bucket.
+    pending: VecDeque<Pending<P>>,
+    /// Probes below this time were decided before a restart.
+    fence: Option<i64>,
+}
+
+impl<K, P, T> KeyState<K, P, T> {
+    fn new(key: K, lateness_ms: i64) -> Self {
+        KeyState {
+            key,
+            probe_wm: Watermark::new(lateness_ms),
+            table_wm: Watermark::new(lateness_ms),
+            latest_table: None,
+            table: VecDeque::new(),
+            pending: VecDeque::new(),
+            fence: None,
+        }
+    }
+
+    fn push_probe<F>(&mut self, slide_ms: i64, time_ms: i64, probe: P, on_event: &mut F)
+    where
+        F: FnMut(JoinEvent<'_, K, P, T>),
+    {
+        let key = &self.key;
+        if self.fence.is_some_and(|fence| time_ms < fence) {
+            // Still observed: it is a real record of the input, and the watermark it gives
+            // can only be at or below the uninterrupted run's at this point.
+            self.probe_wm.observe(time_ms);
+            on_event(JoinEvent::Fenced {
+                key,
+                time_ms,
+                probe,
+            });
+            return;
+        }
+        if self.probe_wm.is_late(time_ms) {
+            let watermark_ms = self.probe_wm.current().unwrap_or(i64::MIN);
+            on_event(JoinEvent::Late {
+                key,
+                time_ms,
+                probe,
+                watermark_ms,
+            });
+            return;
+        }
+        self.probe_wm.observe(time_ms);
+        let bucket = bucket_of(time_ms, slide_ms);
+        if let Ok(i) = self.table.binary_search_by_key(&bucket, |(e, _)| *e) {
+            let (table_ms, table) = &self.table[i];
+            on_event(JoinEvent::Matched {
+                key,
+                time_ms,
+                probe,
+                table_ms: *table_ms,
+                table,
+            });
+        } else if let Some(latest) = self.latest_table.filter(|&latest| latest > bucket) {
+            on_event(JoinEvent::Unmatched {
+                key,
+                time_ms,
+                probe,
+                cause: UnmatchedCause::Superseded {
+                    latest_table_ms: latest,
+                },
+            });
+        } else {
+            let at = self.pending.partition_point(|p| p.bucket <= bucket);
+            let pending = Pending {
+                bucket,
+                time_ms,
+                probe,
+            };
+            if at == self.pending.len() {
+                self.pending.push_back(pending);
+            } else {
+                self.pending.insert(at, pending);
+            }
+        }
+        self.evict_table(slide_ms);
+    }
+
+    /// Drops table records every future probe at their time would be late for.
+    fn evict_table(&mut self, slide_ms: i64) {
+        while let Some((e, _)) = self.table.front() {
+            if self.probe_wm.has_passed(e.saturating_add(slide_ms)) {
+                self.table.pop_front();
+            } else {
+                break;
+            }
+        }
+    }
+
+    fn push_table<F>(&mut self, slide_ms: i64, e: i64, table: T, on_event: &mut F) -> TableOutcome
+    where
+        F: FnMut(JoinEvent<'_, K, P, T>),
+    {
+        if let Some(latest) = self.latest_table.filter(|&latest| e <= latest) {
+            if e == latest || self.table.binary_search_by_key(&e, |(t, _)| *t).is_ok() {
+                return TableOutcome::Duplicate;
+            }
+            if self.table_wm.is_late(e) {
+                return TableOutcome::Late {
+                    watermark_ms: self.table_wm.current().unwrap_or(i64::MIN),
+                };
+            }
+            return TableOutcome::Superseded {
+                latest_table_ms: latest,
+            };
+        }
+        self.table_wm.observe(e);
+        self.latest_table = Some(e);
+        let key = &self.key;
+        // Pending probes are sorted by bucket: older buckets can no longer be matched,
+        // this one is matched now, newer ones keep waiting.
+        while let Some(front) = self.pending.front() {
+            if front.bucket > e {
+                break;
+            }
+            let Some(p) = self.pending.pop_front() else {
+                break;
+            };
+            if p.bucket < e {
+                on_event(JoinEvent::Unmatched {
+                    key,
+                    time_ms: p.time_ms,
+                    probe: p.probe,
+                    cause: UnmatchedCause::Superseded { latest_table_ms: e },
+                });
+            } else {
+                on_event(JoinEvent::Matched {
+                    key,
+                    time_ms: p.time_ms,
+                    probe: p.probe,
+                    table_ms: e,
+                    table: &table,
+                });
+            }
+        }
+        if !self.probe_wm.has_passed(e.saturating_add(slide_ms)) {
+            self.table.push_back((e, table));
+        }
+        TableOutcome::Accepted
+    }
+
+    fn end_of_input<F>(&mut self, on_event: &mut F)
+    where
+        F: FnMut(JoinEvent<'_, K, P, T>),
+    {
+        self.probe_wm.end();
+        self.table_wm.end();
+        self.table.clear();
+        let key = &self.key;
+        for p in self.pending.drain(..) {
+            on_event(JoinEvent::Unmatched {
+                key,
+                time_ms: p.time_ms,
+                probe: p.probe,
+                cause: UnmatchedCause::EndOfInput,
+            });
+        }
+    }
+
+    /// `P_c`: every probe below it has been decided. `None` when no probe was seen and no
+    /// fence is set.
+    fn decided_before(&self) -> Option<i64> {
+        let oldest_pending = self.pending.front().map(|front| {
+            self.pending
+                .iter()
+                .take_while(|p| p.bucket == front.bucket)
+                .map(|p| p.time_ms)
+                .min()
+                .unwrap_or(front.time_ms)
+        });
+        let own = self
+            .probe_wm
+            .current()
+            .map(|w| oldest_pending.map_or(w, |o| o.min(w)));
+        match (own, self.fence) {
+            (Some(own), Some(fence)) => Some(own.max(fence)),
+            (own, fence) => own.or(fence),
+        }
+    }
+}
+
+/// A keyed two-input event-time join; see the [module docs](super).
+///
+/// Generic over the key `K`, the probe payload `P` and the table payload `T`. Every
+/// decision is reported through the `on_event` callback of the call that made it.
+pub struct KeyedJoin<K, P, T, S = RandomState> {
+    slide_ms: i64,
+    lateness_ms: i64,
+    keys: HashMap<K, KeyState<K, P, T>, S>,
+}
+
+impl<K, P, T, S> KeyedJoin<K, P, T, S>
+where
+    K: Hash + Eq + Ord + Clone,
+    S: BuildHasher + Default,
+{
+    /// A join matching probes with table records aligned to `slide_ms`, with `lateness_ms`
+    /// allowed lateness on both inputs.
+    pub fn new(slide_ms: i64, lateness_ms: i64) -> Result<Self, JoinConfigError> {
+        if slide_ms <= 0 {
+            return Err(JoinConfigError::NonPositiveSlide(slide_ms));
+        }
+        if lateness_ms < 0 {
+            return Err(JoinConfigError::NegativeLateness(lateness_ms));
+        }
+        Ok(KeyedJoin {
+            slide_ms,
+            lateness_ms,
+            keys: HashMap::default(),
+        })
+    }
+
+    pub fn slide_ms(&self) -> i64 {
+        self.slide_ms
+    }
+
+    pub fn lateness_ms(&self) -> i64 {
+        self.lateness_ms
+    }
+
+    /// Runs `f` on the state of `key`, creating it on first use (one hash lookup when the
+    /// key exists, which is the hot path).
+    fn with_state<Q, R>(&mut self, key: &Q, f: impl FnOnce(&mut KeyState<K, P, T>) -> R) -> R
+    where
+        K: Borrow<Q> + for<'q> From<&'q Q>,
+        Q: Hash + Eq + ?Sized,
+    {
+        if let Some(state) = self.keys.get_mut(key) {
+            return f(state);
+        }
+        let owned = K::from(key);
+        let mut state = KeyState::new(owned.clone(), self.lateness_ms);
+        let result = f(&mut state);
+        self.keys.insert(owned, state);
+        result
+    }
+
+    /// One probe of `key` at event time `time_ms`, in its input's order.
+    pub fn push_probe<Q, F>(&mut self, key: &Q, time_ms: i64, probe: P, on_event: &mut F)
+    where
+        K: Borrow<Q> + for<'q> From<&'q Q>,
+        Q: Hash + Eq + ?Sized,
+        F: FnMut(JoinEvent<'_, K, P, T>),
+    {
+        let slide_ms = self.slide_ms;
+        self.with_state(key, |state| {
+            state.push_probe(slide_ms, time_ms, probe, on_event)
+        });
+    }
+
+    /// One table record of `key` at time `e_ms`, in its input's order. Pending probes it
+    /// decides are reported through `on_event`.
+    pub fn push_table<Q, F>(
+        &mut self,
+        key: &Q,
+        e_ms: i64,
+        table: T,
+        on_event: &mut F,
+    ) -> TableOutcome
+    where
+        K: Borrow<Q> + for<'q> From<&'q Q>,
+        Q: Hash + Eq + ?Sized,
+        F: FnMut(JoinEvent<'_, K, P, T>),
+    {
+        if e_ms.rem_euclid(self.slide_ms) != 0 {
+            return TableOutcome::Misaligned;
+        }
+        let slide_ms = self.slide_ms;
+        self.with_state(key, |state| {
+            state.push_table(slide_ms, e_ms, table, on_event)
+        })
+    }
+
+    /// Both inputs ended: every pending probe is unmatched (keys in order, probes in bucket
+    /// order) and the watermarks become plus infinity.
+    pub fn end_of_input<F>(&mut self, on_event: &mut F)
+    where
+        F: FnMut(JoinEvent<'_, K, P, T>),
+    {
+        let mut states: Vec<_> = self.keys.values_mut().collect();
+        states.sort_by(|a, b| a.key.cmp(&b.key));
+        for state in states {
+            state.end_of_input(on_event);
+        }
+    }
+
+    /// Buffered probes and table records, over all keys.
+    pub fn buffered(&self) -> Buffered {
+        self.keys
+            .values()
+            .fold(Buffered::default(), |acc, s| Buffered {
+                probes: acc.probes + s.pending.len(),
+                table_records: acc.table_records + s.table.len(),
+            })
+    }
+
+    /// The restart summary of the current state; see [`JoinCheckpoint`].
+    pub fn checkpoint(&self) -> JoinCheckpoint<K> {
+        let mut checkpoint = JoinCheckpoint {
+            decided_before: BTreeMap::new(),
+            table_only: BTreeMap::new(),
+        };
+        for state in self.keys.values() {
+            if let Some(p_c) = state.decided_before() {
+                checkpoint.decided_before.insert(state.key.clone(), p_c);
+            } else if let Some((e, _)) = state.table.front() {
+                checkpoint.table_only.insert(state.key.clone(), *e);
+            }
+        }
+        checkpoint
+    }
+
+    /// Prepares a fresh join to receive the replay of a restarted run: probes of a key in
+    /// `checkpoint.decided_before` below its `P_c` are reported as [`JoinEvent::Fenced`].
+    pub fn resume(&mut self, checkpoint: &JoinCheckpoint<K>) {
+        for (key, &p_c) in &checkpoint.decided_before {
+            let lateness_ms = self.lateness_ms;
+            let state = self
+                .keys
+                .entry(key.clone())
+                .or_insert_with(|| KeyState::new(key.clone(), lateness_ms));
+            state.fence = Some(state.fence.map_or(p_c, |f| f.max(p_c)));
+        }
+    }
+}

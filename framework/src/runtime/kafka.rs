@@ -1,0 +1,296 @@
+//! Kafka plumbing shared by every stage: client configs, topic creation, tracked
+//! deliveries, end-of-input markers and dead-letter records.
+
+use std::{collections::HashMap, time::Duration};
+
+use futures::{stream::FuturesUnordered, StreamExt};
+use rdkafka::{
+    admin::{AdminClient, AdminOptions, NewTopic, TopicReplication},
+    client::DefaultClientContext,
+    config::ClientConfig,
+    error::KafkaError,
+    message::{Header, Headers, Message, OwnedHeaders},
+    producer::{DeliveryFuture, FutureProducer, FutureRecord},
+    types::RDKafkaErrorCode,
+};
+use tracing::{debug, info};
+
+use crate::{error::FrameworkError, redact::redact, spec::KafkaSpec};
+
+/// Header marking the end of a bounded input on one partition; its value is the writer
+/// stage's name. Such a marker has no payload and is never handed to a connector.
+pub const EOF_HEADER: &str = "x-pipeline-end-of-input";
+/// Headers of dead-letter records.
+pub const DEAD_LETTER_REASON: &str = "x-dead-letter-reason";
+pub const DEAD_LETTER_DETAIL: &str = "x-dead-letter-detail";
+pub const DEAD_LETTER_STAGE: &str = "x-dead-letter-stage";
+pub const DEAD_LETTER_SOURCE: &str = "x-dead-letter-source";
+
+/// Most deliveries in flight before a stage waits for acknowledgements.
+const MAX_IN_FLIGHT: usize = 100_000;
+
+/// Base client config: brokers plus the user's pass-through properties.
+pub fn client_config(kafka: &KafkaSpec) -> ClientConfig {
+    let mut config = ClientConfig::new();
+    config.set("bootstrap.servers", &kafka.brokers);
+    for (key, value) in &kafka.properties {
+        config.set(key, value.to_string());
+    }
+    config
+}
+
+pub fn producer_config(kafka: &KafkaSpec) -> ClientConfig {
+    let mut config = ClientConfig::new();
+    config
+        .set("bootstrap.servers", &kafka.brokers)
+        // Idempotence keeps retried sends from duplicating or reordering records.
+        .set("enable.idempotence", "true")
+        .set("linger.ms", "5")
+        .set("message.timeout.ms", "60000");
+    for (key, value) in &kafka.properties {
+        config.set(key, value.to_string());
+    }
+    config
+}
+
+pub fn consumer_config(kafka: &KafkaSpec, group: &str) -> ClientConfig {
+    let mut config = ClientConfig::new();
+    config
+        .set("bootstrap.servers", &kafka.brokers)
+        .set("group.id", group)
+        // Offsets are committed by the runtime, only after outputs are acknowledged.
+        .set("enable.auto.commit", "false")
+        .set("enable.auto.offset.store", "false")
+        .set("auto.offset.reset", "earliest")
+        .set("partition.assignment.strategy", "range")
+        .set("session.timeout.ms", "6000")
+        .set("heartbeat.interval.ms", "1000");
+    for (key, value) in &kafka.properties {
+        config.set(key, value.to_string());
+    }
+    config
+}
+
+pub fn create_producer(kafka: &KafkaSpec) -> Result<FutureProducer, FrameworkError> {
+    producer_config(kafka).create().map_err(|e| {
+        FrameworkError::kafka(
+            format!("creating a producer for {}", redact(&kafka.brokers)),
+            e,
+        )
+    })
+}
+
+/// Creates the topics that are missing, and returns the partition count of every topic.
+pub async fn ensure_topics(
+    kafka: &KafkaSpec,
+    wanted: &[(String, i32)],
+) -> Result<HashMap<String, i32>, FrameworkError> {
+    let admin: AdminClient<DefaultClientContext> = client_config(kafka)
+        .create()
+        .map_err(|e| FrameworkError::kafka("creating an admin client", e))?;
+    let topics: Vec<NewTopic<'_>> = wanted
+        .iter()
+        .map(|(name, partitions)| NewTopic::new(name, *partitions, TopicReplication::Fixed(1)))
+        .collect();
+    let options = AdminOptions::new().operation_timeout(Some(Duration::from_secs(10)));
+    let results = admin.create_topics(&topics, &options).await.map_err(|e| {
+        FrameworkError::kafka(format!("creating topics on {}", redact(&kafka.brokers)), e)
+    })?;
+    for result in results {
+        match result {
+            Ok(name) => info!(topic = %name, "created topic"),
+            Err((_, RDKafkaErrorCode::TopicAlreadyExists)) => {}
+            Err((name, code)) => {
+                return Err(FrameworkError::kafka(
+                    format!("creating topic {name}"),
+                    KafkaError::AdminOp(code),
+                ))
+            }
+        }
+    }
+    let mut counts = HashMap::new();
+    for (name, _) in wanted {
+        counts.insert(name.clone(), partition_count(&admin, name).await?);
+    }
+    Ok(counts)
+}
+
+/// Partition count from metadata, waiting briefly for a just-created topic to appear.
+async fn partition_count(
+    admin: &AdminClient<DefaultClientContext>,
+    topic: &str,
+) -> Result<i32, FrameworkError> {
+    for attempt in 0..50 {
+        let metadata = admin
+            .inner()
+            .fetch_metadata(Some(topic), Duration::from_secs(5))
+            .map_err(|e| FrameworkError::kafka(format!("reading metadata of topic {topic}"), e))?;
+        if let Some(t) = metadata.topics().iter().find(|t| t.name() == topic) {
+            if t.error().is_none() && !t.partitions().is_empty() {
+                return Ok(t.partitions().len() as i32);
+            }
+        }
+        debug!(topic, attempt, "waiting for topic metadata");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    Err(FrameworkError::Runtime {
+        stage: String::new(),
+        message: format!("topic {topic} did not appear in the broker's metadata"),
+    })
+}
+
+/// Sends records and keeps their delivery acknowledgements, so that a stage can wait until
+/// everything it produced is durable before committing its input offsets.
+pub struct Deliveries {
+    producer: FutureProducer,
+    in_flight: FuturesUnordered<DeliveryFuture>,
+    delivered: u64,
+}
+
+impl Deliveries {
+    pub fn new(producer: FutureProducer) -> Self {
+        Deliveries {
+            producer,
+            in_flight: FuturesUnordered::new(),
+            delivered: 0,
+        }
+    }
+
+    pub fn producer(&self) -> &FutureProducer {
+        &self.producer
+    }
+
+    /// Queues one record; waits for acknowledgements when the producer queue is full.
+    pub async fn send(
+        &mut self,
+        topic: &str,
+        partition: Option<i32>,
+        key: Option<&[u8]>,
+        payload: Option<&[u8]>,
+        timestamp_ms: Option<i64>,
+        headers: Option<OwnedHeaders>,
+    ) -> Result<(), FrameworkError> {
+        loop {
+            let mut record: FutureRecord<'_, [u8], [u8]> = FutureRecord::to(topic);
+            if let Some(key) = key {
+                record = record.key(key);
+            }
+            if let Some(payload) = payload {
+                record = record.payload(payload);
+            }
+            if let Some(p) = partition {
+                record = record.partition(p);
+            }
+            if let Some(ts) = timestamp_ms {
+                record = record.timestamp(ts);
+            }
+            if let Some(h) = headers.clone() {
+                record = record.headers(h);
+            }
+            match self.producer.send_result(record) {
+                Ok(future) => {
+                    self.in_flight.push(future);
+                    if self.in_flight.len() >= MAX_IN_FLIGHT {
+                        self.wait_one().await?;
+                    }
+                    return Ok(());
+                }
+                Err((KafkaError::MessageProduction(RDKafkaErrorCode::QueueFull), _)) => {
+                    if self.in_flight.is_empty() {
+                        tokio::time::sleep(Duration::from_millis(5)).await;
+                    } else {
+                        self.wait_one().await?;
+                    }
+                }
+                Err((e, _)) => {
+                    return Err(FrameworkError::kafka(format!("producing to {topic}"), e))
+                }
+            }
+        }
+    }
+
+    async fn wait_one(&mut self) -> Result<(), FrameworkError> {
+        if let Some(result) = self.in_flight.next().await {
+            check_delivery(result)?;
+            self.delivered += 1;
+        }
+        Ok(())
+    }
+
+    /// Waits until every record sent so far is acknowledged by the broker.
+    pub async fn wait_all(&mut self) -> Result<(), FrameworkError> {
+        while !self.in_flight.is_empty() {
+            self.wait_one().await?;
+        }
+        Ok(())
+    }
+
+    pub fn in_flight(&self) -> usize {
+        self.in_flight.len()
+    }
+
+    /// Writes an end-of-input marker to every partition of `topic`.
+    pub async fn send_end_of_input(
+        &mut self,
+        topic: &str,
+        partitions: i32,
+        stage: &str,
+    ) -> Result<(), FrameworkError> {
+        for partition in 0..partitions {
+            let headers = OwnedHeaders::new().insert(Header {
+                key: EOF_HEADER,
+                value: Some(stage.as_bytes()),
+            });
+            self.send(topic, Some(partition), None, None, None, Some(headers))
+                .await?;
+        }
+        self.wait_all().await
+    }
+}
+
+type DeliveryResult = Result<
+    rdkafka::producer::future_producer::OwnedDeliveryResult,
+    futures::channel::oneshot::Canceled,
+>;
+
+fn check_delivery(result: DeliveryResult) -> Result<(), FrameworkError> {
+    match result {
+        Ok(Ok(_)) => Ok(()),
+        Ok(Err((e, message))) => Err(FrameworkError::kafka(
+            format!("delivering a record to {}", message.topic()),
+            e,
+        )),
+        Err(_) => Err(FrameworkError::Runtime {
+            stage: String::new(),
+            message: "producer was dropped before acknowledging a record".into(),
+        }),
+    }
+}
+
+/// Whether a consumed message is an end-of-input marker.
+pub fn is_end_of_input<M: Message>(message: &M) -> bool {
+    message
+        .headers()
+        .is_some_and(|h| h.iter().any(|header| header.key == EOF_HEADER))
+}
+
+/// Headers of a dead-letter copy.
+pub fn dead_letter_headers(stage: &str, reason: &str, detail: &str, source: &str) -> OwnedHeaders {
+    OwnedHeaders::new()
+        .insert(Header {
+            key: DEAD_LETTER_REASON,
+            value: Some(reason.as_bytes()),
+        })
+        .insert(Header {
+            key: DEAD_LETTER_DETAIL,
+            value: Some(detail.as_bytes()),
+        })
+        .insert(Header {
+            key: DEAD_LETTER_STAGE,
+            value: Some(stage.as_bytes()),
+        })
+        .insert(Header {
+            key: DEAD_LETTER_SOURCE,
+            value: Some(source.as_bytes()),
+        })
+}

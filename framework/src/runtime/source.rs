@@ -1,0 +1,95 @@
+//! Runs a source stage: the connector emits, the runtime produces to Kafka.
+
+use tokio_util::sync::CancellationToken;
+use tracing::{info, warn};
+
+use super::{kafka, StageRuntime};
+use crate::{
+    connector::{SourceContext, SourceEnd, SourceEvent},
+    error::FrameworkError,
+    metrics::RateLimitedLog,
+};
+
+/// Records buffered between a source and its producer.
+const SOURCE_CHANNEL: usize = 4096;
+
+pub async fn run(
+    stage: StageRuntime,
+    mut source: Box<dyn crate::connector::Source>,
+    shutdown: CancellationToken,
+) -> Result<(), FrameworkError> {
+    let output = stage
+        .output
+        .clone()
+        .ok_or_else(|| stage.error("a source needs an output topic"))?;
+    let mut deliveries = kafka::Deliveries::new(kafka::create_producer(&stage.kafka)?);
+    let (mut ctx, mut events) = SourceContext::channel(SOURCE_CHANNEL, shutdown.clone());
+    let name = stage.name.clone();
+    let connector = stage.connector;
+    let runner = tokio::spawn(async move {
+        let result = source.run(&mut ctx).await;
+        drop(ctx);
+        result
+    });
+    stage.metrics.up.set(1.0);
+    let mut log = RateLimitedLog::new(std::time::Duration::from_secs(10));
+    while let Some(event) = events.recv().await {
+        match event {
+            SourceEvent::Record(record) => {
+                stage.metrics.records_out.increment(1);
+                stage
+                    .metrics
+                    .bytes_out
+                    .increment(record.payload.len() as u64);
+                deliveries
+                    .send(
+                        &output,
+                        None,
+                        record.key.as_deref(),
+                        Some(&record.payload),
+                        Some(record.timestamp_ms),
+                        None,
+                    )
+                    .await?;
+            }
+            SourceEvent::Rejected {
+                reason,
+                detail,
+                payload,
+            } => {
+                stage.metrics.rejected(reason);
+                log.warn(&name, reason, &detail);
+                if let Some(dlq) = &stage.dead_letter {
+                    let headers = kafka::dead_letter_headers(&name, reason, &detail, connector);
+                    deliveries
+                        .send(dlq, None, None, Some(&payload), None, Some(headers))
+                        .await?;
+                    stage.metrics.dead_lettered.increment(1);
+                }
+            }
+        }
+    }
+    let end = runner
+        .await
+        .map_err(|e| stage.error(format!("source task panicked: {e}")))?
+        .map_err(|source| FrameworkError::Stage {
+            stage: name.clone(),
+            connector: connector.to_string(),
+            source,
+        })?;
+    deliveries.wait_all().await?;
+    if end == SourceEnd::Exhausted {
+        info!(stage = %name, topic = %output, "input exhausted: signalling end of input downstream");
+        for topic in std::iter::once(&output).chain(stage.dead_letter.iter()) {
+            let partitions = stage.partitions_of(topic);
+            deliveries
+                .send_end_of_input(topic, partitions, &name)
+                .await?;
+        }
+    } else if !shutdown.is_cancelled() {
+        warn!(stage = %name, "source stopped without being asked to");
+    }
+    stage.metrics.up.set(0.0);
+    info!(stage = %name, "source stage finished");
+    Ok(())
+}

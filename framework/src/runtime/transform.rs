@@ -1,0 +1,225 @@
+//! Runs a transform stage: consume, transform per partition, produce, commit.
+
+use std::collections::HashMap;
+
+use rdkafka::{
+    consumer::{CommitMode, Consumer},
+    Message,
+};
+use tokio_util::sync::CancellationToken;
+use tracing::{debug, info, warn};
+
+use super::{
+    consumer::{commit_list, lock, StageConsumer, StageHooks},
+    kafka, StageRuntime,
+};
+use crate::{
+    connector::TransformFactory,
+    error::FrameworkError,
+    metrics::RateLimitedLog,
+    record::{Emitter, InputRecord},
+};
+
+pub async fn run(
+    stage: StageRuntime,
+    factory: TransformFactory,
+    shutdown: CancellationToken,
+) -> Result<(), FrameworkError> {
+    let output = stage
+        .output
+        .clone()
+        .ok_or_else(|| stage.error("a transform needs an output topic"))?;
+    let producer = kafka::create_producer(&stage.kafka)?;
+    let mut deliveries = kafka::Deliveries::new(producer.clone());
+    let (hooks, shared) = StageHooks::new(
+        &stage.name,
+        stage.input_topics.clone(),
+        Some(factory),
+        Some(producer),
+    );
+    let consumer: StageConsumer = kafka::consumer_config(&stage.kafka, &stage.group)
+        .create_with_context(hooks)
+        .map_err(|e| {
+            FrameworkError::kafka(format!("creating the consumer of stage {}", stage.name), e)
+        })?;
+    let topics: Vec<&str> = stage.input_topics.iter().map(String::as_str).collect();
+    consumer
+        .subscribe(&topics)
+        .map_err(|e| FrameworkError::kafka(format!("subscribing to {topics:?}"), e))?;
+    // Port of each input topic (a topic feeds the first port that names it).
+    let mut topic_index: HashMap<&str, usize> = HashMap::new();
+    for (i, t) in stage.input_topics.iter().enumerate() {
+        topic_index.entry(t.as_str()).or_insert(i);
+    }
+    let mut emitter = Emitter::new();
+    let mut log = RateLimitedLog::new(std::time::Duration::from_secs(10));
+    let mut commit_tick = tokio::time::interval(stage.commit_interval);
+    commit_tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    stage.metrics.up.set(1.0);
+    info!(stage = %stage.name, inputs = ?stage.input_topics, output = %output, "transform stage started");
+    let mut ended = false;
+    loop {
+        tokio::select! {
+            biased;
+            _ = shutdown.cancelled() => break,
+            _ = commit_tick.tick() => {
+                deliveries.wait_all().await?;
+                commit(&consumer, &shared, &stage, CommitMode::Async);
+            }
+            received = consumer.recv() => {
+                let message = match received {
+                    Ok(m) => m,
+                    Err(e) => {
+                        warn!(stage = %stage.name, "consumer error: {e}");
+                        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+                        continue;
+                    }
+                };
+                let all_finished = match handle(&stage, &shared, &topic_index, &message, &mut emitter)? {
+                    Some(all_finished) => all_finished,
+                    None => continue,
+                };
+                drain(&stage, &output, &mut emitter, &mut deliveries, &mut log).await?;
+                if all_finished {
+                    ended = true;
+                    break;
+                }
+            }
+        }
+    }
+    deliveries.wait_all().await?;
+    commit(&consumer, &shared, &stage, CommitMode::Sync);
+    if ended {
+        info!(stage = %stage.name, "every input ended: signalling end of input downstream");
+        for topic in std::iter::once(&output).chain(stage.dead_letter.iter()) {
+            deliveries
+                .send_end_of_input(topic, stage.partitions_of(topic), &stage.name)
+                .await?;
+        }
+    }
+    stage.metrics.up.set(0.0);
+    info!(stage = %stage.name, "transform stage finished");
+    Ok(())
+}
+
+/// Hands one consumed message to its partition's transform. Returns whether every
+/// assigned partition has now ended, or `None` when the message is not ours to process.
+fn handle<M: Message>(
+    stage: &StageRuntime,
+    shared: &std::sync::Mutex<super::consumer::Shared>,
+    topic_index: &HashMap<&str, usize>,
+    message: &M,
+    emitter: &mut Emitter,
+) -> Result<Option<bool>, FrameworkError> {
+    let partition = message.partition();
+    let offset = message.offset();
+    let Some(&index) = topic_index.get(message.topic()) else {
+        return Ok(None);
+    };
+    let mut guard = lock(shared);
+    if let Some(failure) = guard.failure.take() {
+        return Err(stage.error(failure));
+    }
+    let Some(state) = guard.partitions.get_mut(&partition) else {
+        debug!(stage = %stage.name, partition, "message of an unassigned partition skipped");
+        return Ok(None);
+    };
+    let Some(transform) = state.transform.as_mut() else {
+        return Ok(None);
+    };
+    if kafka::is_end_of_input(message) {
+        state.ended.insert(index);
+        if state.ended.len() == stage.input_topics.len() && !state.finished {
+            state.finished = true;
+            transform.end_of_input(emitter);
+        }
+    } else if !state.finished {
+        let payload = message.payload().unwrap_or_default();
+        stage.metrics.records_in.increment(1);
+        stage.metrics.bytes_in.increment(payload.len() as u64);
+        let record = InputRecord {
+            port: index,
+            key: message.key(),
+            payload,
+            timestamp_ms: message.timestamp().to_millis(),
+            partition,
+            offset,
+        };
+        transform.process(&record, emitter);
+    }
+    state.positions[index] = Some(offset + 1);
+    Ok(Some(
+        guard.partitions.values().all(|s| s.finished) && !guard.partitions.is_empty(),
+    ))
+}
+
+/// Produces what the transform emitted and dead-letters what it rejected.
+async fn drain(
+    stage: &StageRuntime,
+    output: &str,
+    emitter: &mut Emitter,
+    deliveries: &mut kafka::Deliveries,
+    log: &mut RateLimitedLog,
+) -> Result<(), FrameworkError> {
+    if emitter.is_empty() {
+        return Ok(());
+    }
+    for record in emitter.records.drain(..) {
+        stage.metrics.records_out.increment(1);
+        stage
+            .metrics
+            .bytes_out
+            .increment(record.payload.len() as u64);
+        deliveries
+            .send(
+                output,
+                None,
+                record.key.as_deref(),
+                Some(&record.payload),
+                Some(record.timestamp_ms),
+                None,
+            )
+            .await?;
+    }
+    for rejected in emitter.rejected.drain(..) {
+        stage.metrics.rejected(rejected.reason);
+        log.warn(&stage.name, rejected.reason, &rejected.detail);
+        if let Some(dlq) = &stage.dead_letter {
+            let source = stage
+                .input_topics
+                .get(rejected.port)
+                .map(String::as_str)
+                .unwrap_or_default();
+            let headers =
+                kafka::dead_letter_headers(&stage.name, rejected.reason, &rejected.detail, source);
+            deliveries
+                .send(
+                    dlq,
+                    None,
+                    rejected.key.as_deref(),
+                    Some(&rejected.payload),
+                    rejected.timestamp_ms,
+                    Some(headers),
+                )
+                .await?;
+            stage.metrics.dead_lettered.increment(1);
+        }
+    }
+    Ok(())
+}
+
+pub(super) fn commit(
+    consumer: &StageConsumer,
+    shared: &std::sync::Mutex<super::consumer::Shared>,
+    stage: &StageRuntime,
+    mode: CommitMode,
+) {
+    let list = commit_list(&lock(shared), &stage.input_topics, |_| true);
+    if list.count() == 0 {
+        return;
+    }
+    match consumer.commit(&list, mode) {
+        Ok(()) => stage.metrics.commits.increment(1),
+        Err(e) => warn!(stage = %stage.name, "offset commit failed: {e}"),
+    }
+}
