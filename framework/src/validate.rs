@@ -190,8 +190,9 @@ impl Validator {
         let pipeline_schema = PipelineSpec::json_schema();
         self.check_schema(&pipeline_schema, &document, "");
         if !self.diagnostics.is_empty() {
-            // The structure is wrong: stage-level checks would only add noise.
-            self.check_stage_names_and_types(&document);
+            // The file's structure is wrong, so the topic graph cannot be trusted; still
+            // check every stage that parses, so that all its problems show at once.
+            self.check_stages_leniently(&document);
             return None;
         }
         let spec: PipelineSpec = match serde_json::from_value(document.clone()) {
@@ -343,27 +344,79 @@ impl Validator {
         }
     }
 
-    /// When the structure is broken, still report unknown connector types and duplicate
-    /// names, which are the most common mistakes.
-    fn check_stage_names_and_types(&mut self, document: &Value) {
+    /// Stage-level checks for a file whose overall structure is broken: every stage that
+    /// parses on its own gets its connector, ports and config checked.
+    fn check_stages_leniently(&mut self, document: &Value) {
         let Some(stages) = document.get("stages").and_then(Value::as_array) else {
             return;
         };
-        let mut seen = HashSet::new();
-        for (i, stage) in stages.iter().enumerate() {
-            let path = child_index("stages", i);
-            if let Some(name) = stage.get("name").and_then(Value::as_str) {
-                if !seen.insert(name.to_string()) {
-                    self.report(
-                        &child_key(&path, "name"),
-                        At::Value,
-                        format!("duplicate stage name {name:?}"),
-                    );
+        let parsed: Vec<(usize, StageSpec)> = stages
+            .iter()
+            .enumerate()
+            .filter_map(|(i, v)| serde_json::from_value(v.clone()).ok().map(|s| (i, s)))
+            .collect();
+        for (i, stage) in self.check_stages(&parsed) {
+            let check =
+                (stage.registration.check)(&stage.spec.config, &ValidationContext::default());
+            self.report_config_issues(i, check.issues);
+        }
+    }
+
+    /// Names, connector types, ports and config schemas of stages; returns the stages whose
+    /// connector exists and whose config satisfies its schema.
+    fn check_stages(&mut self, stages: &[(usize, StageSpec)]) -> Vec<(usize, ValidatedStage)> {
+        let mut valid = Vec::new();
+        let mut names: HashMap<&str, usize> = HashMap::new();
+        for (i, stage) in stages {
+            let path = child_index("stages", *i);
+            if let Some(first) = names.insert(&stage.name, *i) {
+                self.report(
+                    &child_key(&path, "name"),
+                    At::Value,
+                    format!(
+                        "duplicate stage name {:?} (first used by stages[{first}])",
+                        stage.name
+                    ),
+                );
+            }
+            if let Some(registration) = self.check_connector_exists(&path, &stage.connector) {
+                let input_topics = self.check_ports(&path, stage, registration);
+                let before = self.diagnostics.len();
+                self.check_schema(
+                    &(registration.schema)(),
+                    &stage.config,
+                    &child_key(&path, "config"),
+                );
+                if self.diagnostics.len() == before {
+                    valid.push((
+                        *i,
+                        ValidatedStage {
+                            spec: stage.clone(),
+                            registration,
+                            input_topics,
+                        },
+                    ));
                 }
             }
-            if let Some(connector) = stage.get("type").and_then(Value::as_str) {
-                self.check_connector_exists(&path, connector);
-            }
+        }
+        valid
+    }
+
+    fn report_config_issues(
+        &mut self,
+        stage_index: usize,
+        issues: Vec<crate::connector::ConfigIssue>,
+    ) {
+        let config_path = child_key(&child_index("stages", stage_index), "config");
+        for issue in issues {
+            let issue_path = if issue.path.is_empty() {
+                config_path.clone()
+            } else if issue.path.starts_with('[') {
+                format!("{config_path}{}", issue.path)
+            } else {
+                child_key(&config_path, &issue.path)
+            };
+            self.report(&issue_path, At::Value, issue.message);
         }
     }
 
@@ -405,34 +458,8 @@ impl Validator {
             }
         }
 
-        let mut stages = Vec::new();
-        let mut names: HashMap<String, usize> = HashMap::new();
-        for (i, stage) in spec.stages.iter().enumerate() {
-            let path = child_index("stages", i);
-            if let Some(first) = names.insert(stage.name.clone(), i) {
-                self.report(
-                    &child_key(&path, "name"),
-                    At::Value,
-                    format!(
-                        "duplicate stage name {:?} (first used by stages[{first}])",
-                        stage.name
-                    ),
-                );
-            }
-            if let Some(registration) = self.check_connector_exists(&path, &stage.connector) {
-                let input_topics = self.check_ports(&path, stage, registration);
-                let config_path = child_key(&path, "config");
-                self.check_schema(&(registration.schema)(), &stage.config, &config_path);
-                stages.push((
-                    i,
-                    ValidatedStage {
-                        spec: stage.clone(),
-                        registration,
-                        input_topics,
-                    },
-                ));
-            }
-        }
+        let indexed: Vec<(usize, StageSpec)> = spec.stages.iter().cloned().enumerate().collect();
+        let stages = self.check_stages(&indexed);
         self.check_graph(&spec, &stages);
         if self.diagnostics.is_empty() {
             Some(ValidatedPipeline {
@@ -532,8 +559,9 @@ impl Validator {
                 path,
                 At::Value,
                 format!(
-                    "missing `output`: the topic {:?} writes to",
-                    registration.name
+                    "missing `output`: name the topic this {} ({}) writes",
+                    registration.name,
+                    kind.as_str()
                 ),
             ),
             _ => {}
@@ -550,24 +578,27 @@ impl Validator {
     }
 
     fn check_graph(&mut self, spec: &PipelineSpec, stages: &[(usize, ValidatedStage)]) {
-        // Writers of each topic: (stage index, record type, path of the field naming it).
-        let mut writers: HashMap<String, (usize, RecordType, String)> = HashMap::new();
-        for (i, stage) in stages {
-            let path = child_index("stages", *i);
+        // Writers of each topic: (stage index, record type if known, path of the field).
+        // Every stage counts, even one whose connector or config is wrong, so that a
+        // mistake in a writer is not reported again at each of its readers.
+        let mut writers: HashMap<String, (usize, Option<RecordType>, String)> = HashMap::new();
+        for (i, stage_spec) in spec.stages.iter().enumerate() {
+            let path = child_index("stages", i);
+            let registration = stages.iter().find(|(j, _)| *j == i).map(|(_, s)| s.registration);
             let outputs = [
                 (
-                    stage.spec.output.clone(),
-                    stage.registration.output,
+                    stage_spec.output.clone(),
+                    registration.and_then(|r| r.output),
                     "output",
                 ),
                 (
-                    stage.spec.dead_letter.clone(),
+                    stage_spec.dead_letter.clone(),
                     Some(RecordType::DEAD_LETTER),
                     "dead_letter",
                 ),
             ];
             for (topic, record_type, field) in outputs {
-                let (Some(topic), Some(record_type)) = (topic, record_type) else {
+                let Some(topic) = topic else {
                     continue;
                 };
                 let field_path = child_key(&path, field);
@@ -577,7 +608,7 @@ impl Validator {
                         At::Value,
                         format!(
                             "topic {topic:?} is declared external but stage {:?} writes it",
-                            stage.spec.name
+                            stage_spec.name
                         ),
                     );
                     continue;
@@ -587,7 +618,7 @@ impl Validator {
                     self.report(&field_path, At::Value, format!("topic {topic:?} is already written by stage {other_name:?}: a topic has one writer"));
                     continue;
                 }
-                writers.insert(topic, (*i, record_type, field_path));
+                writers.insert(topic, (i, record_type, field_path));
             }
         }
 
@@ -629,10 +660,7 @@ impl Validator {
                     context
                         .input_attributes
                         .push(attributes.get(writer).cloned());
-                    Some((
-                        *record_type,
-                        format!("stage {:?}", spec.stages[*writer].name),
-                    ))
+                    record_type.map(|t| (t, format!("stage {:?}", spec.stages[*writer].name)))
                 } else if let Some(t) = spec.topics.get(topic).filter(|t| t.external) {
                     context.input_attributes.push(None);
                     let declared = t
@@ -656,17 +684,7 @@ impl Validator {
                 }
             }
             let check = (stage.registration.check)(&stage.spec.config, &context);
-            let config_path = child_key(&path, "config");
-            for issue in check.issues {
-                let issue_path = if issue.path.is_empty() {
-                    config_path.clone()
-                } else if issue.path.starts_with('[') {
-                    format!("{config_path}{}", issue.path)
-                } else {
-                    child_key(&config_path, &issue.path)
-                };
-                self.report(&issue_path, At::Value, issue.message);
-            }
+            self.report_config_issues(*i, check.issues);
         }
         self.check_cycles(spec, stages, &edges);
     }

@@ -17,7 +17,11 @@ use rdkafka::{
 };
 use tracing::{debug, error, info, warn};
 
-use crate::connector::{Resume, Transform, TransformFactory};
+use super::checkpoint::{self, ReplayIndex};
+use crate::{
+    connector::{Transform, TransformFactory},
+    spec::KafkaSpec,
+};
 
 /// Timeout of the blocking broker calls made during a rebalance.
 const REBALANCE_CALL_TIMEOUT: Duration = Duration::from_secs(10);
@@ -36,6 +40,24 @@ pub struct PartitionState {
     /// Input topics (indexes) whose end-of-input marker was consumed on this partition.
     pub ended: HashSet<usize>,
     pub finished: bool,
+    /// Per input topic: where a replay would have to start (stateful transforms only).
+    pub replay_index: Vec<Option<ReplayIndex>>,
+    /// Per input topic: what is known of the records before the first consumed one.
+    pub replay_guarantee: Vec<i64>,
+}
+
+impl PartitionState {
+    /// Records a consumed record of input `index`.
+    pub fn consumed(&mut self, index: usize, offset: i64, timestamp_ms: Option<i64>) {
+        self.positions[index] = Some(offset + 1);
+        if self.transform.is_some() {
+            let guarantee = self.replay_guarantee[index];
+            let entry = self.replay_index[index].get_or_insert_with(|| ReplayIndex::new(offset, guarantee));
+            if let Some(ts) = timestamp_ms {
+                entry.observe(offset, ts);
+            }
+        }
+    }
 }
 
 #[derive(Default)]
@@ -50,6 +72,9 @@ pub struct Shared {
 /// Hooks run by librdkafka inside `recv()` when partitions move.
 pub struct StageHooks {
     stage: String,
+    kafka: KafkaSpec,
+    /// Topic of the stage's checkpoints (stateful transforms).
+    checkpoint_topic: Option<String>,
     input_topics: Vec<String>,
     factory: Option<TransformFactory>,
     producer: Option<FutureProducer>,
@@ -60,15 +85,17 @@ pub type StageConsumer = StreamConsumer<StageHooks>;
 
 impl StageHooks {
     pub fn new(
-        stage: &str,
-        input_topics: Vec<String>,
+        stage: &super::StageRuntime,
         factory: Option<TransformFactory>,
         producer: Option<FutureProducer>,
     ) -> (Self, Arc<Mutex<Shared>>) {
         let shared = Arc::new(Mutex::new(Shared::default()));
+        let input_topics = stage.input_topics.clone();
         (
             StageHooks {
-                stage: stage.to_string(),
+                stage: stage.name.clone(),
+                kafka: stage.kafka.clone(),
+                checkpoint_topic: factory.as_ref().map(|_| checkpoint::topic_for_group(&stage.group)),
                 input_topics,
                 factory,
                 producer,
@@ -79,7 +106,14 @@ impl StageHooks {
     }
 
     fn on_assign(&self, consumer: &BaseConsumer<Self>, tpl: &mut TopicPartitionList) {
-        let committed = match consumer.committed_offsets(tpl.clone(), REBALANCE_CALL_TIMEOUT) {
+        let mut query = tpl.clone();
+        if let Some(topic) = &self.checkpoint_topic {
+            let partitions: HashSet<i32> = tpl.elements().iter().map(|e| e.partition()).collect();
+            for p in partitions {
+                query.add_partition(topic, p);
+            }
+        }
+        let committed = match consumer.committed_offsets(query, REBALANCE_CALL_TIMEOUT) {
             Ok(c) => c,
             Err(e) => {
                 self.fail(format!("reading committed offsets: {e}"));
@@ -94,7 +128,7 @@ impl StageHooks {
                 .push(element.topic().to_string());
         }
         for (partition, topics) in by_partition {
-            match self.setup_partition(consumer, &committed, partition, &topics) {
+            match self.setup_partition(&committed, partition, &topics) {
                 Ok((state, starts)) => {
                     for (topic, offset) in starts {
                         if let Err(e) = tpl.set_partition_offset(&topic, partition, offset) {
@@ -117,77 +151,66 @@ impl StageHooks {
     /// each input topic starts.
     fn setup_partition(
         &self,
-        consumer: &BaseConsumer<Self>,
         committed: &TopicPartitionList,
         partition: i32,
         topics: &[String],
     ) -> Result<(PartitionState, Vec<(String, Offset)>), String> {
-        let mut committed_at_start = vec![None; self.input_topics.len()];
-        let mut checkpoint: Option<String> = None;
-        // Inputs in declared port order, so the checkpoint is read from the same topic
-        // every time.
+        let committed_offset = |topic: &str| match committed.find_partition(topic, partition).map(|e| e.offset()) {
+            Some(Offset::Offset(o)) => Some(o),
+            _ => None,
+        };
+        let committed_at_start: Vec<Option<i64>> = self
+            .input_topics
+            .iter()
+            .map(|t| if topics.contains(t) { committed_offset(t) } else { None })
+            .collect();
+        let record = match (&self.checkpoint_topic, self.checkpoint_topic.as_deref().and_then(committed_offset)) {
+            (Some(topic), Some(next)) if next > 0 => {
+                Some(checkpoint::fetch(&self.kafka, topic, partition, next - 1)?)
+            }
+            _ => None,
+        };
+        let mut transform = match &self.factory {
+            Some(factory) => Some(factory(partition).map_err(|e| format!("building the transform for partition {partition}: {e}"))?),
+            None => None,
+        };
+        if let Some(t) = transform.as_mut() {
+            t.resume(record.as_ref().map(|r| r.state.as_str()))
+                .map_err(|e| format!("resuming partition {partition} from its checkpoint: {e}"))?;
+        }
+        let mut starts = Vec::new();
+        let mut replay_guarantee = vec![i64::MIN; self.input_topics.len()];
         for (index, topic) in self.input_topics.iter().enumerate() {
             if !topics.contains(topic) {
                 continue;
             }
-            if let Some(element) = committed.find_partition(topic, partition) {
-                if let Offset::Offset(o) = element.offset() {
-                    committed_at_start[index] = Some(o);
-                    if checkpoint.is_none() && !element.metadata().is_empty() {
-                        checkpoint = Some(element.metadata().to_string());
-                    }
+            let replay = record.as_ref().and_then(|r| r.replay_from.get(index).copied().flatten());
+            let start = match (replay, committed_at_start[index]) {
+                (Some(r), Some(c)) if r.offset < c => {
+                    info!(stage = %self.stage, topic, partition, from = r.offset, committed = c, "replaying input to rebuild state");
+                    replay_guarantee[index] = r.ts;
+                    Offset::Offset(r.offset)
                 }
-            }
-        }
-        let mut transform =
-            match &self.factory {
-                Some(factory) => Some(factory(partition).map_err(|e| {
-                    format!("building the transform for partition {partition}: {e}")
-                })?),
-                None => None,
+                (_, Some(c)) => Offset::Offset(c),
+                (Some(r), None) => {
+                    replay_guarantee[index] = r.ts;
+                    Offset::Offset(r.offset)
+                }
+                (None, None) => Offset::Beginning,
             };
-        let resume = match transform.as_mut() {
-            Some(t) => t
-                .resume(checkpoint.as_deref())
-                .map_err(|e| format!("resuming partition {partition} from its checkpoint: {e}"))?,
-            None => Resume::FromCommitted,
-        };
-        let mut starts = Vec::new();
-        for topic in topics {
-            let committed = self
-                .input_topics
-                .iter()
-                .position(|t| t == topic)
-                .and_then(|i| committed_at_start[i]);
-            let start = match resume {
-                Resume::FromCommitted => committed.map_or(Offset::Beginning, Offset::Offset),
-                Resume::ReplayFrom { event_time_ms } => {
-                    let replay = replay_offset(consumer, topic, partition, event_time_ms)?;
-                    match (replay, committed) {
-                        (Some(r), Some(c)) if r < c => Offset::Offset(r),
-                        (_, Some(c)) => Offset::Offset(c),
-                        (Some(r), None) => Offset::Offset(r),
-                        (None, None) => Offset::Beginning,
-                    }
-                }
-            };
-            debug!(stage = %self.stage, topic, partition, ?committed, ?resume, ?start, "partition start");
-            if let (Resume::ReplayFrom { .. }, Offset::Offset(s), Some(c)) =
-                (resume, start, committed)
-            {
-                if s < c {
-                    info!(stage = %self.stage, topic, partition, from = s, committed = c, "replaying input to rebuild state");
-                }
-            }
+            debug!(stage = %self.stage, topic, partition, ?start, "partition start");
             starts.push((topic.clone(), start));
         }
+        let inputs = self.input_topics.len();
         Ok((
             PartitionState {
                 transform,
-                positions: vec![None; self.input_topics.len()],
+                positions: vec![None; inputs],
                 committed_at_start,
                 ended: HashSet::new(),
                 finished: false,
+                replay_index: vec![None; inputs],
+                replay_guarantee,
             },
             starts,
         ))
@@ -234,29 +257,6 @@ impl StageHooks {
     }
 }
 
-fn replay_offset(
-    consumer: &BaseConsumer<StageHooks>,
-    topic: &str,
-    partition: i32,
-    event_time_ms: i64,
-) -> Result<Option<i64>, String> {
-    let mut query = TopicPartitionList::new();
-    query
-        .add_partition_offset(topic, partition, Offset::Offset(event_time_ms.max(0)))
-        .map_err(|e| format!("replay query for {topic}/{partition}: {e}"))?;
-    let found = consumer
-        .offsets_for_times(query, REBALANCE_CALL_TIMEOUT)
-        .map_err(|e| {
-            format!("looking up offsets for time {event_time_ms} in {topic}/{partition}: {e}")
-        })?;
-    Ok(found
-        .find_partition(topic, partition)
-        .and_then(|e| match e.offset() {
-            Offset::Offset(o) => Some(o),
-            _ => None,
-        }))
-}
-
 impl ClientContext for StageHooks {}
 
 impl ConsumerContext for StageHooks {
@@ -284,7 +284,7 @@ impl ConsumerContext for StageHooks {
     }
 }
 
-/// Offsets (with each partition's checkpoint as metadata) of the partitions selected.
+/// Offsets to commit for the partitions selected.
 pub fn commit_list(
     shared: &Shared,
     input_topics: &[String],
@@ -321,4 +321,21 @@ pub fn lock(shared: &Mutex<Shared>) -> MutexGuard<'_, Shared> {
     shared
         .lock()
         .unwrap_or_else(|poisoned| poisoned.into_inner())
+}
+
+/// Commits the positions of every partition (stages without checkpoints).
+pub fn commit_offsets(
+    consumer: &StageConsumer,
+    shared: &Mutex<Shared>,
+    stage: &super::StageRuntime,
+    mode: CommitMode,
+) {
+    let list = commit_list(&lock(shared), &stage.input_topics, |_| true);
+    if list.count() == 0 {
+        return;
+    }
+    match consumer.commit(&list, mode) {
+        Ok(()) => stage.metrics.commits.increment(1),
+        Err(e) => warn!(stage = %stage.name, "offset commit failed: {e}"),
+    }
 }

@@ -225,6 +225,20 @@ impl Deliveries {
         Ok(())
     }
 
+    /// Sends one record to `partition` and waits for it; returns its offset.
+    pub async fn send_and_wait(
+        &mut self,
+        topic: &str,
+        partition: i32,
+        payload: &[u8],
+    ) -> Result<i64, FrameworkError> {
+        let record: FutureRecord<'_, [u8], [u8]> = FutureRecord::to(topic).partition(partition).payload(payload);
+        match self.producer.send(record, Duration::from_secs(30)).await {
+            Ok(delivery) => Ok(delivery.offset),
+            Err((e, _)) => Err(FrameworkError::kafka(format!("producing to {topic}"), e)),
+        }
+    }
+
     pub fn in_flight(&self) -> usize {
         self.in_flight.len()
     }

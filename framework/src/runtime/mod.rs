@@ -11,6 +11,7 @@
 //! * Cancelling the shutdown token (SIGINT/SIGTERM) stops sources, drains, flushes,
 //!   commits and returns.
 
+mod checkpoint;
 mod consumer;
 pub mod kafka;
 mod sink;
@@ -103,6 +104,14 @@ pub async fn run(pipeline: &ValidatedPipeline, options: RunOptions) -> Result<()
         }
     }
     wanted.retain(|(t, _)| !spec.topics.get(t).is_some_and(|t| t.external));
+    // Stateful transforms keep checkpoints in a topic of their own, one partition per
+    // input partition.
+    for stage in &selected {
+        if matches!(stage.registration.builder, Builder::Transform(_)) {
+            let partitions = stage.input_topics.iter().map(|t| pipeline.partitions_of(t)).max().unwrap_or(1);
+            wanted.push((checkpoint::topic_for_group(&stage.spec.group_id(spec)), partitions));
+        }
+    }
     let partitions = Arc::new(kafka::ensure_topics(&spec.kafka, &wanted).await?);
 
     let shutdown = options.shutdown.clone();

@@ -12,9 +12,8 @@ use tokio_util::sync::CancellationToken;
 use tracing::{debug, info, warn};
 
 use super::{
-    consumer::{lock, Shared, StageConsumer, StageHooks},
+    consumer::{commit_offsets, lock, Shared, StageConsumer, StageHooks},
     kafka,
-    transform::commit,
     StageRuntime,
 };
 use crate::{
@@ -37,12 +36,7 @@ pub async fn run(
 ) -> Result<(), FrameworkError> {
     let producer = kafka::create_producer(&stage.kafka)?;
     let mut deliveries = kafka::Deliveries::new(producer.clone());
-    let (hooks, shared) = StageHooks::new(
-        &stage.name,
-        stage.input_topics.clone(),
-        None,
-        Some(producer),
-    );
+    let (hooks, shared) = StageHooks::new(&stage, None, Some(producer));
     let consumer: StageConsumer = kafka::consumer_config(&stage.kafka, &stage.group)
         .create_with_context(hooks)
         .map_err(|e| {
@@ -78,7 +72,7 @@ pub async fn run(
                     interrupted = true;
                     break;
                 }
-                commit(&consumer, &shared, &stage, CommitMode::Async);
+                commit_offsets(&consumer, &shared, &stage, CommitMode::Async);
             }
             received = consumer.recv() => {
                 let message = match received {
@@ -115,7 +109,7 @@ pub async fn run(
                     }
                     let all_finished = guard.partitions.values().all(|s| s.finished);
                     drop(guard);
-                    commit(&consumer, &shared, &stage, CommitMode::Async);
+                    commit_offsets(&consumer, &shared, &stage, CommitMode::Async);
                     if all_finished {
                         ended = true;
                         break;
@@ -134,7 +128,7 @@ pub async fn run(
                         interrupted = true;
                         break;
                     }
-                    commit(&consumer, &shared, &stage, CommitMode::Async);
+                    commit_offsets(&consumer, &shared, &stage, CommitMode::Async);
                 }
             }
         }
@@ -152,7 +146,7 @@ pub async fn run(
         )
         .await?;
     }
-    commit(&consumer, &shared, &stage, CommitMode::Sync);
+    commit_offsets(&consumer, &shared, &stage, CommitMode::Sync);
     if let Err(e) = sink.close().await {
         warn!(stage = %stage.name, "closing the sink: {e}");
     }

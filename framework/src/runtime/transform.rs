@@ -4,17 +4,18 @@ use std::collections::HashMap;
 
 use rdkafka::{
     consumer::{CommitMode, Consumer},
-    Message,
+    Message, Offset,
 };
 use tokio_util::sync::CancellationToken;
 use tracing::{debug, info, warn};
 
 use super::{
+    checkpoint::{self, CheckpointRecord},
     consumer::{commit_list, lock, StageConsumer, StageHooks},
     kafka, StageRuntime,
 };
 use crate::{
-    connector::TransformFactory,
+    connector::{Resume, TransformFactory},
     error::FrameworkError,
     metrics::RateLimitedLog,
     record::{Emitter, InputRecord},
@@ -31,12 +32,11 @@ pub async fn run(
         .ok_or_else(|| stage.error("a transform needs an output topic"))?;
     let producer = kafka::create_producer(&stage.kafka)?;
     let mut deliveries = kafka::Deliveries::new(producer.clone());
-    let (hooks, shared) = StageHooks::new(
-        &stage.name,
-        stage.input_topics.clone(),
-        Some(factory),
-        Some(producer),
-    );
+    let checkpoints = Checkpoints {
+        topic: checkpoint::topic_for_group(&stage.group),
+        factory: factory.clone(),
+    };
+    let (hooks, shared) = StageHooks::new(&stage, Some(factory), Some(producer));
     let consumer: StageConsumer = kafka::consumer_config(&stage.kafka, &stage.group)
         .create_with_context(hooks)
         .map_err(|e| {
@@ -63,8 +63,7 @@ pub async fn run(
             biased;
             _ = shutdown.cancelled() => break,
             _ = commit_tick.tick() => {
-                deliveries.wait_all().await?;
-                commit(&consumer, &shared, &stage, CommitMode::Async);
+                checkpoint_and_commit(&consumer, &shared, &stage, &mut deliveries, &checkpoints, CommitMode::Async).await?;
             }
             received = consumer.recv() => {
                 let message = match received {
@@ -87,8 +86,7 @@ pub async fn run(
             }
         }
     }
-    deliveries.wait_all().await?;
-    commit(&consumer, &shared, &stage, CommitMode::Sync);
+    checkpoint_and_commit(&consumer, &shared, &stage, &mut deliveries, &checkpoints, CommitMode::Sync).await?;
     if ended {
         info!(stage = %stage.name, "every input ended: signalling end of input downstream");
         for topic in std::iter::once(&output).chain(stage.dead_letter.iter()) {
@@ -147,7 +145,7 @@ fn handle<M: Message>(
         };
         transform.process(&record, emitter);
     }
-    state.positions[index] = Some(offset + 1);
+    state.consumed(index, offset, message.timestamp().to_millis());
     Ok(Some(
         guard.partitions.values().all(|s| s.finished) && !guard.partitions.is_empty(),
     ))
@@ -208,18 +206,57 @@ async fn drain(
     Ok(())
 }
 
-pub(super) fn commit(
+/// Where a transform stage keeps its checkpoints.
+struct Checkpoints {
+    topic: String,
+    factory: TransformFactory,
+}
+
+/// Makes everything produced so far durable, stores each partition's checkpoint, and
+/// commits the input offsets together with the checkpoints' offsets.
+async fn checkpoint_and_commit(
     consumer: &StageConsumer,
     shared: &std::sync::Mutex<super::consumer::Shared>,
     stage: &StageRuntime,
+    deliveries: &mut kafka::Deliveries,
+    checkpoints: &Checkpoints,
     mode: CommitMode,
-) {
-    let list = commit_list(&lock(shared), &stage.input_topics, |_| true);
+) -> Result<(), FrameworkError> {
+    deliveries.wait_all().await?;
+    let (mut list, records) = {
+        let mut guard = lock(shared);
+        let list = commit_list(&guard, &stage.input_topics, |_| true);
+        let mut records = Vec::new();
+        for (partition, state) in guard.partitions.iter_mut() {
+            let Some(text) = state.transform.as_ref().and_then(|t| t.checkpoint()) else { continue };
+            // Where would a transform restarted from this checkpoint replay from?
+            let scratch = (checkpoints.factory)(*partition).and_then(|mut t| t.resume(Some(&text)));
+            let replay_from = match scratch {
+                Ok(Resume::ReplayFrom { event_time_ms }) => state
+                    .replay_index
+                    .iter_mut()
+                    .map(|index| index.as_mut().and_then(|i| i.replay_point(event_time_ms)))
+                    .collect(),
+                Ok(Resume::FromCommitted) => vec![None; stage.input_topics.len()],
+                Err(e) => return Err(stage.error(format!("checkpoint of partition {partition} cannot be resumed: {e}"))),
+            };
+            records.push((*partition, CheckpointRecord { state: text, replay_from }));
+        }
+        (list, records)
+    };
+    for (partition, record) in records {
+        let payload = serde_json::to_vec(&record).map_err(|e| stage.error(format!("encoding a checkpoint: {e}")))?;
+        let offset = deliveries.send_and_wait(&checkpoints.topic, partition, &payload).await?;
+        if let Err(e) = list.add_partition_offset(&checkpoints.topic, partition, Offset::Offset(offset + 1)) {
+            return Err(stage.error(format!("committing checkpoint offset: {e}")));
+        }
+    }
     if list.count() == 0 {
-        return;
+        return Ok(());
     }
     match consumer.commit(&list, mode) {
         Ok(()) => stage.metrics.commits.increment(1),
         Err(e) => warn!(stage = %stage.name, "offset commit failed: {e}"),
     }
+    Ok(())
 }
