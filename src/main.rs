@@ -174,7 +174,12 @@ fn run(file: PathBuf, stages: Vec<String>) -> ExitCode {
         let shutdown = CancellationToken::new();
         tokio::spawn(stop_on_signal(shutdown.clone()));
         info!(pipeline = %pipeline.spec.name, "starting");
-        match runtime::run(&pipeline, RunOptions { stages, shutdown }).await {
+        let options = RunOptions {
+            stages,
+            shutdown,
+            status: Default::default(),
+        };
+        match runtime::run(&pipeline, options).await {
             Ok(()) => {
                 info!(pipeline = %pipeline.spec.name, "stopped cleanly");
                 ExitCode::SUCCESS

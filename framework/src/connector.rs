@@ -225,6 +225,11 @@ pub trait Transform: Send {
     fn resume(&mut self, _checkpoint: Option<&str>) -> Result<Resume, ConnectorError> {
         Ok(Resume::FromCommitted)
     }
+    /// Current event-time watermark per key (ms since the epoch), for metrics; event-time
+    /// transforms report it so operators can see how far behind each key is.
+    fn watermarks(&self) -> Vec<(String, i64)> {
+        Vec::new()
+    }
 }
 
 /// Builds one [`Transform`] per input partition.
@@ -251,11 +256,25 @@ pub trait TransformConnector: 'static {
 #[derive(Clone)]
 pub struct SinkContext {
     shutdown: CancellationToken,
+    retries: metrics::Counter,
 }
 
 impl SinkContext {
     pub fn new(shutdown: CancellationToken) -> Self {
-        SinkContext { shutdown }
+        SinkContext {
+            shutdown,
+            retries: metrics::Counter::noop(),
+        }
+    }
+
+    /// A context whose retries are counted in `retries`.
+    pub fn with_retry_counter(shutdown: CancellationToken, retries: metrics::Counter) -> Self {
+        SinkContext { shutdown, retries }
+    }
+
+    /// Counts one retried write (transient error); the runtime exports the total.
+    pub fn record_retry(&self) {
+        self.retries.increment(1);
     }
     /// Cancelled when the pipeline stops: a sink retrying a transient error gives up then
     /// (returning an error leaves the batch uncommitted, so nothing is lost).

@@ -7,7 +7,7 @@ use std::{
     time::{Duration, Instant},
 };
 
-use metrics::{counter, gauge, Counter, Gauge};
+use metrics::{counter, gauge, histogram, Counter, Gauge, Histogram};
 use tracing::warn;
 
 /// Handles of one stage's series (looked up once, incremented on the hot path).
@@ -21,6 +21,8 @@ pub struct StageMetrics {
     pub bytes_out: Counter,
     pub dead_lettered: Counter,
     pub commits: Counter,
+    pub sink_write_retries: Counter,
+    pub sink_write_seconds: Histogram,
     pub up: Gauge,
 }
 
@@ -39,8 +41,22 @@ impl StageMetrics {
             bytes_out: counter!("pipeline_bytes_out_total", &labels),
             dead_lettered: counter!("pipeline_dead_lettered_total", &labels),
             commits: counter!("pipeline_offset_commits_total", &labels),
+            sink_write_retries: counter!("pipeline_sink_write_retries_total", &labels),
+            sink_write_seconds: histogram!("pipeline_sink_write_duration_seconds", &labels),
             up: gauge!("pipeline_stage_up", &labels),
         }
+    }
+
+    /// Publishes a key's event-time watermark and how far it trails the wall clock.
+    pub fn watermark(&self, key: &str, watermark_ms: i64, now_ms: i64) {
+        let labels = [
+            ("stage", self.stage.clone()),
+            ("connector", self.connector.to_string()),
+            ("key", key.to_string()),
+        ];
+        gauge!("pipeline_watermark_seconds", &labels).set(watermark_ms as f64 / 1000.0);
+        gauge!("pipeline_event_time_lag_seconds", &labels)
+            .set((now_ms - watermark_ms) as f64 / 1000.0);
     }
 
     /// Counts a rejected record under its reason (`late`, `unmatched` and bad-input reasons).

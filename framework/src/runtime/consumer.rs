@@ -72,6 +72,7 @@ pub struct Shared {
 /// Hooks run by librdkafka inside `recv()` when partitions move.
 pub struct StageHooks {
     stage: String,
+    status: super::PipelineStatus,
     kafka: KafkaSpec,
     /// Topic of the stage's checkpoints (stateful transforms).
     checkpoint_topic: Option<String>,
@@ -94,6 +95,7 @@ impl StageHooks {
         (
             StageHooks {
                 stage: stage.name.clone(),
+                status: stage.status.clone(),
                 kafka: stage.kafka.clone(),
                 checkpoint_topic: factory.as_ref().map(|_| checkpoint::topic_for_group(&stage.group)),
                 input_topics,
@@ -141,6 +143,7 @@ impl StageHooks {
             }
         }
         lock(&self.shared).assigned_once = true;
+        self.status.mark_ready(&self.stage);
         if let Err(e) = consumer.assign(tpl) {
             self.fail(format!("assigning partitions: {e}"));
         }

@@ -16,6 +16,7 @@ mod consumer;
 pub mod kafka;
 mod sink;
 mod source;
+pub mod status;
 mod transform;
 
 use std::{collections::HashMap, sync::Arc, time::Duration};
@@ -23,6 +24,8 @@ use std::{collections::HashMap, sync::Arc, time::Duration};
 use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 use tracing::{error, info};
+
+pub use status::{PipelineStatus, StageState};
 
 use crate::{
     connector::{Builder, StageContext},
@@ -46,6 +49,7 @@ pub struct StageRuntime {
     pub batch: BatchSpec,
     pub commit_interval: Duration,
     pub metrics: StageMetrics,
+    pub status: PipelineStatus,
     partitions: Arc<HashMap<String, i32>>,
 }
 
@@ -69,6 +73,8 @@ pub struct RunOptions {
     pub stages: Vec<String>,
     /// Cancelled to stop the pipeline gracefully.
     pub shutdown: CancellationToken,
+    /// Updated with each stage's state (for `/health` and `/ready`).
+    pub status: PipelineStatus,
 }
 
 /// Runs the pipeline until every stage finished (bounded input) or shutdown is requested.
@@ -115,6 +121,13 @@ pub async fn run(pipeline: &ValidatedPipeline, options: RunOptions) -> Result<()
     let partitions = Arc::new(kafka::ensure_topics(&spec.kafka, &wanted).await?);
 
     let shutdown = options.shutdown.clone();
+    let connector_of = |name: &str| {
+        pipeline
+            .stages
+            .iter()
+            .find(|s| s.spec.name == name)
+            .map_or("", |s| s.registration.name)
+    };
     let mut tasks = JoinSet::new();
     for stage in selected {
         let context = StageContext {
@@ -133,8 +146,10 @@ pub async fn run(pipeline: &ValidatedPipeline, options: RunOptions) -> Result<()
             batch: stage.spec.batch.clone(),
             commit_interval: spec.kafka.commit_interval.as_std(),
             metrics: StageMetrics::new(&stage.spec.name, stage.registration.name),
+            status: options.status.clone(),
             partitions: partitions.clone(),
         };
+        options.status.set(&runtime.name, runtime.connector, StageState::Starting);
         let built = |source| FrameworkError::Stage {
             stage: stage.spec.name.clone(),
             connector: stage.registration.name.to_string(),
@@ -161,9 +176,15 @@ pub async fn run(pipeline: &ValidatedPipeline, options: RunOptions) -> Result<()
     let mut first_error = None;
     while let Some(joined) = tasks.join_next().await {
         match joined {
-            Ok((name, Ok(()))) => info!(stage = %name, "stage done"),
+            Ok((name, Ok(()))) => {
+                info!(stage = %name, "stage done");
+                let connector = connector_of(&name);
+                options.status.set(&name, connector, StageState::Finished);
+            }
             Ok((name, Err(e))) => {
                 error!(stage = %name, "stage failed: {e}");
+                let connector = connector_of(&name);
+                options.status.set(&name, connector, StageState::Failed(e.to_string()));
                 shutdown.cancel();
                 first_error.get_or_insert(e);
             }

@@ -56,6 +56,7 @@ pub async fn run(
     let mut commit_tick = tokio::time::interval(stage.commit_interval);
     commit_tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     stage.metrics.up.set(1.0);
+    stage.status.set(&stage.name, stage.connector, super::StageState::Running { ready: false });
     info!(stage = %stage.name, inputs = ?stage.input_topics, output = %output, "transform stage started");
     let mut ended = false;
     loop {
@@ -64,6 +65,7 @@ pub async fn run(
             _ = shutdown.cancelled() => break,
             _ = commit_tick.tick() => {
                 checkpoint_and_commit(&consumer, &shared, &stage, &mut deliveries, &checkpoints, CommitMode::Async).await?;
+                publish_watermarks(&shared, &stage);
             }
             received = consumer.recv() => {
                 let message = match received {
@@ -204,6 +206,19 @@ async fn drain(
         }
     }
     Ok(())
+}
+
+/// Exports every key's watermark and event-time lag.
+fn publish_watermarks(shared: &std::sync::Mutex<super::consumer::Shared>, stage: &StageRuntime) {
+    let now_ms = chrono::Utc::now().timestamp_millis();
+    let guard = lock(shared);
+    for state in guard.partitions.values() {
+        if let Some(transform) = &state.transform {
+            for (key, watermark_ms) in transform.watermarks() {
+                stage.metrics.watermark(&key, watermark_ms, now_ms);
+            }
+        }
+    }
 }
 
 /// Where a transform stage keeps its checkpoints.
