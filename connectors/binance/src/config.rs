@@ -1,0 +1,271 @@
+//! The `binance` source's configuration and its checks.
+
+use std::collections::BTreeSet;
+
+use framework::{ConfigIssue, ConnectorConfig, DurationSpec};
+use schemars::JsonSchema;
+use serde::Deserialize;
+
+/// The real API first, then the fallbacks Binance documents for the same endpoints
+/// (api1-4 are faster but less stable; data-api serves public market data only).
+pub const DEFAULT_BASE_URLS: [&str; 7] = [
+    "https://api.binance.com",
+    "https://api-gcp.binance.com",
+    "https://api1.binance.com",
+    "https://api2.binance.com",
+    "https://api3.binance.com",
+    "https://api4.binance.com",
+    "https://data-api.binance.vision",
+];
+
+/// Longest symbol Binance's `symbol` parameter accepts (`^[A-Z0-9-_.]{1,20}$`).
+pub const MAX_SYMBOL_LEN: usize = 20;
+
+/// Polls Binance's spot `GET /api/v3/ticker/price` on a fixed schedule.
+#[derive(Debug, Clone, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct BinanceConfig {
+    /// Base URLs of the Binance REST API, without the `/api` path, tried in order: after
+    /// `failures_before_rotate` consecutive network errors or 5xx answers the source moves
+    /// to the next one (wrapping around). Point this at the `binance-mock` server in tests.
+    #[serde(default = "default_base_urls")]
+    pub base_urls: Vec<String>,
+    /// Spot symbols to poll, uppercase as Binance spells them (`BTCUSDT`). One symbol is
+    /// fetched with `symbol=`, several with a single `symbols=[...]` request per tick.
+    #[serde(default = "default_symbols")]
+    pub symbols: Vec<String>,
+    /// Time between the starts of two requests. The schedule is fixed: the time a request
+    /// takes is absorbed, and after a stall the next request waits for the next slot
+    /// instead of catching up with a burst.
+    #[serde(default = "default_interval")]
+    pub interval: DurationSpec,
+    /// Longest time one request may take, from connecting to the last byte of the body;
+    /// a slower request counts as a network failure and is retried with backoff.
+    #[serde(default = "default_request_timeout")]
+    pub request_timeout: DurationSpec,
+    /// First delay after a network error or a 5xx answer; it doubles with every
+    /// consecutive failure (with random jitter) up to `backoff_max`.
+    #[serde(default = "default_backoff_initial")]
+    pub backoff_initial: DurationSpec,
+    /// Longest delay between two retries.
+    #[serde(default = "default_backoff_max")]
+    pub backoff_max: DurationSpec,
+    /// Consecutive network errors or 5xx answers after which the next base URL is used.
+    #[serde(default = "default_failures_before_rotate")]
+    pub failures_before_rotate: u32,
+}
+
+fn default_base_urls() -> Vec<String> {
+    DEFAULT_BASE_URLS.iter().map(|s| s.to_string()).collect()
+}
+fn default_symbols() -> Vec<String> {
+    vec!["BTCUSDT".to_string()]
+}
+fn default_interval() -> DurationSpec {
+    DurationSpec::from_millis(100)
+}
+fn default_request_timeout() -> DurationSpec {
+    DurationSpec::from_millis(1_000)
+}
+fn default_backoff_initial() -> DurationSpec {
+    DurationSpec::from_millis(200)
+}
+fn default_backoff_max() -> DurationSpec {
+    DurationSpec::from_secs(10)
+}
+fn default_failures_before_rotate() -> u32 {
+    3
+}
+
+impl Default for BinanceConfig {
+    fn default() -> Self {
+        BinanceConfig {
+            base_urls: default_base_urls(),
+            symbols: default_symbols(),
+            interval: default_interval(),
+            request_timeout: default_request_timeout(),
+            backoff_initial: default_backoff_initial(),
+            backoff_max: default_backoff_max(),
+            failures_before_rotate: default_failures_before_rotate(),
+        }
+    }
+}
+
+/// Whether `symbol` is in Binance's legal range `^[A-Z0-9-_.]{1,20}$`.
+pub fn is_legal_symbol(symbol: &str) -> bool {
+    !symbol.is_empty()
+        && symbol.len() <= MAX_SYMBOL_LEN
+        && symbol
+            .bytes()
+            .all(|b| b.is_ascii_uppercase() || b.is_ascii_digit() || b"-_.".contains(&b))
+}
+
+impl ConnectorConfig for BinanceConfig {
+    fn check(&self) -> Vec<ConfigIssue> {
+        let mut issues = Vec::new();
+        if self.symbols.is_empty() {
+            issues.push(ConfigIssue::new(
+                "symbols",
+                "at least one symbol is required",
+            ));
+        }
+        let mut seen = BTreeSet::new();
+        for (i, symbol) in self.symbols.iter().enumerate() {
+            if !is_legal_symbol(symbol) {
+                issues.push(ConfigIssue::new(
+                    format!("symbols[{i}]"),
+                    format!(
+                        "{symbol:?} is not a Binance symbol: 1 to {MAX_SYMBOL_LEN} characters of A-Z, 0-9, '-', '_' or '.' (uppercase, e.g. \"BTCUSDT\")"
+                    ),
+                ));
+            }
+            if !seen.insert(symbol.as_str()) {
+                issues.push(ConfigIssue::new(
+                    format!("symbols[{i}]"),
+                    format!("{symbol:?} is listed more than once"),
+                ));
+            }
+        }
+        if self.base_urls.is_empty() {
+            issues.push(ConfigIssue::new(
+                "base_urls",
+                "at least one base URL is required",
+            ));
+        }
+        for (i, url) in self.base_urls.iter().enumerate() {
+            if let Err(message) = check_base_url(url) {
+                issues.push(ConfigIssue::new(format!("base_urls[{i}]"), message));
+            }
+        }
+        if self.interval.as_millis() <= 0 {
+            issues.push(ConfigIssue::new(
+                "interval",
+                "must be positive (e.g. \"100ms\")",
+            ));
+        }
+        if self.request_timeout.as_millis() <= 0 {
+            issues.push(ConfigIssue::new("request_timeout", "must be positive"));
+        }
+        if self.backoff_initial.as_millis() <= 0 {
+            issues.push(ConfigIssue::new("backoff_initial", "must be positive"));
+        }
+        if self.backoff_max < self.backoff_initial {
+            issues.push(ConfigIssue::new(
+                "backoff_max",
+                format!(
+                    "must be at least backoff_initial ({})",
+                    self.backoff_initial
+                ),
+            ));
+        }
+        if self.failures_before_rotate == 0 {
+            issues.push(ConfigIssue::new(
+                "failures_before_rotate",
+                "must be at least 1",
+            ));
+        }
+        issues
+    }
+}
+
+/// An http(s) URL with a host, no query and no fragment: the API paths are appended to it.
+fn check_base_url(text: &str) -> Result<reqwest::Url, String> {
+    let url = reqwest::Url::parse(text).map_err(|e| format!("{text:?} is not a URL: {e}"))?;
+    if !matches!(url.scheme(), "http" | "https") {
+        return Err(format!("{text:?}: only http and https URLs are supported"));
+    }
+    if url.host_str().is_none() {
+        return Err(format!("{text:?} has no host"));
+    }
+    if url.query().is_some() || url.fragment().is_some() {
+        return Err(format!("{text:?}: a base URL takes no query or fragment"));
+    }
+    Ok(url)
+}
+
+/// Parses a base URL that [`BinanceConfig::check`] accepted.
+pub(crate) fn parse_base_url(text: &str) -> Result<reqwest::Url, String> {
+    check_base_url(text)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn config(json: serde_json::Value) -> BinanceConfig {
+        serde_json::from_value(json).unwrap()
+    }
+
+    fn paths(issues: &[ConfigIssue]) -> Vec<&str> {
+        issues.iter().map(|i| i.path.as_str()).collect()
+    }
+
+    #[test]
+    fn defaults_poll_btcusdt_every_100ms_from_the_real_api_first() {
+        let c = config(serde_json::json!({}));
+        assert_eq!(c.symbols, vec!["BTCUSDT"]);
+        assert_eq!(c.interval.as_millis(), 100);
+        assert_eq!(c.base_urls[0], "https://api.binance.com");
+        assert_eq!(c.base_urls.len(), DEFAULT_BASE_URLS.len());
+        assert!(c.check().is_empty(), "{:?}", c.check());
+    }
+
+    #[test]
+    fn unknown_fields_are_refused() {
+        let r: Result<BinanceConfig, _> =
+            serde_json::from_value(serde_json::json!({"symbol": "BTCUSDT"}));
+        assert!(r.is_err());
+    }
+
+    #[test]
+    fn lowercase_duplicate_empty_and_too_long_symbols_are_reported_with_their_index() {
+        let c = config(serde_json::json!({
+            "symbols": ["btcusdt", "ETHUSDT", "ETHUSDT", "", "ABCDEFGHIJKLMNOPQRSTU", "BTC/USDT"]
+        }));
+        let issues = c.check();
+        assert_eq!(
+            paths(&issues),
+            vec![
+                "symbols[0]",
+                "symbols[2]",
+                "symbols[3]",
+                "symbols[4]",
+                "symbols[5]"
+            ]
+        );
+        assert!(issues[0].message.contains("\"btcusdt\""));
+        assert!(issues[1].message.contains("more than once"));
+    }
+
+    #[test]
+    fn legal_symbols_include_digits_dash_underscore_and_dot() {
+        for s in ["BTCUSDT", "1000SATSUSDT", "A-B_C.D", "ABCDEFGHIJKLMNOPQRST"] {
+            assert!(is_legal_symbol(s), "{s}");
+        }
+    }
+
+    #[test]
+    fn empty_symbols_zero_interval_and_bad_urls_are_reported() {
+        let c = config(serde_json::json!({
+            "symbols": [],
+            "interval": "0ms",
+            "base_urls": ["ftp://x", "not a url", "http://127.0.0.1:1?x=1", "http://127.0.0.1:8080"],
+            "backoff_initial": "2s",
+            "backoff_max": "1s",
+            "failures_before_rotate": 0
+        }));
+        let issues = c.check();
+        assert_eq!(
+            paths(&issues),
+            vec![
+                "symbols",
+                "base_urls[0]",
+                "base_urls[1]",
+                "base_urls[2]",
+                "interval",
+                "backoff_max",
+                "failures_before_rotate"
+            ]
+        );
+    }
+}

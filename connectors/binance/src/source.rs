@@ -1,0 +1,421 @@
+//! The fetch loop: fixed schedule, validation, retries, rate limits, graceful stop.
+
+use std::{
+    sync::Arc,
+    time::{Duration, Instant},
+};
+
+use async_trait::async_trait;
+use framework::{
+    connector::StageContext, ConnectorConfig, ConnectorError, OutputRecord, Source, SourceContext,
+    SourceEnd,
+};
+use rand::Rng;
+use reqwest::StatusCode;
+use tokio::time::MissedTickBehavior;
+use tokio_util::sync::CancellationToken;
+use tracing::{debug, info, warn};
+
+use crate::{
+    client::{Answer, FetchError, PriceClient, WEIGHT_LIMIT_PER_MINUTE},
+    config::BinanceConfig,
+    response::{parse_ticker_prices, price_record, reason, ApiError},
+    stats::{LogLimiter, SourceStats, StatsSnapshot},
+};
+
+/// Repeated warnings of one kind are logged at most this often.
+const WARN_PERIOD: Duration = Duration::from_secs(10);
+/// Used weight above this share of the per-minute limit is worth a warning.
+const WEIGHT_WARN_RATIO: f64 = 0.8;
+/// Wait after a 429 without a usable `Retry-After`: the weight window is one minute.
+const DEFAULT_RETRY_AFTER_429: Duration = Duration::from_secs(60);
+/// Wait after a 418 without a usable `Retry-After`: bans last at least two minutes.
+const DEFAULT_RETRY_AFTER_418: Duration = Duration::from_secs(120);
+
+/// A running `binance` source.
+pub struct BinanceSource {
+    config: BinanceConfig,
+    client: PriceClient,
+    stats: Arc<SourceStats>,
+    stage: String,
+}
+
+/// What the loop does after one request.
+enum Next {
+    /// Wait for the next slot of the schedule.
+    OnSchedule,
+    /// Suspend the schedule for this long, then restart it (no catch-up burst).
+    Pause(Duration),
+}
+
+/// Signals that shutdown was requested while waiting.
+struct Stopped;
+
+/// Mutable state of one run.
+struct LoopState {
+    /// Whether Binance has answered 200 once: before that, a 400 means the config is wrong.
+    confirmed: bool,
+    consecutive_failures: u32,
+    reject_log: LogLimiter,
+    failure_log: LogLimiter,
+    weight_log: LogLimiter,
+}
+
+impl BinanceSource {
+    /// Builds a source from a config; refuses configs that fail [`ConnectorConfig::check`].
+    pub fn new(config: BinanceConfig, stage: &str) -> Result<Self, ConnectorError> {
+        let issues = config.check();
+        if !issues.is_empty() {
+            let text: Vec<String> = issues
+                .iter()
+                .map(|i| {
+                    if i.path.is_empty() {
+                        i.message.clone()
+                    } else {
+                        format!("{}: {}", i.path, i.message)
+                    }
+                })
+                .collect();
+            return Err(ConnectorError::Config(text.join("; ")));
+        }
+        let client = PriceClient::new(&config)?;
+        Ok(BinanceSource {
+            config,
+            client,
+            stats: Arc::new(SourceStats::default()),
+            stage: stage.to_string(),
+        })
+    }
+
+    pub(crate) fn from_stage(
+        config: BinanceConfig,
+        stage: &StageContext,
+    ) -> Result<Self, ConnectorError> {
+        Self::new(config, &stage.stage)
+    }
+
+    /// Live counters (requests, records, rejections by reason, retries, rate-limit waits).
+    pub fn stats(&self) -> Arc<SourceStats> {
+        Arc::clone(&self.stats)
+    }
+
+    /// Backoff before retry number `failures` (1-based): exponential, capped, with "equal
+    /// jitter" (half fixed, half random) so that many clients do not retry in lockstep.
+    fn backoff(&self, failures: u32) -> Duration {
+        let initial = self.config.backoff_initial.as_std();
+        let max = self.config.backoff_max.as_std();
+        let exp = failures.saturating_sub(1).min(30);
+        let base = initial.saturating_mul(1u32 << exp).min(max);
+        let half = base / 2;
+        let jitter_ms = rand::rng().random_range(0..=half.as_millis().max(1) as u64);
+        half + Duration::from_millis(jitter_ms)
+    }
+
+    async fn emit(
+        ctx: &mut SourceContext,
+        shutdown: &CancellationToken,
+        record: OutputRecord,
+    ) -> Result<Result<(), Stopped>, ConnectorError> {
+        tokio::select! {
+            biased;
+            _ = shutdown.cancelled() => Ok(Err(Stopped)),
+            sent = ctx.emit(record) => sent.map(Ok),
+        }
+    }
+
+    async fn reject(
+        &self,
+        ctx: &mut SourceContext,
+        shutdown: &CancellationToken,
+        state: &mut LoopState,
+        reason: &'static str,
+        detail: String,
+        payload: Vec<u8>,
+    ) -> Result<Result<(), Stopped>, ConnectorError> {
+        self.stats.rejected(reason);
+        if let Some(held_back) = state.reject_log.allow(Instant::now()) {
+            warn!(
+                stage = %self.stage,
+                reason,
+                detail = %detail,
+                similar_suppressed = held_back,
+                "binance answer rejected"
+            );
+        }
+        tokio::select! {
+            biased;
+            _ = shutdown.cancelled() => Ok(Err(Stopped)),
+            sent = ctx.reject(reason, detail, payload) => sent.map(Ok),
+        }
+    }
+
+    fn log_weight(&self, state: &mut LoopState, used: Option<u64>) {
+        let Some(used) = used else { return };
+        if used as f64 > WEIGHT_LIMIT_PER_MINUTE as f64 * WEIGHT_WARN_RATIO {
+            if let Some(held_back) = state.weight_log.allow(Instant::now()) {
+                warn!(
+                    stage = %self.stage,
+                    used_weight_1m = used,
+                    limit = WEIGHT_LIMIT_PER_MINUTE,
+                    similar_suppressed = held_back,
+                    "binance request weight above 80% of the per-minute limit"
+                );
+            }
+        } else {
+            debug!(stage = %self.stage, used_weight_1m = used, "binance used weight");
+        }
+    }
+
+    /// A request failed transiently (network, timeout, 5xx, unexpected 4xx): count it,
+    /// rotate base URL after repeated failures, and return the backoff.
+    fn failed(&mut self, state: &mut LoopState, what: &str) -> Next {
+        state.consecutive_failures = state.consecutive_failures.saturating_add(1);
+        let failures = state.consecutive_failures;
+        self.stats.retry();
+        let mut rotated_to = None;
+        if self.client.base_count() > 1 && failures % self.config.failures_before_rotate == 0 {
+            rotated_to = Some(self.client.rotate().to_string());
+            self.stats.rotation();
+        }
+        let delay = self.backoff(failures);
+        if let Some(held_back) = state.failure_log.allow(Instant::now()) {
+            warn!(
+                stage = %self.stage,
+                error = %what,
+                consecutive_failures = failures,
+                retry_in_ms = delay.as_millis() as u64,
+                similar_suppressed = held_back,
+                "binance request failed; retrying with backoff"
+            );
+        }
+        if let Some(base) = rotated_to {
+            warn!(stage = %self.stage, base_url = %base, consecutive_failures = failures,
+                  "switching to the next Binance base URL");
+        }
+        Next::Pause(delay)
+    }
+
+    /// Turns a 400 before the first success into a fatal error naming the refused symbol
+    /// (with several symbols, each is asked for alone to find the culprit).
+    async fn symbol_error(&self, first: ApiError, shutdown: &CancellationToken) -> ConnectorError {
+        let mut culprits: Vec<(String, ApiError)> = Vec::new();
+        if let [only] = self.client.symbols() {
+            culprits.push((only.clone(), first.clone()));
+        } else {
+            for symbol in self.client.symbols() {
+                let answer = tokio::select! {
+                    _ = shutdown.cancelled() => break,
+                    a = self.client.fetch_one(symbol) => a,
+                };
+                if let Ok(answer) = answer {
+                    if answer.status == StatusCode::BAD_REQUEST {
+                        if let Some(e) = ApiError::parse(&answer.body) {
+                            culprits.push((symbol.clone(), e));
+                        }
+                    }
+                }
+            }
+        }
+        if culprits.is_empty() {
+            return ConnectorError::Fatal(format!(
+                "binance rejected the request for symbols {:?} (code {}: {}) — check config.symbols",
+                self.client.symbols(),
+                first.code,
+                first.msg
+            ));
+        }
+        let parts: Vec<String> = culprits
+            .iter()
+            .map(|(symbol, e)| {
+                format!(
+                    "binance rejected symbol {symbol:?} (code {}: {})",
+                    e.code, e.msg
+                )
+            })
+            .collect();
+        ConnectorError::Fatal(format!("{} — check config.symbols", parts.join("; ")))
+    }
+
+    /// Handles one complete HTTP answer.
+    async fn on_answer(
+        &mut self,
+        answer: Answer,
+        ctx: &mut SourceContext,
+        shutdown: &CancellationToken,
+        state: &mut LoopState,
+    ) -> Result<Result<Next, Stopped>, ConnectorError> {
+        self.log_weight(state, answer.used_weight);
+        let status = answer.status;
+        if status == StatusCode::OK {
+            state.confirmed = true;
+            state.consecutive_failures = 0;
+            let parsed =
+                parse_ticker_prices(&answer.body, self.client.symbols(), self.client.is_multi());
+            let emitted = parsed.prices.len() as u64;
+            for price in &parsed.prices {
+                if let Err(Stopped) =
+                    Self::emit(ctx, shutdown, price_record(price, answer.received_ms)).await?
+                {
+                    return Ok(Err(Stopped));
+                }
+            }
+            self.stats.records(emitted);
+            for r in parsed.rejections {
+                if let Err(Stopped) = self
+                    .reject(ctx, shutdown, state, r.reason, r.detail, r.payload)
+                    .await?
+                {
+                    return Ok(Err(Stopped));
+                }
+            }
+            return Ok(Ok(Next::OnSchedule));
+        }
+        if status == StatusCode::TOO_MANY_REQUESTS || status.as_u16() == 418 {
+            let fallback = if status == StatusCode::TOO_MANY_REQUESTS {
+                DEFAULT_RETRY_AFTER_429
+            } else {
+                DEFAULT_RETRY_AFTER_418
+            };
+            let wait = answer
+                .retry_after_secs
+                .map(Duration::from_secs)
+                .unwrap_or(fallback);
+            self.stats.rate_limited(wait);
+            warn!(
+                stage = %self.stage,
+                status = status.as_u16(),
+                retry_after_s = wait.as_secs(),
+                used_weight_1m = answer.used_weight,
+                body = %String::from_utf8_lossy(&answer.body),
+                "binance rate limit: no request until Retry-After has passed"
+            );
+            return Ok(Ok(Next::Pause(wait)));
+        }
+        if status.is_server_error() {
+            self.stats.server_error();
+            return Ok(Ok(self.failed(state, &format!("HTTP {status}"))));
+        }
+        // Any other status: the request itself is wrong or refused.
+        if !state.confirmed && status == StatusCode::BAD_REQUEST {
+            if let Some(api_error) = ApiError::parse(&answer.body) {
+                return Err(self.symbol_error(api_error, shutdown).await);
+            }
+        }
+        let detail = format!(
+            "HTTP {status} from {}: {}",
+            self.client.current_url(),
+            String::from_utf8_lossy(&answer.body)
+        );
+        // Logged (rate-limited) by `reject`; retried with backoff like other failures, since
+        // a refusal after start-up may be Binance's transient doing.
+        if let Err(Stopped) = self
+            .reject(
+                ctx,
+                shutdown,
+                state,
+                reason::HTTP_STATUS,
+                detail.clone(),
+                answer.body.to_vec(),
+            )
+            .await?
+        {
+            return Ok(Err(Stopped));
+        }
+        Ok(Ok(self.failed(state, &detail)))
+    }
+
+    async fn run_loop(&mut self, ctx: &mut SourceContext) -> Result<(), ConnectorError> {
+        let shutdown = ctx.shutdown().clone();
+        let mut ticker = tokio::time::interval(self.config.interval.as_std());
+        // A late tick is dropped, not made up for: the schedule stays start + k * interval.
+        ticker.set_missed_tick_behavior(MissedTickBehavior::Skip);
+        let mut state = LoopState {
+            confirmed: false,
+            consecutive_failures: 0,
+            reject_log: LogLimiter::new(WARN_PERIOD),
+            failure_log: LogLimiter::new(WARN_PERIOD),
+            weight_log: LogLimiter::new(WARN_PERIOD),
+        };
+        loop {
+            tokio::select! {
+                biased;
+                _ = shutdown.cancelled() => return Ok(()),
+                _ = ticker.tick() => {}
+            }
+            self.stats.request();
+            // The first tick fires at once, so a bad symbol fails the start-up fast.
+            let result = tokio::select! {
+                biased;
+                _ = shutdown.cancelled() => return Ok(()),
+                r = self.client.fetch() => r,
+            };
+            let next = match result {
+                Ok(answer) => match self.on_answer(answer, ctx, &shutdown, &mut state).await? {
+                    Ok(next) => next,
+                    Err(Stopped) => return Ok(()),
+                },
+                Err(e) => {
+                    self.stats.network_error();
+                    let text = match &e {
+                        FetchError::Timeout { .. } => e.to_string(),
+                        FetchError::Network { source, .. } => {
+                            format!("{e} ({})", root_cause(source))
+                        }
+                    };
+                    self.failed(&mut state, &text)
+                }
+            };
+            if let Next::Pause(delay) = next {
+                tokio::select! {
+                    biased;
+                    _ = shutdown.cancelled() => return Ok(()),
+                    _ = tokio::time::sleep(delay) => {}
+                }
+                ticker.reset_immediately();
+            }
+        }
+    }
+}
+
+/// The innermost error message (reqwest's own text is often just "error sending request").
+fn root_cause(error: &(dyn std::error::Error + 'static)) -> String {
+    let mut current = error;
+    while let Some(next) = current.source() {
+        current = next;
+    }
+    current.to_string()
+}
+
+fn log_summary(stage: &str, symbols: &[String], stats: &StatsSnapshot) {
+    info!(
+        stage = %stage,
+        symbols = ?symbols,
+        requests = stats.requests,
+        records = stats.records,
+        rejected = ?stats.rejected,
+        retries = stats.retries,
+        network_errors = stats.network_errors,
+        server_errors = stats.server_errors,
+        rate_limited_waits = stats.rate_limited_waits,
+        rate_limited_wait_ms = stats.rate_limited_wait_ms,
+        base_url_rotations = stats.base_url_rotations,
+        "binance source stopped"
+    );
+}
+
+#[async_trait]
+impl Source for BinanceSource {
+    async fn run(&mut self, ctx: &mut SourceContext) -> Result<SourceEnd, ConnectorError> {
+        info!(
+            stage = %self.stage,
+            symbols = ?self.config.symbols,
+            interval = %self.config.interval,
+            base_url = %self.client.current_url(),
+            "binance source starting"
+        );
+        let result = self.run_loop(ctx).await;
+        log_summary(&self.stage, &self.config.symbols, &self.stats.snapshot());
+        // A live feed never ends by itself: only shutdown (or an error) stops it.
+        result.map(|()| SourceEnd::Stopped)
+    }
+}
