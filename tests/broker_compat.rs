@@ -29,7 +29,13 @@ async fn produce(topic: &str, timestamps: &[i64]) {
         .expect("producer");
     for ts in timestamps {
         producer
-            .send(FutureRecord::<str, str>::to(topic).partition(0).payload("x").timestamp(*ts), Duration::from_secs(10))
+            .send(
+                FutureRecord::<str, str>::to(topic)
+                    .partition(0)
+                    .payload("x")
+                    .timestamp(*ts),
+                Duration::from_secs(10),
+            )
             .await
             .expect("delivered");
     }
@@ -43,14 +49,23 @@ async fn a_group_commit_of_any_topic_partition_reads_back_exactly() {
     let group = common::unique("compat-group");
     let c = consumer(&group);
     let mut tpl = TopicPartitionList::new();
-    tpl.add_partition_offset(&topic, 0, Offset::Offset(2)).expect("add");
+    tpl.add_partition_offset(&topic, 0, Offset::Offset(2))
+        .expect("add");
     c.commit(&tpl, CommitMode::Sync).expect("commit");
 
     let fresh = consumer(&group);
     let mut query = TopicPartitionList::new();
     query.add_partition(&topic, 0);
-    let committed = fresh.committed_offsets(query, Duration::from_secs(10)).expect("committed");
-    assert_eq!(committed.find_partition(&topic, 0).expect("element").offset(), Offset::Offset(2));
+    let committed = fresh
+        .committed_offsets(query, Duration::from_secs(10))
+        .expect("committed");
+    assert_eq!(
+        committed
+            .find_partition(&topic, 0)
+            .expect("element")
+            .offset(),
+        Offset::Offset(2)
+    );
 }
 
 #[tokio::test]
@@ -60,7 +75,8 @@ async fn a_consumer_assigned_at_an_offset_reads_that_exact_record_and_its_timest
     produce(&topic, &[1_000, 2_000, 3_000, 4_000]).await;
     let c = consumer(&common::unique("compat-group"));
     let mut tpl = TopicPartitionList::new();
-    tpl.add_partition_offset(&topic, 0, Offset::Offset(2)).expect("add");
+    tpl.add_partition_offset(&topic, 0, Offset::Offset(2))
+        .expect("add");
     c.assign(&tpl).expect("assign");
     let deadline = std::time::Instant::now() + Duration::from_secs(20);
     loop {

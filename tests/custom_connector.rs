@@ -47,11 +47,20 @@ impl TransformConnector for CountPerKey {
     type Config = CountConfig;
     const NAME: &'static str = "test_count_per_key";
     const SUMMARY: &'static str = "Emits a running count per value of a field";
-    const INPUTS: &'static [InputPort] = &[InputPort { name: "input", record_type: RecordType::ANY_JSON }];
+    const INPUTS: &'static [InputPort] = &[InputPort {
+        name: "input",
+        record_type: RecordType::ANY_JSON,
+    }];
     const OUTPUT: RecordType = RecordType("test-count");
 
-    fn build(config: &CountConfig, _stage: &StageContext) -> Result<Box<dyn Transform>, ConnectorError> {
-        Ok(Box::new(Counter { field: config.field.clone(), counts: HashMap::new() }))
+    fn build(
+        config: &CountConfig,
+        _stage: &StageContext,
+    ) -> Result<Box<dyn Transform>, ConnectorError> {
+        Ok(Box::new(Counter {
+            field: config.field.clone(),
+            counts: HashMap::new(),
+        }))
     }
 }
 
@@ -68,8 +77,14 @@ impl Transform for Counter {
         };
         let n = self.counts.entry(key.to_string()).or_default();
         *n += 1;
-        let payload = serde_json::json!({"key": key, "n": *n}).to_string().into_bytes();
-        out.emit(Some(key.as_bytes().to_vec()), payload, record.timestamp_ms.unwrap_or_default());
+        let payload = serde_json::json!({"key": key, "n": *n})
+            .to_string()
+            .into_bytes();
+        out.emit(
+            Some(key.as_bytes().to_vec()),
+            payload,
+            record.timestamp_ms.unwrap_or_default(),
+        );
     }
 
     // The whole state is small, so it travels with the committed offsets.
@@ -77,9 +92,13 @@ impl Transform for Counter {
         serde_json::to_string(&self.counts).ok()
     }
 
-    fn resume(&mut self, checkpoint: Option<&str>) -> Result<framework::connector::Resume, ConnectorError> {
+    fn resume(
+        &mut self,
+        checkpoint: Option<&str>,
+    ) -> Result<framework::connector::Resume, ConnectorError> {
         if let Some(text) = checkpoint {
-            self.counts = serde_json::from_str(text).map_err(|e| ConnectorError::Fatal(format!("bad checkpoint: {e}")))?;
+            self.counts = serde_json::from_str(text)
+                .map_err(|e| ConnectorError::Fatal(format!("bad checkpoint: {e}")))?;
         }
         Ok(framework::connector::Resume::FromCommitted)
     }
@@ -112,10 +131,14 @@ stages:
 
 #[test]
 fn a_connector_defined_in_a_test_is_registered_and_described() {
-    let registration = ConnectorRegistration::find("test_count_per_key").expect("registered by the test");
+    let registration =
+        ConnectorRegistration::find("test_count_per_key").expect("registered by the test");
     assert_eq!(registration.inputs.len(), 1);
     let schema = (registration.schema)();
-    assert_eq!(schema["properties"]["field"]["description"], "Field whose value is counted.");
+    assert_eq!(
+        schema["properties"]["field"]["description"],
+        "Field whose value is counted."
+    );
 }
 
 #[test]
@@ -123,10 +146,17 @@ fn validation_knows_the_test_connector_and_suggests_its_name() {
     let env = |_: &str| None;
     let valid = validate_source("p.yaml", &pipeline_text("t", "test_count_per_key"), &env);
     assert!(valid.is_ok(), "{:?}", valid.err());
-    let invalid = validate_source("p.yaml", &pipeline_text("t", "test_count_per_kye"), &env).expect_err("misspelled type");
+    let invalid = validate_source("p.yaml", &pipeline_text("t", "test_count_per_kye"), &env)
+        .expect_err("misspelled type");
     assert_eq!(invalid.len(), 1);
     assert_eq!(invalid[0].path, "stages[1].type");
-    assert!(invalid[0].message.contains("did you mean \"test_count_per_key\""), "{}", invalid[0].message);
+    assert!(
+        invalid[0]
+            .message
+            .contains("did you mean \"test_count_per_key\""),
+        "{}",
+        invalid[0].message
+    );
     assert_eq!((invalid[0].line, invalid[0].column), (10, 11));
 }
 
@@ -149,14 +179,29 @@ fn the_test_connector_runs_through_kafka_between_file_connectors() {
         "OUT_FILE" => Some(output.display().to_string()),
         _ => None,
     };
-    let pipeline = validate_source("p.yaml", &pipeline_text(&common::unique("count"), "test_count_per_key"), &env).expect("valid");
+    let pipeline = validate_source(
+        "p.yaml",
+        &pipeline_text(&common::unique("count"), "test_count_per_key"),
+        &env,
+    )
+    .expect("valid");
     let runtime = tokio::runtime::Runtime::new().expect("runtime");
     runtime
-        .block_on(async { tokio::time::timeout(Duration::from_secs(90), runtime::run(&pipeline, RunOptions::default())).await })
+        .block_on(async {
+            tokio::time::timeout(
+                Duration::from_secs(90),
+                runtime::run(&pipeline, RunOptions::default()),
+            )
+            .await
+        })
         .expect("finished in time")
         .expect("pipeline ran");
     let lines = common::read_lines(&dir.path().join("out.jsonl"));
-    assert_eq!(lines.len(), 3_000, "the record without the field was rejected, the rest counted");
+    assert_eq!(
+        lines.len(),
+        3_000,
+        "the record without the field was rejected, the rest counted"
+    );
     for key in ["A", "B", "C"] {
         let mut counts: Vec<u64> = lines
             .iter()
@@ -165,6 +210,10 @@ fn the_test_connector_runs_through_kafka_between_file_connectors() {
             .filter_map(|v| v["n"].as_u64())
             .collect();
         counts.sort_unstable();
-        assert_eq!(counts, (1..=1_000).collect::<Vec<u64>>(), "running counts of {key}");
+        assert_eq!(
+            counts,
+            (1..=1_000).collect::<Vec<u64>>(),
+            "running counts of {key}"
+        );
     }
 }

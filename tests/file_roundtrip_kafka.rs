@@ -76,16 +76,31 @@ fn file_to_kafka_to_file_loses_and_duplicates_nothing_and_ends_by_itself() {
         ("IN_FILE", input.display().to_string()),
         ("OUT_FILE", output.display().to_string()),
     ];
-    let result = run_pipeline(&["run", pipeline.to_str().expect("utf-8")], &envs, Duration::from_secs(120));
-    assert!(result.status.success(), "pipeline failed:\n{}", stderr_of(&result));
+    let result = run_pipeline(
+        &["run", pipeline.to_str().expect("utf-8")],
+        &envs,
+        Duration::from_secs(120),
+    );
+    assert!(
+        result.status.success(),
+        "pipeline failed:\n{}",
+        stderr_of(&result)
+    );
     let mut written = read_lines(&output);
-    assert_eq!(written.len(), lines.len(), "every record written exactly once");
+    assert_eq!(
+        written.len(),
+        lines.len(),
+        "every record written exactly once"
+    );
     let distinct: HashSet<&String> = written.iter().collect();
     assert_eq!(distinct.len(), written.len(), "no duplicates");
     written.sort();
     lines.sort();
     assert_eq!(written, lines, "the written records are the input records");
-    assert!(stderr_of(&result).contains("malformed_json"), "the bad line is reported");
+    assert!(
+        stderr_of(&result).contains("malformed_json"),
+        "the bad line is reported"
+    );
 }
 
 #[test]
@@ -100,7 +115,11 @@ fn records_of_one_key_keep_their_order_through_partitions() {
         ("IN_FILE", input.display().to_string()),
         ("OUT_FILE", output.display().to_string()),
     ];
-    let result = run_pipeline(&["run", pipeline.to_str().expect("utf-8")], &envs, Duration::from_secs(120));
+    let result = run_pipeline(
+        &["run", pipeline.to_str().expect("utf-8")],
+        &envs,
+        Duration::from_secs(120),
+    );
     assert!(result.status.success(), "{}", stderr_of(&result));
     let written = read_lines(&output);
     for symbol in ["BTCUSDT", "ETHUSDT", "BNBUSDT"] {
@@ -124,29 +143,59 @@ fn sigterm_mid_run_exits_0_and_a_restart_resumes_from_committed_offsets_without_
         ("OUT_FILE", output.display().to_string()),
     ];
     // Fill the topic first, so the sink has a long backlog when it is stopped.
-    let filled = run_pipeline(&["run", pipeline, "--stage", "read"], &envs, Duration::from_secs(120));
+    let filled = run_pipeline(
+        &["run", pipeline, "--stage", "read"],
+        &envs,
+        Duration::from_secs(120),
+    );
     assert!(filled.status.success(), "{}", stderr_of(&filled));
 
     let sink = spawn_pipeline(&["run", pipeline, "--stage", "write"], &envs);
     // Wait until the sink is visibly mid-way.
     let started = std::time::Instant::now();
     while read_lines(&output).len() < 2_000 {
-        assert!(started.elapsed() < Duration::from_secs(60), "sink never started writing");
+        assert!(
+            started.elapsed() < Duration::from_secs(60),
+            "sink never started writing"
+        );
         std::thread::sleep(Duration::from_millis(20));
     }
-    nix::sys::signal::kill(nix::unistd::Pid::from_raw(sink.id() as i32), nix::sys::signal::Signal::SIGTERM).expect("send SIGTERM");
+    nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(sink.id() as i32),
+        nix::sys::signal::Signal::SIGTERM,
+    )
+    .expect("send SIGTERM");
     let stop_started = std::time::Instant::now();
     let stopped = wait_with_timeout(sink, Duration::from_secs(30));
     let stop_time = stop_started.elapsed();
-    assert!(stopped.status.success(), "exit status after SIGTERM: {:?}\n{}", stopped.status, stderr_of(&stopped));
-    assert!(stop_time < Duration::from_secs(10), "graceful stop took {stop_time:?}");
+    assert!(
+        stopped.status.success(),
+        "exit status after SIGTERM: {:?}\n{}",
+        stopped.status,
+        stderr_of(&stopped)
+    );
+    assert!(
+        stop_time < Duration::from_secs(10),
+        "graceful stop took {stop_time:?}"
+    );
     let after_stop = read_lines(&output).len();
-    assert!(after_stop < lines.len(), "the sink was stopped before the end ({after_stop} written)");
+    assert!(
+        after_stop < lines.len(),
+        "the sink was stopped before the end ({after_stop} written)"
+    );
 
-    let resumed = run_pipeline(&["run", pipeline, "--stage", "write"], &envs, Duration::from_secs(120));
+    let resumed = run_pipeline(
+        &["run", pipeline, "--stage", "write"],
+        &envs,
+        Duration::from_secs(120),
+    );
     assert!(resumed.status.success(), "{}", stderr_of(&resumed));
     let mut written = read_lines(&output);
-    assert_eq!(written.len(), lines.len(), "no loss and no duplicate across the restart");
+    assert_eq!(
+        written.len(),
+        lines.len(),
+        "no loss and no duplicate across the restart"
+    );
     written.sort();
     lines.sort();
     assert_eq!(written, lines);

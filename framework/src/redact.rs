@@ -42,6 +42,25 @@ pub fn is_secret_property(name: &str) -> bool {
     .any(|marker| lower.contains(marker))
 }
 
+/// An `io::Write` adapter that redacts credentials from everything written through it;
+/// the log subscriber writes through it so no log line can leak a password in a URI.
+pub struct RedactingWriter<W: std::io::Write>(pub W);
+
+impl<W: std::io::Write> std::io::Write for RedactingWriter<W> {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        match std::str::from_utf8(buf) {
+            Ok(text) if text.contains("://") => {
+                self.0.write_all(redact(text).as_bytes())?;
+                Ok(buf.len())
+            }
+            _ => self.0.write(buf),
+        }
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        self.0.flush()
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -75,24 +94,5 @@ mod tests {
         assert!(is_secret_property("sasl.password"));
         assert!(is_secret_property("ssl.key.password"));
         assert!(!is_secret_property("security.protocol"));
-    }
-}
-
-/// An `io::Write` adapter that redacts credentials from everything written through it;
-/// the log subscriber writes through it so no log line can leak a password in a URI.
-pub struct RedactingWriter<W: std::io::Write>(pub W);
-
-impl<W: std::io::Write> std::io::Write for RedactingWriter<W> {
-    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
-        match std::str::from_utf8(buf) {
-            Ok(text) if text.contains("://") => {
-                self.0.write_all(redact(text).as_bytes())?;
-                Ok(buf.len())
-            }
-            _ => self.0.write(buf),
-        }
-    }
-    fn flush(&mut self) -> std::io::Result<()> {
-        self.0.flush()
     }
 }

@@ -99,3 +99,64 @@ pub fn read_lines(path: &Path) -> Vec<String> {
 pub fn stderr_of(output: &Output) -> String {
     String::from_utf8_lossy(&output.stderr).into_owned()
 }
+
+/// A record read back from a topic.
+#[derive(Debug, Clone)]
+pub struct TopicRecord {
+    pub key: Option<Vec<u8>>,
+    pub payload: Vec<u8>,
+    pub timestamp_ms: Option<i64>,
+    pub partition: i32,
+    pub offset: i64,
+    pub end_of_input: bool,
+}
+
+/// Reads `topic` from the beginning until `quiet` passes without a new record (or
+/// `timeout`). End-of-input markers are returned flagged.
+pub fn read_topic(topic: &str, quiet: Duration, timeout: Duration) -> Vec<TopicRecord> {
+    use rdkafka::{
+        consumer::{BaseConsumer, Consumer},
+        message::Headers,
+        ClientConfig, Message, Offset, TopicPartitionList,
+    };
+    let consumer: BaseConsumer = ClientConfig::new()
+        .set("bootstrap.servers", kafka_brokers())
+        .set("group.id", unique("reader"))
+        .set("enable.auto.commit", "false")
+        .create()
+        .expect("reader");
+    let metadata = consumer
+        .fetch_metadata(Some(topic), Duration::from_secs(10))
+        .expect("metadata");
+    let partitions = metadata.topics().first().map(|t| t.partitions().len()).unwrap_or(0);
+    let mut tpl = TopicPartitionList::new();
+    for p in 0..partitions {
+        tpl.add_partition_offset(topic, p as i32, Offset::Beginning).expect("partition");
+    }
+    consumer.assign(&tpl).expect("assign");
+    let start = Instant::now();
+    let mut last = Instant::now();
+    let mut records = Vec::new();
+    while last.elapsed() < quiet && start.elapsed() < timeout {
+        if let Some(Ok(m)) = consumer.poll(Duration::from_millis(100)) {
+            last = Instant::now();
+            let end_of_input = m
+                .headers()
+                .is_some_and(|h| h.iter().any(|h| h.key == "x-pipeline-end-of-input"));
+            records.push(TopicRecord {
+                key: m.key().map(<[u8]>::to_vec),
+                payload: m.payload().map(<[u8]>::to_vec).unwrap_or_default(),
+                timestamp_ms: m.timestamp().to_millis(),
+                partition: m.partition(),
+                offset: m.offset(),
+                end_of_input,
+            });
+        }
+    }
+    records
+}
+
+/// Sends SIGTERM (graceful stop) or SIGKILL to a child.
+pub fn signal(child: &Child, signal: nix::sys::signal::Signal) {
+    nix::sys::signal::kill(nix::unistd::Pid::from_raw(child.id() as i32), signal).expect("signal child");
+}

@@ -75,8 +75,10 @@ impl SourceConnector for FileSource {
 
 framework::register_source!(FileSource);
 
-/// Why a line was refused.
-fn bad_line(line_number: u64, reason: &'static str, detail: String) -> (&'static str, String) {
+/// Why a line was refused: reason label and details.
+type BadLine = (&'static str, String);
+
+fn bad_line(line_number: u64, reason: &'static str, detail: String) -> BadLine {
     (reason, format!("line {line_number}: {detail}"))
 }
 
@@ -86,7 +88,7 @@ impl FileSource {
         &self,
         line_number: u64,
         line: &str,
-    ) -> Result<(Option<Vec<u8>>, i64), (&'static str, String)> {
+    ) -> Result<(Option<Vec<u8>>, i64), BadLine> {
         let value: serde_json::Value = serde_json::from_str(line)
             .map_err(|e| bad_line(line_number, "malformed_json", e.to_string()))?;
         let object = value.as_object().ok_or_else(|| {

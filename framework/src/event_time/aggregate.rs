@@ -53,7 +53,7 @@ impl MomentStats {
 
     /// Arithmetic mean; `None` when empty.
     pub fn mean(&self) -> Option<f64> {
-        (self.count > 0).then(|| self.shift + self.mean)
+        (self.count > 0).then_some(self.shift + self.mean)
     }
 
     /// Population standard deviation `sqrt(sum((x - mean)^2) / n)`; `0.0` for one value,

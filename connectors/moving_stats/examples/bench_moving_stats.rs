@@ -1,0 +1,120 @@
+//! In-process throughput of `moving_stats` through the `Transform` trait: JSON bytes in,
+//! JSON bytes out, no Kafka.
+//!
+//! `cargo run --release -p connector-moving-stats --example bench_moving_stats [events]`
+//!
+//! Default: 10 M events of one symbol, 10 events per second of event time (100 ms apart
+//! with jitter), random-walk prices in cents, the default 6 windows and 1 s slide. Input
+//! is generated in chunks outside the timed section; prints events/s and peak RSS.
+
+use std::time::{Duration, Instant};
+
+use connector_moving_stats::{MovingStats, MovingStatsConfig};
+use framework::{event_time::write_millis, Emitter, InputRecord, Transform};
+
+const CHUNK: usize = 65_536;
+
+struct Rng(u64);
+
+impl Rng {
+    fn next(&mut self) -> u64 {
+        self.0 ^= self.0 << 13;
+        self.0 ^= self.0 >> 7;
+        self.0 ^= self.0 << 17;
+        self.0
+    }
+}
+
+fn peak_rss_kib() -> Option<u64> {
+    let status = std::fs::read_to_string("/proc/self/status").ok()?;
+    let line = status.lines().find(|l| l.starts_with("VmHWM:"))?;
+    line.split_whitespace().nth(1)?.parse().ok()
+}
+
+fn main() -> Result<(), Box<dyn std::error::Error>> {
+    let events: usize = match std::env::args().nth(1) {
+        Some(n) => n.parse()?,
+        None => 10_000_000,
+    };
+    let config = MovingStatsConfig::default();
+    let mut transform = MovingStats::new(&config)?;
+    let mut out = Emitter::new();
+    let mut rng = Rng(0x2545_F491_4F6C_DD1D);
+    let mut t_ms: i64 = 1_746_631_831_891;
+    let mut cents: i64 = 9_700_902;
+    let mut payloads: Vec<u8> = Vec::with_capacity(CHUNK * 96);
+    let mut bounds: Vec<(usize, usize, i64)> = Vec::with_capacity(CHUNK);
+    let mut floats = ryu::Buffer::new();
+
+    let (mut busy, mut produced, mut out_bytes, mut rejected) = (Duration::ZERO, 0u64, 0u64, 0u64);
+    let mut done = 0usize;
+    while done < events {
+        let n = CHUNK.min(events - done);
+        payloads.clear();
+        bounds.clear();
+        for _ in 0..n {
+            let r = rng.next();
+            t_ms += 90 + (r % 21) as i64; // ~10 events/s, never out of order by much
+            cents = (cents + (r >> 8) as i64 % 7 - 3).max(1);
+            let start = payloads.len();
+            payloads.extend_from_slice(br#"{"symbol":"BTCUSDT","price":"#);
+            payloads.extend_from_slice(floats.format_finite(cents as f64 / 100.0).as_bytes());
+            payloads.extend_from_slice(br#","timestamp":""#);
+            write_millis(&mut payloads, t_ms);
+            payloads.extend_from_slice(br#""}"#);
+            bounds.push((start, payloads.len(), t_ms));
+        }
+        let started = Instant::now();
+        for (i, &(start, end, ts)) in bounds.iter().enumerate() {
+            let record = InputRecord {
+                port: 0,
+                key: Some(b"BTCUSDT"),
+                payload: &payloads[start..end],
+                timestamp_ms: Some(ts),
+                partition: 0,
+                offset: (done + i) as i64,
+            };
+            transform.process(&record, &mut out);
+            if out.records.len() >= 256 {
+                produced += out.records.len() as u64;
+                out_bytes += out
+                    .records
+                    .iter()
+                    .map(|r| r.payload.len() as u64)
+                    .sum::<u64>();
+                rejected += out.rejected.len() as u64;
+                out.clear();
+            }
+        }
+        busy += started.elapsed();
+        done += n;
+    }
+    let started = Instant::now();
+    transform.end_of_input(&mut out);
+    busy += started.elapsed();
+    produced += out.records.len() as u64;
+    out_bytes += out
+        .records
+        .iter()
+        .map(|r| r.payload.len() as u64)
+        .sum::<u64>();
+    rejected += out.rejected.len() as u64;
+
+    let secs = busy.as_secs_f64();
+    println!("events:        {events}");
+    println!(
+        "records out:   {produced} ({:.1} MB of JSON)",
+        out_bytes as f64 / 1e6
+    );
+    println!("rejected:      {rejected}");
+    println!("time:          {secs:.3} s (transform only; input generation excluded)");
+    println!(
+        "throughput:    {:.2} M events/s",
+        events as f64 / secs / 1e6
+    );
+    match peak_rss_kib() {
+        Some(kib) => println!("peak RSS:      {:.1} MB (VmHWM)", kib as f64 / 1024.0),
+        None => println!("peak RSS:      unavailable (no /proc/self/status)"),
+    }
+    Ok(())
+}

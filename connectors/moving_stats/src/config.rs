@@ -1,0 +1,153 @@
+//! The stage's `config:` block.
+
+use std::collections::HashMap;
+
+use framework::{
+    connector::Attributes, event_time::SlidingWindows, ConfigIssue, ConnectorConfig, DurationSpec,
+};
+use schemars::JsonSchema;
+use serde::Deserialize;
+
+/// Configuration of a `moving_stats` stage.
+#[derive(Debug, Clone, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct MovingStatsConfig {
+    /// Window lengths, in the order of the output's `stats` entries. Each entry is named
+    /// by its canonical form (`60s` is named `1m`), so names must be unique, and each
+    /// length must be a positive multiple of `slide`.
+    #[serde(default = "default_windows")]
+    pub windows: Vec<DurationSpec>,
+    /// Distance between consecutive window ends: windows end at every multiple of the
+    /// slide since the Unix epoch (Spark's `window(ts, length, slide)`), and one record is
+    /// written per symbol and window end.
+    #[serde(default = "default_slide")]
+    pub slide: DurationSpec,
+    /// How far a price may trail the newest event time seen for its symbol and still be
+    /// counted (the per-symbol watermark is that newest time minus this). Later prices are
+    /// dropped as `late`. A window is written once the watermark passes its end, so this is
+    /// also the output delay. Must be shorter than the longest window.
+    #[serde(default = "default_lateness")]
+    pub lateness: DurationSpec,
+}
+
+fn default_windows() -> Vec<DurationSpec> {
+    [30, 60, 300, 900, 1_800, 3_600]
+        .into_iter()
+        .map(DurationSpec::from_secs)
+        .collect()
+}
+
+fn default_slide() -> DurationSpec {
+    DurationSpec::from_secs(1)
+}
+
+fn default_lateness() -> DurationSpec {
+    DurationSpec::from_secs(10)
+}
+
+impl Default for MovingStatsConfig {
+    fn default() -> Self {
+        MovingStatsConfig {
+            windows: default_windows(),
+            slide: default_slide(),
+            lateness: default_lateness(),
+        }
+    }
+}
+
+impl MovingStatsConfig {
+    /// Names of the windows as written in the output (`window` field), in order.
+    pub fn window_names(&self) -> Vec<String> {
+        self.windows.iter().map(ToString::to_string).collect()
+    }
+
+    /// The window geometry, when the config is usable.
+    pub fn sliding_windows(
+        &self,
+    ) -> Result<SlidingWindows, framework::event_time::WindowSpecError> {
+        let lengths: Vec<i64> = self.windows.iter().map(|w| w.as_millis()).collect();
+        SlidingWindows::new(self.slide.as_millis(), &lengths)
+    }
+}
+
+impl ConnectorConfig for MovingStatsConfig {
+    fn check(&self) -> Vec<ConfigIssue> {
+        let mut issues = Vec::new();
+        let slide = self.slide.as_millis();
+        if slide <= 0 {
+            issues.push(ConfigIssue::new("slide", "the slide must be longer than 0"));
+        }
+        if self.windows.is_empty() {
+            issues.push(ConfigIssue::new(
+                "windows",
+                "at least one window is required",
+            ));
+        }
+        let mut seen: HashMap<String, usize> = HashMap::new();
+        for (i, window) in self.windows.iter().enumerate() {
+            let path = format!("windows[{i}]");
+            let length = window.as_millis();
+            if length <= 0 {
+                issues.push(ConfigIssue::new(&path, "a window must be longer than 0"));
+            } else if slide > 0 && length % slide != 0 {
+                issues.push(ConfigIssue::new(
+                    &path,
+                    format!(
+                        "window {window} is not a multiple of the slide {}",
+                        self.slide
+                    ),
+                ));
+            } else if slide > 0 && length / slide > SlidingWindows::MAX_PANES {
+                issues.push(ConfigIssue::new(
+                    &path,
+                    format!(
+                        "window {window} spans {} slides of {}; at most {} are supported \
+                         (state per symbol grows with it): use a longer slide",
+                        length / slide,
+                        self.slide,
+                        SlidingWindows::MAX_PANES
+                    ),
+                ));
+            }
+            let name = window.to_string();
+            match seen.get(&name) {
+                Some(first) => issues.push(ConfigIssue::new(
+                    &path,
+                    format!(
+                        "window {i} ({length} ms) is named {name:?}, like windows[{first}]: \
+                         window names must be unique"
+                    ),
+                )),
+                None => {
+                    seen.insert(name, i);
+                }
+            }
+        }
+        let lateness = self.lateness.as_millis();
+        let longest = self.windows.iter().copied().max();
+        if lateness < 0 {
+            issues.push(ConfigIssue::new(
+                "lateness",
+                "lateness must not be negative",
+            ));
+        } else if let Some(longest) = longest {
+            if lateness >= longest.as_millis() {
+                issues.push(ConfigIssue::new(
+                    "lateness",
+                    format!(
+                        "lateness {} must be shorter than the longest window ({longest})",
+                        self.lateness
+                    ),
+                ));
+            }
+        }
+        issues
+    }
+
+    fn output_attributes(&self) -> Attributes {
+        let mut attributes = Attributes::new();
+        attributes.insert("slide".into(), self.slide.to_string());
+        attributes.insert("windows".into(), self.window_names().join(","));
+        attributes
+    }
+}

@@ -1,0 +1,217 @@
+//! `moving_stats`: per-symbol moving average and population standard deviation of prices
+//! over event-time sliding windows (semantics.md §1-§3, §5).
+//!
+//! Reads `btc-price` records (`{"symbol","price","timestamp"}`) on the `prices` port and
+//! writes one `btc-price-moving` record per (symbol, window end `e`) once the symbol's
+//! watermark passes `e`:
+//!
+//! ```json
+//! {"timestamp":"2025-05-07T15:31:00.000Z","symbol":"BTCUSDT","stats":[
+//!   {"window":"30s","window_start":"2025-05-07T15:30:30.000Z","count":300,
+//!    "avg_price":97009.021,"std_price":0.0049}]}
+//! ```
+//!
+//! The windowing itself is [`framework::event_time::KeyedWindowOperator`] with
+//! [`MomentStats`]; this crate parses, formats and checkpoints.
+//!
+//! Restart: [`Transform::checkpoint`] stores each symbol's watermark `W_c` and the next
+//! offset; [`Transform::resume`] asks the runtime to replay from
+//! `T = min W_c - longest window`, fences each symbol at its `W_c` (windows ending before
+//! it were already written) and does not re-reject (dead-letter) records below the
+//! checkpointed offset. Re-written records are byte-identical to the first ones.
+
+pub mod checkpoint;
+pub mod config;
+pub mod input;
+pub mod output;
+
+use std::collections::HashMap;
+
+use framework::{
+    connector::{InputPort, Resume, StageContext},
+    event_time::{format_millis, Admission, KeyedWindowOperator, MomentStats},
+    ConnectorError, Emitter, InputRecord, RecordType, Transform, TransformConnector,
+};
+
+pub use checkpoint::{Checkpoint, CheckpointError};
+pub use config::MovingStatsConfig;
+
+/// Records of `btc-price`.
+pub const PRICE: RecordType = RecordType("price");
+/// Records of `btc-price-moving`.
+pub const MOVING_STATS: RecordType = RecordType("moving-stats");
+
+/// The registered connector.
+pub struct MovingStatsConnector;
+
+impl TransformConnector for MovingStatsConnector {
+    type Config = MovingStatsConfig;
+    const NAME: &'static str = "moving_stats";
+    const SUMMARY: &'static str =
+        "Per-symbol moving average and standard deviation of prices over event-time sliding windows";
+    const INPUTS: &'static [InputPort] = &[InputPort {
+        name: "prices",
+        record_type: PRICE,
+    }];
+    const OUTPUT: RecordType = MOVING_STATS;
+
+    fn build(
+        config: &Self::Config,
+        stage: &StageContext,
+    ) -> Result<Box<dyn Transform>, ConnectorError> {
+        let mut transform = MovingStats::new(config)?;
+        transform.stage = stage.stage.clone();
+        Ok(Box::new(transform))
+    }
+}
+
+framework::register_transform!(MovingStatsConnector);
+
+/// One instance per input partition.
+pub struct MovingStats {
+    operator: KeyedWindowOperator<String, MomentStats>,
+    format: output::OutputFormat,
+    lateness: String,
+    stage: String,
+    /// Offset after the last processed record (checkpointed).
+    next_offset: Option<i64>,
+    /// After a resume: records below this offset were processed (and refused ones
+    /// dead-lettered) before the restart, so their refusals are not reported again.
+    replayed_below: Option<i64>,
+    warnings: HashMap<&'static str, u64>,
+}
+
+impl MovingStats {
+    pub fn new(config: &MovingStatsConfig) -> Result<Self, ConnectorError> {
+        use framework::ConnectorConfig;
+        let issues = config.check();
+        if !issues.is_empty() {
+            let text: Vec<String> = issues
+                .iter()
+                .map(|i| format!("{}: {}", i.path, i.message))
+                .collect();
+            return Err(ConnectorError::Config(text.join("; ")));
+        }
+        let windows = config
+            .sliding_windows()
+            .map_err(|e| ConnectorError::Config(e.to_string()))?;
+        Ok(MovingStats {
+            operator: KeyedWindowOperator::new(windows, config.lateness.as_millis()),
+            format: output::OutputFormat::new(&config.window_names()),
+            lateness: config.lateness.to_string(),
+            stage: String::from("moving_stats"),
+            next_offset: None,
+            replayed_below: None,
+            warnings: HashMap::new(),
+        })
+    }
+
+    fn refuse(
+        &mut self,
+        record: &InputRecord<'_>,
+        reason: &'static str,
+        detail: String,
+        out: &mut Emitter,
+    ) {
+        if self
+            .replayed_below
+            .is_some_and(|below| record.offset < below)
+        {
+            tracing::debug!(stage = %self.stage, reason, offset = record.offset,
+                "replayed record refused again; already dead-lettered before the restart");
+            return;
+        }
+        let seen = self.warnings.entry(reason).or_insert(0);
+        *seen += 1;
+        // Rate limit: log the 1st, 2nd, 4th, 8th... occurrence of each reason.
+        if seen.is_power_of_two() {
+            tracing::warn!(stage = %self.stage, reason, occurrences = *seen,
+                offset = record.offset, "record refused: {detail}");
+        }
+        out.reject(record, reason, detail);
+    }
+}
+
+impl Transform for MovingStats {
+    fn process(&mut self, record: &InputRecord<'_>, out: &mut Emitter) {
+        self.next_offset = Some(
+            self.next_offset
+                .map_or(record.offset + 1, |n| n.max(record.offset + 1)),
+        );
+        let price = match input::parse(record.payload) {
+            Ok(price) => price,
+            Err(bad) => return self.refuse(record, bad.reason, bad.detail, out),
+        };
+        let format = &self.format;
+        let admission = self.operator.process(
+            price.symbol.as_ref(),
+            price.event_ms,
+            &price.price,
+            |symbol, closed| {
+                let mut payload = Vec::with_capacity(96 + 160 * closed.aggregates.len());
+                format.write(&mut payload, symbol, closed);
+                out.emit(Some(symbol.as_bytes().to_vec()), payload, closed.end_ms);
+            },
+        );
+        if let Admission::Late { watermark_ms } = admission {
+            let detail = format!(
+                "event time {} of {:?} is before its watermark {} (lateness {})",
+                format_millis(price.event_ms),
+                price.symbol,
+                if watermark_ms == i64::MAX {
+                    "+inf (its input ended)".to_string()
+                } else {
+                    format_millis(watermark_ms)
+                },
+                self.lateness
+            );
+            self.refuse(record, "late", detail, out);
+        }
+    }
+
+    fn end_of_input(&mut self, out: &mut Emitter) {
+        let format = &self.format;
+        self.operator.end_of_input(|symbol, closed| {
+            let mut payload = Vec::with_capacity(96 + 160 * closed.aggregates.len());
+            format.write(&mut payload, symbol, closed);
+            out.emit(Some(symbol.as_bytes().to_vec()), payload, closed.end_ms);
+        });
+    }
+
+    fn checkpoint(&self) -> Option<String> {
+        let watermarks: std::collections::BTreeMap<String, i64> = self
+            .operator
+            .restart_watermarks()
+            .into_iter()
+            .map(|(k, w)| (k.clone(), w))
+            .collect();
+        if watermarks.is_empty() {
+            return None;
+        }
+        Some(
+            Checkpoint {
+                next_offset: self.next_offset,
+                watermarks,
+            }
+            .to_json(),
+        )
+    }
+
+    fn resume(&mut self, checkpoint: Option<&str>) -> Result<Resume, ConnectorError> {
+        let Some(text) = checkpoint else {
+            return Ok(Resume::FromCommitted);
+        };
+        let cp = Checkpoint::from_json(text).map_err(|e| ConnectorError::Fatal(e.to_string()))?;
+        self.next_offset = cp.next_offset;
+        let replay_from = self.operator.resume(cp.watermarks);
+        match replay_from {
+            Some(event_time_ms) => {
+                self.replayed_below = cp.next_offset;
+                tracing::info!(stage = %self.stage, from = %format_millis(event_time_ms),
+                    "rebuilding window state by replaying the input");
+                Ok(Resume::ReplayFrom { event_time_ms })
+            }
+            None => Ok(Resume::FromCommitted),
+        }
+    }
+}
