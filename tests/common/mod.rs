@@ -160,3 +160,50 @@ pub fn read_topic(topic: &str, quiet: Duration, timeout: Duration) -> Vec<TopicR
 pub fn signal(child: &Child, signal: nix::sys::signal::Signal) {
     nix::sys::signal::kill(nix::unistd::Pid::from_raw(child.id() as i32), signal).expect("signal child");
 }
+
+/// A deterministic price stream for `symbols`: ~10 records/s/symbol of event time from
+/// `start_ms`, a random walk on a 0.01 tick with long flat runs, some records out of order
+/// within a few seconds and, every `late_every` records (0 = never), one older than the
+/// allowed lateness. Lines are JSON in the `btc-price` format.
+pub fn price_lines(symbols: &[&str], per_symbol: usize, start_ms: i64, late_every: usize) -> Vec<String> {
+    let mut state: u64 = 0x9e37_79b9_7f4a_7c15;
+    let mut next = move || {
+        state ^= state << 13;
+        state ^= state >> 7;
+        state ^= state << 17;
+        state
+    };
+    let mut prices: Vec<i64> = symbols.iter().enumerate().map(|(i, _)| 9_700_000 + i as i64 * 100_000).collect();
+    let mut lines = Vec::with_capacity(symbols.len() * per_symbol);
+    for n in 0..per_symbol {
+        for (i, symbol) in symbols.iter().enumerate() {
+            if next() % 10 == 0 {
+                prices[i] += (next() % 5) as i64 - 2;
+            }
+            let mut t = start_ms + n as i64 * 100 + (next() % 40) as i64;
+            if next() % 50 == 0 {
+                t -= (next() % 3_000) as i64; // out of order, within lateness
+            }
+            if late_every > 0 && n % late_every == late_every - 1 {
+                t -= 60_000; // beyond the 10 s lateness
+            }
+            let price = prices[i] as f64 / 100.0;
+            lines.push(format!(
+                r#"{{"symbol":"{symbol}","price":{price},"timestamp":"{}"}}"#,
+                chrono::DateTime::from_timestamp_millis(t)
+                    .expect("valid time")
+                    .to_rfc3339_opts(chrono::SecondsFormat::Millis, true)
+            ));
+        }
+    }
+    lines
+}
+
+/// Distinct (key, payload) pairs of a topic's data records.
+pub fn distinct_records(records: &[TopicRecord]) -> std::collections::BTreeSet<(Vec<u8>, Vec<u8>)> {
+    records
+        .iter()
+        .filter(|r| !r.end_of_input)
+        .map(|r| (r.key.clone().unwrap_or_default(), r.payload.clone()))
+        .collect()
+}

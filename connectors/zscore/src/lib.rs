@@ -1,0 +1,477 @@
+//! `zscore`: joins every price with the moving statistics that ended at or before it and
+//! writes its z-score per window (semantics.md §4).
+//!
+//! ```yaml
+//! - name: zscore
+//!   type: zscore
+//!   inputs: { prices: btc-price, stats: btc-price-moving }
+//!   output: btc-price-zscore
+//!   dead_letter: btc-price-zscore-dead-letter
+//!   config: { slide: 1s, lateness: 10s }
+//! ```
+//!
+//! A price at `t` matches the statistics record of its symbol at `e = floor(t/S)*S`; the
+//! join itself is [`framework::join::KeyedJoin`]. Rejected input is counted per reason
+//! and dead-lettered: `malformed_json`, `missing_field`, `invalid_symbol`, `invalid_price`,
+//! `invalid_timestamp`, `invalid_stats`, `misaligned_stats` (statistics not at a multiple of
+//! the slide), `stale_stats` (statistics older than a later record of the symbol already
+//! seen: the join only accepts them in increasing time so that its result does not depend
+//! on how the inputs interleave), `late` (prices or statistics behind their watermark) and
+//! `unmatched` (prices whose statistics can no longer arrive). A re-delivered statistics
+//! record is ignored (the first one wins) and never produces a second output.
+//!
+//! Restart: [`ZScoreTransform::checkpoint`] stores, per symbol, the price time `P_c` below
+//! which every price was decided; `resume` asks the runtime to replay both inputs from
+//! `min P_c - slide` and drops replayed prices below `P_c` unseen, so the restarted
+//! instance emits only outputs identical to those of an uninterrupted run. (Prices that
+//! arrive after the checkpoint below `P_c` are necessarily late; they are not counted
+//! again either, so the `late` count may miss a few of them across a restart.)
+
+mod records;
+mod timestamp;
+
+use std::{borrow::Borrow, collections::HashMap, fmt, hash::Hash};
+
+use framework::{
+    connector::{InputPort, Resume, StageContext},
+    event_time::format_millis,
+    join::{JoinCheckpoint, JoinEvent, KeyedJoin, TableOutcome, UnmatchedCause},
+    record::Rejected,
+    schemars::JsonSchema,
+    ConfigIssue, ConnectorConfig, ConnectorError, DurationSpec, Emitter, InputRecord, RecordType,
+    Transform, TransformConnector, ValidationContext,
+};
+use serde::{Deserialize, Deserializer, Serialize, Serializer};
+
+pub use framework::join::Buffered;
+pub use records::zscore;
+
+use records::{parse_price, parse_stats, write_json_string, write_zscore_record, Invalid, Stats};
+
+/// Input port of the prices.
+pub const PRICES: usize = 0;
+/// Input port of the moving statistics.
+pub const STATS: usize = 1;
+
+/// The `zscore` transform connector.
+pub struct ZScore;
+
+impl TransformConnector for ZScore {
+    type Config = ZScoreConfig;
+    const NAME: &'static str = "zscore";
+    const SUMMARY: &'static str =
+        "Joins each price with the moving statistics ending at or before it and writes its z-score per window";
+    const INPUTS: &'static [InputPort] = &[
+        InputPort {
+            name: "prices",
+            record_type: RecordType("price"),
+        },
+        InputPort {
+            name: "stats",
+            record_type: RecordType("moving-stats"),
+        },
+    ];
+    const OUTPUT: RecordType = RecordType("zscore");
+
+    fn build(
+        config: &ZScoreConfig,
+        stage: &StageContext,
+    ) -> Result<Box<dyn Transform>, ConnectorError> {
+        Ok(Box::new(ZScoreTransform::new(config, &stage.stage)?))
+    }
+}
+
+framework::register_transform!(ZScore);
+
+fn default_slide() -> DurationSpec {
+    DurationSpec::from_secs(1)
+}
+
+fn default_lateness() -> DurationSpec {
+    DurationSpec::from_secs(10)
+}
+
+/// Configuration of the `zscore` transform.
+#[derive(Debug, Clone, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct ZScoreConfig {
+    /// Slide `S` of the moving statistics: a price at time `t` is compared with the
+    /// statistics record of its symbol ending at `floor(t / S) * S`. Must equal the `slide`
+    /// of the stage writing the statistics topic.
+    #[serde(default = "default_slide")]
+    pub slide: DurationSpec,
+    /// Allowed lateness, per symbol and per input: a price (or statistics record) whose
+    /// time is more than this behind the newest one of its symbol is dropped as `late`.
+    #[serde(default = "default_lateness")]
+    pub lateness: DurationSpec,
+}
+
+impl Default for ZScoreConfig {
+    fn default() -> Self {
+        ZScoreConfig {
+            slide: default_slide(),
+            lateness: default_lateness(),
+        }
+    }
+}
+
+impl ConnectorConfig for ZScoreConfig {
+    fn check(&self) -> Vec<ConfigIssue> {
+        let mut issues = Vec::new();
+        if self.slide.as_millis() <= 0 {
+            issues.push(ConfigIssue::new(
+                "slide",
+                format!("slide must be positive, got {}", self.slide),
+            ));
+        }
+        if self.lateness.as_millis() < 0 {
+            issues.push(ConfigIssue::new(
+                "lateness",
+                format!("lateness must not be negative, got {}", self.lateness),
+            ));
+        }
+        issues
+    }
+
+    fn check_inputs(&self, inputs: &ValidationContext) -> Vec<ConfigIssue> {
+        let Some(Some(writer)) = inputs.input_attributes.get(STATS) else {
+            return Vec::new();
+        };
+        let Some(theirs) = writer.get("slide") else {
+            return Vec::new();
+        };
+        // Compared as durations: "60s" and "1m" are the same slide.
+        if theirs.parse::<DurationSpec>().ok() == Some(self.slide) {
+            return Vec::new();
+        }
+        vec![ConfigIssue::new(
+            "slide",
+            format!(
+                "slide {} differs from the slide {theirs} of the statistics writer; \
+                 z-scores would match no statistics",
+                self.slide
+            ),
+        )]
+    }
+}
+
+/// A join key: the symbol, with its JSON string literal computed once.
+#[derive(Debug, Clone)]
+struct Symbol {
+    name: Box<str>,
+    json: Box<[u8]>,
+}
+
+impl From<&str> for Symbol {
+    fn from(name: &str) -> Self {
+        let mut json = Vec::with_capacity(name.len() + 2);
+        write_json_string(name, &mut json);
+        Symbol {
+            name: name.into(),
+            json: json.into(),
+        }
+    }
+}
+
+impl Borrow<str> for Symbol {
+    fn borrow(&self) -> &str {
+        &self.name
+    }
+}
+
+// Identity is the name alone (as `Borrow<str>` requires).
+impl PartialEq for Symbol {
+    fn eq(&self, other: &Self) -> bool {
+        self.name == other.name
+    }
+}
+impl Eq for Symbol {}
+impl Hash for Symbol {
+    fn hash<H: std::hash::Hasher>(&self, state: &mut H) {
+        self.name.hash(state)
+    }
+}
+impl PartialOrd for Symbol {
+    fn partial_cmp(&self, other: &Self) -> Option<std::cmp::Ordering> {
+        Some(self.cmp(other))
+    }
+}
+impl Ord for Symbol {
+    fn cmp(&self, other: &Self) -> std::cmp::Ordering {
+        self.name.cmp(&other.name)
+    }
+}
+impl Serialize for Symbol {
+    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.serialize_str(&self.name)
+    }
+}
+impl<'de> Deserialize<'de> for Symbol {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        let name = std::borrow::Cow::<str>::deserialize(deserializer)?;
+        Ok(Symbol::from(name.as_ref()))
+    }
+}
+
+/// A price waiting for its statistics, with its original message for the dead-letter
+/// topic in case it ends up unmatched.
+struct PendingPrice {
+    price: f64,
+    kafka_ts: Option<i64>,
+    /// The Kafka key (when there was one) followed by the payload.
+    raw: Box<[u8]>,
+    key_len: Option<usize>,
+}
+
+impl PendingPrice {
+    fn new(price: f64, record: &InputRecord<'_>) -> Self {
+        let key = record.key.unwrap_or_default();
+        let mut raw = Vec::with_capacity(key.len() + record.payload.len());
+        raw.extend_from_slice(key);
+        raw.extend_from_slice(record.payload);
+        PendingPrice {
+            price,
+            kafka_ts: record.timestamp_ms,
+            raw: raw.into(),
+            key_len: record.key.map(<[u8]>::len),
+        }
+    }
+
+    fn into_rejected(self, reason: &'static str, detail: String) -> Rejected {
+        let split = self.key_len.unwrap_or(0);
+        Rejected {
+            reason,
+            detail,
+            port: PRICES,
+            key: self.key_len.map(|_| self.raw[..split].to_vec()),
+            payload: self.raw[split..].to_vec(),
+            timestamp_ms: self.kafka_ts,
+        }
+    }
+}
+
+/// Counts rejections per reason and logs the 1st, 2nd, 4th, 8th... of each, so a flood of
+/// bad input cannot flood the log.
+#[derive(Default)]
+struct RejectLog {
+    stage: String,
+    counts: HashMap<&'static str, u64>,
+}
+
+impl RejectLog {
+    fn note(&mut self, reason: &'static str, detail: &dyn fmt::Display) {
+        let count = self.counts.entry(reason).or_insert(0);
+        *count += 1;
+        if !count.is_power_of_two() {
+            return;
+        }
+        let (stage, count) = (&self.stage, *count);
+        match reason {
+            // Expected in normal operation around restarts and gaps in the statistics.
+            "late" | "unmatched" | "stale_stats" => {
+                tracing::debug!(stage, reason, count, "record skipped: {detail}")
+            }
+            _ => tracing::warn!(stage, reason, count, "record skipped: {detail}"),
+        }
+    }
+}
+
+type Join = KeyedJoin<Symbol, PendingPrice, Stats>;
+
+/// Turns the join's decisions about prices into output records and rejections.
+fn on_join_event(
+    out: &mut Emitter,
+    log: &mut RejectLog,
+    slide_ms: i64,
+    event: JoinEvent<'_, Symbol, PendingPrice, Stats>,
+) {
+    match event {
+        JoinEvent::Matched {
+            key,
+            time_ms,
+            probe,
+            table,
+            ..
+        } => {
+            let mut payload = Vec::with_capacity(table.record_size_hint(key.json.len()));
+            write_zscore_record(time_ms, &key.json, probe.price, table, &mut payload);
+            out.emit(Some(key.name.as_bytes().to_vec()), payload, time_ms);
+        }
+        JoinEvent::Unmatched {
+            key,
+            time_ms,
+            probe,
+            cause,
+        } => {
+            let e = format_millis(framework::join::bucket_of(time_ms, slide_ms));
+            let detail = match cause {
+                UnmatchedCause::Superseded { latest_table_ms } => format!(
+                    "no statistics for {} at {e}: statistics at {} already arrived",
+                    key.name,
+                    format_millis(latest_table_ms)
+                ),
+                UnmatchedCause::EndOfInput => format!(
+                    "input ended before the statistics for {} at {e} arrived",
+                    key.name
+                ),
+            };
+            log.note("unmatched", &detail);
+            out.rejected.push(probe.into_rejected("unmatched", detail));
+        }
+        JoinEvent::Late {
+            key,
+            time_ms,
+            probe,
+            watermark_ms,
+        } => {
+            let detail = format!(
+                "price at {} is behind the price watermark {} of {}",
+                format_millis(time_ms),
+                format_millis(watermark_ms),
+                key.name
+            );
+            log.note("late", &detail);
+            out.rejected.push(probe.into_rejected("late", detail));
+        }
+        // Decided, emitted and counted before the restart.
+        JoinEvent::Fenced { .. } => {}
+    }
+}
+
+/// One partition's z-score join.
+pub struct ZScoreTransform {
+    join: Join,
+    slide: DurationSpec,
+    log: RejectLog,
+}
+
+impl ZScoreTransform {
+    pub fn new(config: &ZScoreConfig, stage: &str) -> Result<Self, ConnectorError> {
+        let join = Join::new(config.slide.as_millis(), config.lateness.as_millis())
+            .map_err(|e| ConnectorError::Config(e.to_string()))?;
+        Ok(ZScoreTransform {
+            join,
+            slide: config.slide,
+            log: RejectLog {
+                stage: stage.to_string(),
+                counts: HashMap::new(),
+            },
+        })
+    }
+
+    /// Buffered prices and statistics records (bounded; see semantics.md §4).
+    pub fn buffered(&self) -> Buffered {
+        self.join.buffered()
+    }
+
+    fn reject(&mut self, out: &mut Emitter, record: &InputRecord<'_>, invalid: Invalid) {
+        self.log.note(invalid.reason, &invalid.detail);
+        out.reject(record, invalid.reason, invalid.detail);
+    }
+
+    fn process_price(&mut self, record: &InputRecord<'_>, out: &mut Emitter) {
+        let price = match parse_price(record.payload) {
+            Ok(price) => price,
+            Err(invalid) => return self.reject(out, record, invalid),
+        };
+        let pending = PendingPrice::new(price.price, record);
+        let (log, slide_ms) = (&mut self.log, self.slide.as_millis());
+        self.join.push_probe(
+            price.symbol.as_ref(),
+            price.time_ms,
+            pending,
+            &mut |event| on_join_event(out, log, slide_ms, event),
+        );
+    }
+
+    fn process_stats(&mut self, record: &InputRecord<'_>, out: &mut Emitter) {
+        let stats = match parse_stats(record.payload) {
+            Ok(stats) => stats,
+            Err(invalid) => return self.reject(out, record, invalid),
+        };
+        let (log, slide_ms) = (&mut self.log, self.slide.as_millis());
+        let outcome = self.join.push_table(
+            stats.symbol.as_ref(),
+            stats.time_ms,
+            stats.stats,
+            &mut |event| on_join_event(out, log, slide_ms, event),
+        );
+        let at = format_millis(stats.time_ms);
+        let invalid = match outcome {
+            TableOutcome::Accepted | TableOutcome::Duplicate => return,
+            TableOutcome::Misaligned => Invalid {
+                reason: "misaligned_stats",
+                detail: format!(
+                    "statistics of {} at {at} do not end at a multiple of the slide {}",
+                    stats.symbol, self.slide
+                ),
+            },
+            TableOutcome::Late { watermark_ms } => Invalid {
+                reason: "late",
+                detail: format!(
+                    "statistics of {} at {at} are behind the statistics watermark {}",
+                    stats.symbol,
+                    format_millis(watermark_ms)
+                ),
+            },
+            TableOutcome::Superseded { latest_table_ms } => Invalid {
+                reason: "stale_stats",
+                detail: format!(
+                    "statistics of {} at {at} arrived after those at {}",
+                    stats.symbol,
+                    format_millis(latest_table_ms)
+                ),
+            },
+        };
+        self.reject(out, record, invalid);
+    }
+}
+
+impl Transform for ZScoreTransform {
+    fn process(&mut self, record: &InputRecord<'_>, out: &mut Emitter) {
+        match record.port {
+            PRICES => self.process_price(record, out),
+            STATS => self.process_stats(record, out),
+            port => self.reject(
+                out,
+                record,
+                Invalid {
+                    reason: "unknown_port",
+                    detail: format!("zscore has input ports 0 and 1, got {port}"),
+                },
+            ),
+        }
+    }
+
+    fn end_of_input(&mut self, out: &mut Emitter) {
+        let (log, slide_ms) = (&mut self.log, self.slide.as_millis());
+        self.join
+            .end_of_input(&mut |event| on_join_event(out, log, slide_ms, event));
+    }
+
+    fn checkpoint(&self) -> Option<String> {
+        match serde_json::to_string(&self.join.checkpoint()) {
+            Ok(json) => Some(json),
+            Err(e) => {
+                // Not reachable for string keys and integers; without a checkpoint the
+                // restart resumes at the committed offsets.
+                tracing::error!(stage = %self.log.stage, "cannot serialize the join checkpoint: {e}");
+                None
+            }
+        }
+    }
+
+    fn resume(&mut self, checkpoint: Option<&str>) -> Result<Resume, ConnectorError> {
+        let Some(text) = checkpoint else {
+            return Ok(Resume::FromCommitted);
+        };
+        let checkpoint: JoinCheckpoint<Symbol> = serde_json::from_str(text).map_err(|e| {
+            ConnectorError::Fatal(format!("invalid zscore checkpoint {text:?}: {e}"))
+        })?;
+        self.join.resume(&checkpoint);
+        Ok(match checkpoint.replay_from(self.slide.as_millis()) {
+            Some(event_time_ms) => Resume::ReplayFrom { event_time_ms },
+            None => Resume::FromCommitted,
+        })
+    }
+}

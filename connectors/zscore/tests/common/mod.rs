@@ -1,0 +1,122 @@
+//! Record builders and a small driver for the z-score transform.
+#![allow(dead_code)]
+
+use connector_zscore::{ZScoreConfig, ZScoreTransform, PRICES, STATS};
+use framework::{
+    event_time::{format_millis, parse_millis},
+    record::Rejected,
+    DurationSpec, Emitter, InputRecord, OutputRecord, Transform,
+};
+
+pub const T0: i64 = 1_746_631_860_000; // 2025-05-07T15:31:00.000Z
+
+pub fn config(slide_ms: i64, lateness_ms: i64) -> ZScoreConfig {
+    ZScoreConfig {
+        slide: DurationSpec::from_millis(slide_ms),
+        lateness: DurationSpec::from_millis(lateness_ms),
+    }
+}
+
+pub fn transform() -> ZScoreTransform {
+    ZScoreTransform::new(&ZScoreConfig::default(), "test").unwrap()
+}
+
+pub fn price_json(symbol: &str, t: i64, price: f64) -> Vec<u8> {
+    serde_json::to_vec(&serde_json::json!({
+        "symbol": symbol, "price": price, "timestamp": format_millis(t)
+    }))
+    .unwrap()
+}
+
+/// A `btc-price-moving` record as the moving-statistics stage writes it.
+pub fn stats_json(symbol: &str, e: i64, windows: &[(&str, f64, f64)]) -> Vec<u8> {
+    let stats: Vec<_> = windows
+        .iter()
+        .map(|(name, avg, std)| {
+            let length = name.parse::<DurationSpec>().unwrap().as_millis();
+            serde_json::json!({
+                "window": name, "window_start": format_millis(e - length),
+                "count": 10, "avg_price": avg, "std_price": std
+            })
+        })
+        .collect();
+    serde_json::to_vec(&serde_json::json!({
+        "timestamp": format_millis(e), "symbol": symbol, "stats": stats
+    }))
+    .unwrap()
+}
+
+/// Kafka timestamp of a record, as the runtime would see it: the record's event time.
+pub fn kafka_ts(payload: &[u8]) -> Option<i64> {
+    let v: serde_json::Value = serde_json::from_slice(payload).ok()?;
+    parse_millis(v.get("timestamp")?.as_str()?).ok()
+}
+
+pub fn input<'a>(port: usize, symbol: &'a str, payload: &'a [u8], offset: i64) -> InputRecord<'a> {
+    InputRecord {
+        port,
+        key: Some(symbol.as_bytes()),
+        payload,
+        timestamp_ms: kafka_ts(payload),
+        partition: 0,
+        offset,
+    }
+}
+
+/// Feeds records and collects everything emitted.
+pub struct Driver {
+    pub transform: ZScoreTransform,
+    pub records: Vec<OutputRecord>,
+    pub rejected: Vec<Rejected>,
+    offsets: [i64; 2],
+}
+
+impl Driver {
+    pub fn new(transform: ZScoreTransform) -> Self {
+        Driver {
+            transform,
+            records: Vec::new(),
+            rejected: Vec::new(),
+            offsets: [0, 0],
+        }
+    }
+
+    fn drain(&mut self, mut out: Emitter) {
+        self.records.append(&mut out.records);
+        self.rejected.append(&mut out.rejected);
+    }
+
+    pub fn feed(&mut self, port: usize, symbol: &str, payload: &[u8]) {
+        let mut out = Emitter::new();
+        let offset = self.offsets[port];
+        self.offsets[port] += 1;
+        self.transform
+            .process(&input(port, symbol, payload, offset), &mut out);
+        self.drain(out);
+    }
+
+    pub fn price(&mut self, symbol: &str, t: i64, price: f64) {
+        self.feed(PRICES, symbol, &price_json(symbol, t, price));
+    }
+
+    pub fn stats(&mut self, symbol: &str, e: i64, windows: &[(&str, f64, f64)]) {
+        self.feed(STATS, symbol, &stats_json(symbol, e, windows));
+    }
+
+    pub fn end(&mut self) {
+        let mut out = Emitter::new();
+        self.transform.end_of_input(&mut out);
+        self.drain(out);
+    }
+
+    pub fn outputs(&self) -> Vec<String> {
+        self.records
+            .iter()
+            .map(|r| String::from_utf8(r.payload.clone()).unwrap())
+            .collect()
+    }
+
+    pub fn reasons(&self) -> Vec<&'static str> {
+        self.rejected.iter().map(|r| r.reason).collect()
+    }
+}
