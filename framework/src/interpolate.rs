@@ -71,8 +71,9 @@ fn is_valid_name(name: &str) -> bool {
         && chars.all(|c| c.is_ascii_alphanumeric() || c == '_')
 }
 
-/// Whether `text` is exactly one `${...}` reference (its result is then re-typed as a YAML
-/// scalar, so `partitions: ${PARTITIONS:-3}` is a number).
+/// Whether `text` is exactly one `${...}` reference. Its result is then re-typed as YAML
+/// when it is a number, a boolean or a flow list, so `partitions: ${PARTITIONS:-3}` is a
+/// number and `base_urls: ${URLS:-[http://a, http://b]}` a list.
 pub fn is_single_reference(text: &str) -> bool {
     text.starts_with("${") && text.ends_with('}') && text[2..].find('}') == Some(text.len() - 3)
 }

@@ -218,7 +218,7 @@ impl Validator {
                     *value = if retype {
                         serde_yaml::from_str::<serde_json::Value>(&expanded)
                             .ok()
-                            .filter(|v| v.is_number() || v.is_boolean())
+                            .filter(|v| v.is_number() || v.is_boolean() || v.is_array())
                             .unwrap_or(Value::String(expanded))
                     } else {
                         Value::String(expanded)
