@@ -1,0 +1,217 @@
+//! Throughput of the `mongo` sink: documents/s for batches of 1000 `btc-price-zscore`
+//! records × 6 windows, against the server in `MONGO_URI`.
+//!
+//! ```text
+//! MONGO_URI='mongodb://127.0.0.1:27017/?directConnection=true' \
+//!   cargo run --release -p connector-mongo --example bench_sink -- \
+//!   [BATCHES] [--per-collection] [--baseline] [--time-series]
+//! ```
+//!
+//! Passes over the same records: first delivery (every upsert inserts) and re-delivery
+//! (every upsert overwrites), with the default `bulkWrite`; optionally the same with
+//! `write_command: per_collection` and with `time_series: true`, and a baseline of plain
+//! (non-idempotent) inserts. Databases are dropped at the end.
+
+use std::time::{Duration, Instant};
+
+use connector_mongo::{MongoSink, MongoSinkConfig};
+use framework::{connector::StageContext, InputRecord, Sink, SinkContext};
+use tokio_util::sync::CancellationToken;
+
+const WINDOWS: [&str; 6] = ["30s", "1m", "5m", "15m", "30m", "1h"];
+const BATCH: usize = 1000;
+const BASE_MS: i64 = 1_746_631_860_000;
+
+fn payload(i: usize) -> Vec<u8> {
+    let ts = framework::event_time::format_millis(BASE_MS + i as i64 * 100);
+    let zscores: Vec<_> = WINDOWS
+        .iter()
+        .enumerate()
+        .map(|(w, window)| {
+            serde_json::json!({"window": window, "zscore_price": ((i * 7 + w) % 50) as f64 / 10.0 - 2.5})
+        })
+        .collect();
+    serde_json::to_vec(&serde_json::json!({
+        "timestamp": ts, "symbol": "BTCUSDT", "price": 97_000.0 + i as f64 * 0.01, "zscores": zscores,
+    }))
+    .expect("a JSON value serializes")
+}
+
+async fn pass(
+    label: &str,
+    sink: &mut MongoSink,
+    payloads: &[Vec<u8>],
+    ctx: &SinkContext,
+) -> Result<(), Box<dyn std::error::Error>> {
+    let mut slowest = Duration::ZERO;
+    let started = Instant::now();
+    for (b, chunk) in payloads.chunks(BATCH).enumerate() {
+        let records: Vec<InputRecord<'_>> = chunk
+            .iter()
+            .enumerate()
+            .map(|(i, payload)| InputRecord {
+                port: 0,
+                key: Some(b"BTCUSDT"),
+                payload,
+                timestamp_ms: None,
+                partition: 0,
+                offset: (b * BATCH + i) as i64,
+            })
+            .collect();
+        let batch_started = Instant::now();
+        let outcome = sink.write(&records, ctx).await?;
+        slowest = slowest.max(batch_started.elapsed());
+        if !outcome.rejected.is_empty() {
+            return Err(format!("unexpected rejects: {:?}", outcome.rejected).into());
+        }
+    }
+    let elapsed = started.elapsed();
+    let documents = payloads.len() * WINDOWS.len();
+    println!(
+        "{label:<28} {documents:>8} docs in {:>7.3} s = {:>9.0} docs/s ({:>7.0} records/s), slowest batch {:.1} ms",
+        elapsed.as_secs_f64(),
+        documents as f64 / elapsed.as_secs_f64(),
+        payloads.len() as f64 / elapsed.as_secs_f64(),
+        slowest.as_secs_f64() * 1e3,
+    );
+    Ok(())
+}
+
+fn sink(
+    uri: &str,
+    database: &str,
+    time_series: bool,
+    write_command: &str,
+) -> Result<MongoSink, Box<dyn std::error::Error>> {
+    let config: MongoSinkConfig = serde_json::from_value(serde_json::json!({
+        "uri": uri, "database": database, "time_series": time_series,
+        "write_command": write_command,
+    }))?;
+    let stage = StageContext {
+        pipeline: "bench".into(),
+        stage: "load".into(),
+        connector: "mongo",
+    };
+    Ok(MongoSink::new(config, &stage)?)
+}
+
+/// The server's ceiling for comparison: plain (not idempotent) inserts of the same
+/// documents through `bulkWrite`, into collections with the same unique index.
+async fn baseline(
+    client: &mongodb::Client,
+    payloads: &[Vec<u8>],
+) -> Result<(), Box<dyn std::error::Error>> {
+    use mongodb::bson::{doc, DateTime};
+    use mongodb::options::{IndexOptions, InsertOneModel};
+    let database = format!("bench_sink_baseline_{}", std::process::id());
+    for window in WINDOWS {
+        client
+            .database(&database)
+            .collection::<mongodb::bson::Document>(&format!("btc-price-zscore-{window}"))
+            .create_index(
+                mongodb::IndexModel::builder()
+                    .keys(doc! {"symbol": 1, "timestamp": 1})
+                    .options(IndexOptions::builder().unique(true).build())
+                    .build(),
+            )
+            .await?;
+    }
+    let started = Instant::now();
+    for (b, chunk) in payloads.chunks(BATCH).enumerate() {
+        let mut models = Vec::with_capacity(chunk.len() * WINDOWS.len());
+        for i in 0..chunk.len() {
+            let n = b * BATCH + i;
+            for (w, window) in WINDOWS.iter().enumerate() {
+                models.push(
+                    InsertOneModel::builder()
+                        .namespace(mongodb::Namespace {
+                            db: database.clone(),
+                            coll: format!("btc-price-zscore-{window}"),
+                        })
+                        .document(doc! {
+                            "timestamp": DateTime::from_millis(BASE_MS + n as i64 * 100),
+                            "symbol": "BTCUSDT",
+                            "window": *window,
+                            "zscore_price": ((n * 7 + w) % 50) as f64 / 10.0 - 2.5,
+                            "price": 97_000.0 + n as f64 * 0.01,
+                        })
+                        .build(),
+                );
+            }
+        }
+        client.bulk_write(models).ordered(false).await?;
+    }
+    let elapsed = started.elapsed();
+    let documents = payloads.len() * WINDOWS.len();
+    println!(
+        "{:<28} {documents:>8} docs in {:>7.3} s = {:>9.0} docs/s",
+        "baseline: plain inserts",
+        elapsed.as_secs_f64(),
+        documents as f64 / elapsed.as_secs_f64(),
+    );
+    client.database(&database).drop().await?;
+    Ok(())
+}
+
+#[tokio::main]
+async fn main() -> Result<(), Box<dyn std::error::Error>> {
+    let uri = std::env::var("MONGO_URI").map_err(|_| {
+        "MONGO_URI is not set (e.g. mongodb://127.0.0.1:27017/?directConnection=true)"
+    })?;
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    let batches: usize = match args.iter().find(|a| !a.starts_with("--")) {
+        Some(n) => n.parse()?,
+        None => 20,
+    };
+    let time_series = args.iter().any(|a| a == "--time-series");
+    let payloads: Vec<Vec<u8>> = (0..batches * BATCH).map(payload).collect();
+    let ctx = SinkContext::new(CancellationToken::new());
+    let client = mongodb::Client::with_uri_str(&uri).await?;
+    println!(
+        "{batches} batches of {BATCH} records x {} windows",
+        WINDOWS.len()
+    );
+
+    let database = format!("bench_sink_{}", std::process::id());
+    let mut regular = sink(&uri, &database, false, "auto")?;
+    pass("upsert, first delivery", &mut regular, &payloads, &ctx).await?;
+    pass("upsert, re-delivery", &mut regular, &payloads, &ctx).await?;
+    println!("counters: {:?}", regular.counters().snapshot());
+    regular.close().await?;
+    client.database(&database).drop().await?;
+
+    if args.iter().any(|a| a == "--per-collection") {
+        let database = format!("bench_sink_pc_{}", std::process::id());
+        let mut per_collection = sink(&uri, &database, false, "per_collection")?;
+        pass(
+            "per-collection, first",
+            &mut per_collection,
+            &payloads,
+            &ctx,
+        )
+        .await?;
+        pass(
+            "per-collection, re-delivery",
+            &mut per_collection,
+            &payloads,
+            &ctx,
+        )
+        .await?;
+        per_collection.close().await?;
+        client.database(&database).drop().await?;
+    }
+
+    if args.iter().any(|a| a == "--baseline") {
+        baseline(&client, &payloads).await?;
+    }
+
+    if time_series {
+        let database = format!("bench_sink_ts_{}", std::process::id());
+        let mut ts = sink(&uri, &database, true, "auto")?;
+        pass("time-series, first delivery", &mut ts, &payloads, &ctx).await?;
+        pass("time-series, re-delivery", &mut ts, &payloads, &ctx).await?;
+        ts.close().await?;
+        client.database(&database).drop().await?;
+    }
+    Ok(())
+}

@@ -1,0 +1,39 @@
+//! Errors of the MongoDB sink. Every message is built from redacted text.
+
+use framework::ConnectorError;
+
+/// Why the sink could not start or finish a batch.
+#[derive(Debug, thiserror::Error)]
+pub enum MongoSinkError {
+    /// The connection string cannot be parsed (message already redacted).
+    #[error("invalid MongoDB URI {uri}: {message}")]
+    InvalidUri { uri: String, message: String },
+    /// The driver client could not be created from the options.
+    #[error("cannot create MongoDB client for {uri}: {message}")]
+    Client { uri: String, message: String },
+    /// A server error retrying cannot fix (authentication, authorization, bad options...).
+    #[error("MongoDB {operation} on {target} failed permanently: {message}")]
+    Permanent {
+        operation: &'static str,
+        target: String,
+        message: String,
+    },
+    /// Shutdown was requested while transient errors were being retried: the batch is
+    /// left uncommitted so that it is re-delivered after the restart.
+    #[error("shutdown requested during MongoDB {operation} on {target} after {attempts} attempt(s); batch left uncommitted (last error: {last_error})")]
+    Interrupted {
+        operation: &'static str,
+        target: String,
+        attempts: u32,
+        last_error: String,
+    },
+}
+
+impl From<MongoSinkError> for ConnectorError {
+    fn from(error: MongoSinkError) -> Self {
+        match error {
+            MongoSinkError::InvalidUri { .. } => ConnectorError::Config(error.to_string()),
+            _ => ConnectorError::Fatal(error.to_string()),
+        }
+    }
+}

@@ -1,0 +1,225 @@
+//! Helpers shared by the MongoDB sink's integration tests.
+#![allow(dead_code)] // each test binary uses a different subset
+
+use std::{
+    net::{TcpListener, TcpStream},
+    path::PathBuf,
+    process::{Child, Command, Stdio},
+    sync::atomic::{AtomicU32, Ordering},
+    time::{Duration, Instant},
+};
+
+use connector_mongo::{MongoSink, MongoSinkConfig};
+use framework::{connector::StageContext, InputRecord};
+use mongodb::{bson::Document, Client};
+
+/// The server the project's test script started; tests fail loudly without it.
+pub fn mongo_uri() -> String {
+    match std::env::var("MONGO_URI") {
+        Ok(uri) if !uri.is_empty() => uri,
+        _ => panic!(
+            "MONGO_URI is not set: run the MongoDB sink tests via scripts/test.sh, which starts \
+             secantusd-rs and exports MONGO_URI (or export MONGO_URI=mongodb://127.0.0.1:PORT/?directConnection=true yourself)"
+        ),
+    }
+}
+
+/// A database name no other test (or earlier run) uses.
+pub fn unique_database(test: &str) -> String {
+    static COUNTER: AtomicU32 = AtomicU32::new(0);
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .subsec_nanos();
+    let mut name = format!(
+        "t_{}_{}_{}_{}",
+        test,
+        std::process::id(),
+        nanos,
+        COUNTER.fetch_add(1, Ordering::Relaxed)
+    );
+    name.truncate(63);
+    name
+}
+
+pub fn stage() -> StageContext {
+    StageContext {
+        pipeline: "test".into(),
+        stage: "load".into(),
+        connector: "mongo",
+    }
+}
+
+/// A sink config with fast retries, from `extra` JSON fields merged over the basics.
+pub fn config(uri: &str, database: &str, extra: serde_json::Value) -> MongoSinkConfig {
+    let mut value = serde_json::json!({
+        "uri": uri,
+        "database": database,
+        "retry": {"initial_backoff": "50ms", "max_backoff": "500ms"},
+    });
+    if let (Some(base), Some(extra)) = (value.as_object_mut(), extra.as_object()) {
+        for (k, v) in extra {
+            base.insert(k.clone(), v.clone());
+        }
+    }
+    serde_json::from_value(value).unwrap()
+}
+
+pub fn sink(config: MongoSinkConfig) -> MongoSink {
+    MongoSink::new(config, &stage()).unwrap()
+}
+
+pub const WINDOWS: [&str; 6] = ["30s", "1m", "5m", "15m", "30m", "1h"];
+pub const BASE_MS: i64 = 1_746_631_860_000; // 2025-05-07T15:31:00.000Z
+
+/// A `btc-price-zscore` record whose values are a function of `i`.
+pub fn zscore_payload(symbol: &str, i: i64) -> Vec<u8> {
+    let ts = framework::event_time::format_millis(BASE_MS + i * 100);
+    let zscores: Vec<_> = WINDOWS
+        .iter()
+        .enumerate()
+        .map(|(w, window)| {
+            serde_json::json!({"window": window, "zscore_price": expected_zscore(i, w)})
+        })
+        .collect();
+    serde_json::to_vec(&serde_json::json!({
+        "timestamp": ts, "symbol": symbol, "price": expected_price(i), "zscores": zscores,
+    }))
+    .unwrap()
+}
+
+pub fn expected_price(i: i64) -> f64 {
+    97_000.0 + i as f64 * 0.01
+}
+
+pub fn expected_zscore(i: i64, window: usize) -> f64 {
+    ((i * 7 + window as i64) % 50) as f64 / 10.0 - 2.5
+}
+
+pub fn payloads(symbol: &str, range: std::ops::Range<i64>) -> Vec<Vec<u8>> {
+    range.map(|i| zscore_payload(symbol, i)).collect()
+}
+
+pub fn records(payloads: &[Vec<u8>]) -> Vec<InputRecord<'_>> {
+    payloads
+        .iter()
+        .enumerate()
+        .map(|(offset, payload)| InputRecord {
+            port: 0,
+            key: Some(b"BTCUSDT"),
+            payload,
+            timestamp_ms: None,
+            partition: 0,
+            offset: offset as i64,
+        })
+        .collect()
+}
+
+pub async fn client(uri: &str) -> Client {
+    Client::with_uri_str(uri).await.unwrap()
+}
+
+/// Every document of `<prefix><window>`, sorted by (symbol, timestamp).
+pub async fn documents(client: &Client, database: &str, collection: &str) -> Vec<Document> {
+    use futures::TryStreamExt;
+    client
+        .database(database)
+        .collection::<Document>(collection)
+        .find(mongodb::bson::doc! {})
+        .sort(mongodb::bson::doc! {"symbol": 1, "timestamp": 1})
+        .await
+        .unwrap()
+        .try_collect()
+        .await
+        .unwrap()
+}
+
+// ------------------------------------------------------------------------ own server
+
+/// The secantusd-rs binary: $SECANTUSD_BIN, then PATH, then ~/.cargo/bin.
+pub fn secantusd_binary() -> PathBuf {
+    if let Ok(bin) = std::env::var("SECANTUSD_BIN") {
+        return PathBuf::from(bin);
+    }
+    if let Some(path) = std::env::var_os("PATH") {
+        for dir in std::env::split_paths(&path) {
+            let candidate = dir.join("secantusd-rs");
+            if candidate.is_file() {
+                return candidate;
+            }
+        }
+    }
+    let cargo_home = std::env::var_os("CARGO_HOME")
+        .map(PathBuf::from)
+        .or_else(|| std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".cargo")));
+    let candidate = cargo_home.map(|c| c.join("bin").join("secantusd-rs"));
+    match candidate {
+        Some(c) if c.is_file() => c,
+        _ => panic!("secantusd-rs not found (SECANTUSD_BIN, PATH, ~/.cargo/bin): run scripts/servers.sh install"),
+    }
+}
+
+pub fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+/// A secantusd-rs child process owned by one test, killed on drop.
+pub struct OwnServer {
+    child: Option<Child>,
+    pub port: u16,
+    pub data_dir: PathBuf,
+}
+
+impl OwnServer {
+    pub fn start(port: u16, data_dir: PathBuf) -> OwnServer {
+        let child = Command::new(secantusd_binary())
+            .args([
+                "--host",
+                "127.0.0.1",
+                "--port",
+                &port.to_string(),
+                "--storage-path",
+            ])
+            .arg(&data_dir)
+            .args(["--cache-size", "64M", "--log-file-max", "8MB"])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap();
+        let deadline = Instant::now() + Duration::from_secs(20);
+        while TcpStream::connect(("127.0.0.1", port)).is_err() {
+            assert!(
+                Instant::now() < deadline,
+                "secantusd-rs did not open port {port}"
+            );
+            std::thread::sleep(Duration::from_millis(25));
+        }
+        OwnServer {
+            child: Some(child),
+            port,
+            data_dir,
+        }
+    }
+
+    pub fn uri(&self) -> String {
+        format!("mongodb://127.0.0.1:{}/?directConnection=true", self.port)
+    }
+
+    /// SIGKILL: the harshest outage.
+    pub fn kill(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+}
+
+impl Drop for OwnServer {
+    fn drop(&mut self) {
+        self.kill();
+    }
+}
