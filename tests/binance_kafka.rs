@@ -35,15 +35,23 @@ stages:
 #[test]
 fn a_10s_run_publishes_contract_records_every_100ms_and_sigterm_delivers_everything() {
     let runtime = tokio::runtime::Runtime::new().expect("runtime");
-    let mock = runtime.block_on(MockBinance::start(MockConfig::default())).expect("mock");
+    let mock = runtime
+        .block_on(MockBinance::start(MockConfig::default()))
+        .expect("mock");
     let dir = tempfile::tempdir().expect("tempdir");
     let topic = unique("btc-price");
     let pipeline = extract_pipeline(dir.path(), &mock.base_url(), &topic);
-    let child = spawn_pipeline(&["run", pipeline.to_str().expect("utf-8")], &[("KAFKA_BROKERS", kafka_brokers())]);
+    let child = spawn_pipeline(
+        &["run", pipeline.to_str().expect("utf-8")],
+        &[("KAFKA_BROKERS", kafka_brokers())],
+    );
     // Wait for the first request, then let it run 10 s.
     let started = std::time::Instant::now();
     while mock.price_requests().is_empty() {
-        assert!(started.elapsed() < Duration::from_secs(30), "the source never fetched");
+        assert!(
+            started.elapsed() < Duration::from_secs(30),
+            "the source never fetched"
+        );
         std::thread::sleep(Duration::from_millis(10));
     }
     std::thread::sleep(Duration::from_secs(10));
@@ -51,16 +59,33 @@ fn a_10s_run_publishes_contract_records_every_100ms_and_sigterm_delivers_everyth
     let stop = std::time::Instant::now();
     let output = wait_with_timeout(child, Duration::from_secs(20));
     let stop_time = stop.elapsed();
-    assert!(output.status.success(), "exit after SIGTERM: {:?}\n{}", output.status, stderr_of(&output));
-    assert!(stop_time < Duration::from_secs(2), "stopping took {stop_time:?}");
+    assert!(
+        output.status.success(),
+        "exit after SIGTERM: {:?}\n{}",
+        output.status,
+        stderr_of(&output)
+    );
+    assert!(
+        stop_time < Duration::from_secs(2),
+        "stopping took {stop_time:?}"
+    );
 
     // Every answered request was delivered to Kafka: one record per symbol per answer.
-    let answered = mock.price_requests().iter().filter(|r| r.status == Some(200)).count();
-    let records: Vec<TopicRecord> = read_topic(&topic, Duration::from_secs(3), Duration::from_secs(60))
-        .into_iter()
-        .filter(|r| !r.end_of_input)
-        .collect();
-    assert_eq!(records.len(), answered * 2, "records in Kafka vs answered requests x 2 symbols");
+    let answered = mock
+        .price_requests()
+        .iter()
+        .filter(|r| r.status == Some(200))
+        .count();
+    let records: Vec<TopicRecord> =
+        read_topic(&topic, Duration::from_secs(3), Duration::from_secs(60))
+            .into_iter()
+            .filter(|r| !r.end_of_input)
+            .collect();
+    assert_eq!(
+        records.len(),
+        answered * 2,
+        "records in Kafka vs answered requests x 2 symbols"
+    );
 
     let mut times: HashMap<String, Vec<i64>> = HashMap::new();
     for record in &records {
@@ -68,13 +93,28 @@ fn a_10s_run_publishes_contract_records_every_100ms_and_sigterm_delivers_everyth
         let object = value.as_object().expect("a JSON object");
         assert_eq!(object.len(), 3, "exactly symbol, price, timestamp: {value}");
         let symbol = object["symbol"].as_str().expect("symbol string");
-        assert!(object["price"].as_f64().is_some_and(|p| p > 0.0 && p.is_finite()), "{value}");
+        assert!(
+            object["price"]
+                .as_f64()
+                .is_some_and(|p| p > 0.0 && p.is_finite()),
+            "{value}"
+        );
         let timestamp = object["timestamp"].as_str().expect("timestamp string");
         assert_eq!(timestamp.len(), 24, "ISO 8601 with ms and Z: {timestamp}");
         assert!(timestamp.ends_with('Z'));
-        let ms = chrono::DateTime::parse_from_rfc3339(timestamp).expect("parses").timestamp_millis();
-        assert_eq!(record.key.as_deref(), Some(symbol.as_bytes()), "keyed by symbol");
-        assert_eq!(record.timestamp_ms, Some(ms), "Kafka timestamp is the receipt time");
+        let ms = chrono::DateTime::parse_from_rfc3339(timestamp)
+            .expect("parses")
+            .timestamp_millis();
+        assert_eq!(
+            record.key.as_deref(),
+            Some(symbol.as_bytes()),
+            "keyed by symbol"
+        );
+        assert_eq!(
+            record.timestamp_ms,
+            Some(ms),
+            "Kafka timestamp is the receipt time"
+        );
         times.entry(symbol.to_string()).or_default().push(ms);
     }
     for symbol in ["BTCUSDT", "ETHUSDT"] {
@@ -82,7 +122,11 @@ fn a_10s_run_publishes_contract_records_every_100ms_and_sigterm_delivers_everyth
         ts.sort_unstable();
         // Records of the first and last ~100 ms around start and SIGTERM count too.
         let in_10s: Vec<i64> = ts.iter().copied().filter(|t| *t - ts[0] < 10_000).collect();
-        assert!(in_10s.len() >= 98, "{symbol}: {} records in the first 10 s", in_10s.len());
+        assert!(
+            in_10s.len() >= 98,
+            "{symbol}: {} records in the first 10 s",
+            in_10s.len()
+        );
         let mut jitter: Vec<i64> = ts.windows(2).map(|w| (w[1] - w[0] - 100).abs()).collect();
         jitter.sort_unstable();
         let p99 = jitter[(jitter.len() * 99) / 100 - 1];
@@ -94,7 +138,9 @@ fn a_10s_run_publishes_contract_records_every_100ms_and_sigterm_delivers_everyth
 #[test]
 fn an_invalid_symbol_stops_the_pipeline_at_start_up_with_a_message_naming_it() {
     let runtime = tokio::runtime::Runtime::new().expect("runtime");
-    let mock = runtime.block_on(MockBinance::start(MockConfig::default())).expect("mock");
+    let mock = runtime
+        .block_on(MockBinance::start(MockConfig::default()))
+        .expect("mock");
     let dir = tempfile::tempdir().expect("tempdir");
     let topic = unique("btc-price");
     let text = std::fs::read_to_string(extract_pipeline(dir.path(), &mock.base_url(), &topic))
@@ -102,7 +148,11 @@ fn an_invalid_symbol_stops_the_pipeline_at_start_up_with_a_message_naming_it() {
         .replace("[BTCUSDT, ETHUSDT]", "[BTCUSDT, NOSUCHCOIN]");
     let pipeline = write_file(dir.path(), "bad.yaml", &text);
     let started = std::time::Instant::now();
-    let output = run_pipeline(&["run", pipeline.to_str().expect("utf-8")], &[("KAFKA_BROKERS", kafka_brokers())], Duration::from_secs(30));
+    let output = run_pipeline(
+        &["run", pipeline.to_str().expect("utf-8")],
+        &[("KAFKA_BROKERS", kafka_brokers())],
+        Duration::from_secs(30),
+    );
     assert!(!output.status.success());
     assert!(started.elapsed() < Duration::from_secs(10), "failed fast");
     let stderr = stderr_of(&output);

@@ -44,7 +44,10 @@ impl Deployment {
             .replace("name: btcusdt", &format!("name: {prefix}"))
             .replace("btc-price", &format!("{prefix}-btc-price"))
             // The collection prefix keeps its documented name.
-            .replace(&format!("collection_prefix: {prefix}-btc-price-zscore-"), "collection_prefix: btc-price-zscore-");
+            .replace(
+                &format!("collection_prefix: {prefix}-btc-price-zscore-"),
+                "collection_prefix: btc-price-zscore-",
+            );
         let file = write_file(dir, "btcusdt.yaml", &text);
         let database = unique("btc").replace('-', "_");
         let envs = vec![
@@ -53,7 +56,12 @@ impl Deployment {
             ("MONGO_DATABASE", database.clone()),
             ("BINANCE_BASE_URLS", format!("[{}]", mock.base_url())),
         ];
-        Deployment { file, prefix, database, envs }
+        Deployment {
+            file,
+            prefix,
+            database,
+            envs,
+        }
     }
 
     fn spawn(&self, stages: &[&str]) -> Child {
@@ -72,17 +80,30 @@ impl Deployment {
 fn stop(child: Child, what: &str) {
     signal(&child, Signal::SIGTERM);
     let output = wait_with_timeout(child, Duration::from_secs(30));
-    assert!(output.status.success(), "{what} after SIGTERM: {:?}\n{}", output.status, stderr_of(&output));
+    assert!(
+        output.status.success(),
+        "{what} after SIGTERM: {:?}\n{}",
+        output.status,
+        stderr_of(&output)
+    );
 }
 
 async fn documents(database: &str) -> BTreeMap<String, Vec<Document>> {
     use futures::TryStreamExt;
-    let client = mongodb::Client::with_uri_str(mongo_uri()).await.expect("mongo client");
+    let client = mongodb::Client::with_uri_str(mongo_uri())
+        .await
+        .expect("mongo client");
     let db = client.database(database);
     let mut all = BTreeMap::new();
     for (window, _) in WINDOWS {
         let collection = db.collection::<Document>(&format!("btc-price-zscore-{window}"));
-        let docs: Vec<Document> = collection.find(mongodb::bson::doc! {}).await.expect("find").try_collect().await.expect("collect");
+        let docs: Vec<Document> = collection
+            .find(mongodb::bson::doc! {})
+            .await
+            .expect("find")
+            .try_collect()
+            .await
+            .expect("collect");
         all.insert(window.to_string(), docs);
     }
     all
@@ -105,7 +126,10 @@ fn wait_until_settled(runtime: &tokio::runtime::Runtime, database: &str) {
         } else if count > 0 && stable_since.elapsed() > Duration::from_secs(8) {
             return;
         }
-        assert!(started.elapsed() < Duration::from_secs(180), "collections never settled ({count} documents)");
+        assert!(
+            started.elapsed() < Duration::from_secs(180),
+            "collections never settled ({count} documents)"
+        );
         std::thread::sleep(Duration::from_millis(500));
     }
 }
@@ -116,15 +140,26 @@ fn wait_until_settled(runtime: &tokio::runtime::Runtime, database: &str) {
 /// The tolerance is 1e-9 relative plus what the record format itself costs: the average
 /// travels as an f64 near 1e5, so `price - avg` carries a few ulps (~1e-11) of error,
 /// which dividing by a tiny standard deviation (a cent or less) magnifies.
-fn expected_zscores(prices: &[TopicRecord]) -> BTreeMap<String, BTreeMap<(String, i64), (f64, f64, f64)>> {
+fn expected_zscores(
+    prices: &[TopicRecord],
+) -> BTreeMap<String, BTreeMap<(String, i64), (f64, f64, f64)>> {
     let mut by_symbol: HashMap<String, Vec<(i64, i128, f64)>> = HashMap::new();
     for record in prices.iter().filter(|r| !r.end_of_input) {
         let value: serde_json::Value = serde_json::from_slice(&record.payload).expect("price JSON");
         let price = value["price"].as_f64().expect("price");
-        let t = chrono::DateTime::parse_from_rfc3339(value["timestamp"].as_str().expect("timestamp")).expect("time").timestamp_millis();
+        let t =
+            chrono::DateTime::parse_from_rfc3339(value["timestamp"].as_str().expect("timestamp"))
+                .expect("time")
+                .timestamp_millis();
         let cents = (price * 100.0).round() as i128;
-        assert!(((cents as f64) / 100.0 - price).abs() < 1e-6, "the mock quotes whole cents: {price}");
-        by_symbol.entry(value["symbol"].as_str().expect("symbol").to_string()).or_default().push((t, cents, price));
+        assert!(
+            ((cents as f64) / 100.0 - price).abs() < 1e-6,
+            "the mock quotes whole cents: {price}"
+        );
+        by_symbol
+            .entry(value["symbol"].as_str().expect("symbol").to_string())
+            .or_default()
+            .push((t, cents, price));
     }
     let mut expected: BTreeMap<String, BTreeMap<(String, i64), (f64, f64, f64)>> = BTreeMap::new();
     for (symbol, records) in by_symbol {
@@ -138,7 +173,11 @@ fn expected_zscores(prices: &[TopicRecord]) -> BTreeMap<String, BTreeMap<(String
                 continue;
             }
             for (window, length) in WINDOWS {
-                let members: Vec<i128> = records.iter().filter(|r| r.0 >= e - length && r.0 < e).map(|r| r.1).collect();
+                let members: Vec<i128> = records
+                    .iter()
+                    .filter(|r| r.0 >= e - length && r.0 < e)
+                    .map(|r| r.1)
+                    .collect();
                 if members.is_empty() {
                     continue;
                 }
@@ -153,7 +192,10 @@ fn expected_zscores(prices: &[TopicRecord]) -> BTreeMap<String, BTreeMap<(String
                     let std = (spread as f64).sqrt() / (n as f64) / 100.0;
                     (z, 1e-9 * z.abs() + 4.0 * f64::EPSILON * price / std)
                 };
-                expected.entry(window.to_string()).or_default().insert((symbol.clone(), t), (price, z, tolerance));
+                expected
+                    .entry(window.to_string())
+                    .or_default()
+                    .insert((symbol.clone(), t), (price, z, tolerance));
             }
         }
     }
@@ -162,7 +204,11 @@ fn expected_zscores(prices: &[TopicRecord]) -> BTreeMap<String, BTreeMap<(String
 
 /// Every document of every collection against the independent computation.
 fn verify(runtime: &tokio::runtime::Runtime, deployment: &Deployment) -> usize {
-    let prices = read_topic(&deployment.topic("btc-price"), Duration::from_secs(3), Duration::from_secs(60));
+    let prices = read_topic(
+        &deployment.topic("btc-price"),
+        Duration::from_secs(3),
+        Duration::from_secs(60),
+    );
     let expected = expected_zscores(&prices);
     let actual = runtime.block_on(documents(&deployment.database));
     let mut checked = 0;
@@ -172,18 +218,43 @@ fn verify(runtime: &tokio::runtime::Runtime, deployment: &Deployment) -> usize {
         let mut got: BTreeMap<(String, i64), (f64, f64)> = BTreeMap::new();
         for doc in docs {
             let symbol = doc.get_str("symbol").expect("symbol").to_string();
-            let timestamp = doc.get_datetime("timestamp").expect("timestamp is a BSON date").timestamp_millis();
+            let timestamp = doc
+                .get_datetime("timestamp")
+                .expect("timestamp is a BSON date")
+                .timestamp_millis();
             assert_eq!(doc.get_str("window").expect("window"), window);
-            let previous = got.insert((symbol, timestamp), (doc.get_f64("price").expect("price"), doc.get_f64("zscore_price").expect("zscore")));
+            let previous = got.insert(
+                (symbol, timestamp),
+                (
+                    doc.get_f64("price").expect("price"),
+                    doc.get_f64("zscore_price").expect("zscore"),
+                ),
+            );
             assert!(previous.is_none(), "duplicate document in {window}");
         }
-        let missing: Vec<_> = want.keys().filter(|k| !got.contains_key(*k)).take(5).collect();
-        let extra: Vec<_> = got.keys().filter(|k| !want.contains_key(*k)).take(5).collect();
-        assert!(missing.is_empty() && extra.is_empty(), "{window}: missing {missing:?}, unexpected {extra:?} ({} vs {})", got.len(), want.len());
+        let missing: Vec<_> = want
+            .keys()
+            .filter(|k| !got.contains_key(*k))
+            .take(5)
+            .collect();
+        let extra: Vec<_> = got
+            .keys()
+            .filter(|k| !want.contains_key(*k))
+            .take(5)
+            .collect();
+        assert!(
+            missing.is_empty() && extra.is_empty(),
+            "{window}: missing {missing:?}, unexpected {extra:?} ({} vs {})",
+            got.len(),
+            want.len()
+        );
         for (key, (price, z, tolerance)) in &want {
             let (got_price, got_z) = got[key];
             assert_eq!(got_price, *price, "{window} {key:?} price");
-            assert!((got_z - z).abs() <= *tolerance, "{window} {key:?}: zscore {got_z} vs exact {z} (tolerance {tolerance:e})");
+            assert!(
+                (got_z - z).abs() <= *tolerance,
+                "{window} {key:?}: zscore {got_z} vs exact {z} (tolerance {tolerance:e})"
+            );
             checked += 1;
         }
     }
@@ -193,26 +264,51 @@ fn verify(runtime: &tokio::runtime::Runtime, deployment: &Deployment) -> usize {
 fn start_mock(runtime: &tokio::runtime::Runtime) -> MockHandle {
     // Prices move on 30% of requests so the statistics are not all zero.
     runtime
-        .block_on(MockBinance::start(MockConfig { symbols: vec!["BTCUSDT".into()], change_probability: 0.3, ..MockConfig::default() }))
+        .block_on(MockBinance::start(MockConfig {
+            symbols: vec!["BTCUSDT".into()],
+            change_probability: 0.3,
+            ..MockConfig::default()
+        }))
         .expect("mock")
 }
 
 #[test]
-fn the_whole_pipeline_writes_exactly_the_independently_computed_zscores_and_dead_letters_a_malformed_record() {
+fn the_whole_pipeline_writes_exactly_the_independently_computed_zscores_and_dead_letters_a_malformed_record(
+) {
     let runtime = tokio::runtime::Runtime::new().expect("runtime");
     let mock = start_mock(&runtime);
     let dir = tempfile::tempdir().expect("tempdir");
     let deployment = Deployment::new(dir.path(), &mock);
-    let validate = run_pipeline(&["validate", deployment.file.to_str().expect("utf-8")], &deployment.envs, Duration::from_secs(30));
-    assert!(validate.status.success(), "{}", String::from_utf8_lossy(&validate.stdout));
+    let validate = run_pipeline(
+        &["validate", deployment.file.to_str().expect("utf-8")],
+        &deployment.envs,
+        Duration::from_secs(30),
+    );
+    assert!(
+        validate.status.success(),
+        "{}",
+        String::from_utf8_lossy(&validate.stdout)
+    );
 
     let extract = deployment.spawn(&["extract"]);
     let downstream = deployment.spawn(&["moving", "zscore", "load"]);
     std::thread::sleep(Duration::from_secs(15));
     // A malformed z-score record goes to the sink's dead-letter topic; the rest is written.
-    let producer: rdkafka::producer::FutureProducer = rdkafka::ClientConfig::new().set("bootstrap.servers", kafka_brokers()).create().expect("producer");
+    let producer: rdkafka::producer::FutureProducer = rdkafka::ClientConfig::new()
+        .set("bootstrap.servers", kafka_brokers())
+        .create()
+        .expect("producer");
     runtime
-        .block_on(producer.send(rdkafka::producer::FutureRecord::<str, str>::to(&deployment.topic("btc-price-zscore")).key("BTCUSDT").payload("{\"timestamp\": oops"), Duration::from_secs(10)))
+        .block_on(
+            producer.send(
+                rdkafka::producer::FutureRecord::<str, str>::to(
+                    &deployment.topic("btc-price-zscore"),
+                )
+                .key("BTCUSDT")
+                .payload("{\"timestamp\": oops"),
+                Duration::from_secs(10),
+            ),
+        )
         .expect("produced");
     std::thread::sleep(Duration::from_secs(25));
     stop(extract, "extract");
@@ -221,8 +317,15 @@ fn the_whole_pipeline_writes_exactly_the_independently_computed_zscores_and_dead
 
     let checked = verify(&runtime, &deployment);
     assert!(checked >= 6 * 250, "only {checked} documents checked");
-    let dead = read_topic(&deployment.topic("btc-price-zscore-rejected"), Duration::from_secs(2), Duration::from_secs(30));
-    assert!(dead.iter().any(|r| r.payload == b"{\"timestamp\": oops"), "the malformed record is dead-lettered");
+    let dead = read_topic(
+        &deployment.topic("btc-price-zscore-rejected"),
+        Duration::from_secs(2),
+        Duration::from_secs(30),
+    );
+    assert!(
+        dead.iter().any(|r| r.payload == b"{\"timestamp\": oops"),
+        "the malformed record is dead-lettered"
+    );
     runtime.block_on(mock.shutdown());
 }
 
@@ -236,7 +339,10 @@ fn sigkill_of_the_whole_pipeline_and_a_restart_leave_exactly_the_expected_docume
     let all = deployment.spawn(&[]);
     let started = Instant::now();
     while runtime.block_on(document_count(&deployment.database)) < 300 {
-        assert!(started.elapsed() < Duration::from_secs(120), "no documents before the kill");
+        assert!(
+            started.elapsed() < Duration::from_secs(120),
+            "no documents before the kill"
+        );
         std::thread::sleep(Duration::from_millis(500));
     }
     std::thread::sleep(Duration::from_secs(3));
@@ -258,7 +364,8 @@ fn sigkill_of_the_whole_pipeline_and_a_restart_leave_exactly_the_expected_docume
 
 #[test]
 fn a_20s_mongodb_outage_loses_and_duplicates_nothing_and_the_pipeline_keeps_running() {
-    let servers = std::env::var("PIPELINE_SERVERS_SH").expect("PIPELINE_SERVERS_SH is set by scripts/test.sh: run the tests with it");
+    let servers = std::env::var("PIPELINE_SERVERS_SH")
+        .expect("PIPELINE_SERVERS_SH is set by scripts/test.sh: run the tests with it");
     let runtime = tokio::runtime::Runtime::new().expect("runtime");
     let mock = start_mock(&runtime);
     let dir = tempfile::tempdir().expect("tempdir");
@@ -268,21 +375,34 @@ fn a_20s_mongodb_outage_loses_and_duplicates_nothing_and_the_pipeline_keeps_runn
     let mut downstream = deployment.spawn(&["moving", "zscore", "load"]);
     let started = Instant::now();
     while runtime.block_on(document_count(&deployment.database)) < 100 {
-        assert!(started.elapsed() < Duration::from_secs(120), "no documents before the outage");
+        assert!(
+            started.elapsed() < Duration::from_secs(120),
+            "no documents before the outage"
+        );
         std::thread::sleep(Duration::from_millis(500));
     }
     let run = |arg: &str| {
-        let status = std::process::Command::new("bash").arg(&servers).arg(arg).status().expect("servers.sh");
+        let status = std::process::Command::new("bash")
+            .arg(&servers)
+            .arg(arg)
+            .status()
+            .expect("servers.sh");
         assert!(status.success(), "servers.sh {arg}");
     };
     run("stop-mongo");
     std::thread::sleep(Duration::from_secs(20));
-    assert!(downstream.try_wait().expect("poll").is_none(), "the pipeline exited during the outage");
+    assert!(
+        downstream.try_wait().expect("poll").is_none(),
+        "the pipeline exited during the outage"
+    );
     run("start-mongo");
     std::thread::sleep(Duration::from_secs(10));
     stop(extract, "extract");
     wait_until_settled(&runtime, &deployment.database);
-    assert!(downstream.try_wait().expect("poll").is_none(), "the pipeline exited after the outage");
+    assert!(
+        downstream.try_wait().expect("poll").is_none(),
+        "the pipeline exited after the outage"
+    );
     stop(downstream, "downstream stages");
     let checked = verify(&runtime, &deployment);
     assert!(checked >= 6 * 250, "only {checked} documents checked");

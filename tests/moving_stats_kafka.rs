@@ -40,41 +40,131 @@ stages:
 fn sigkill_mid_stream_and_restart_gives_the_same_distinct_output_as_an_uninterrupted_run() {
     let dir = tempfile::tempdir().expect("tempdir");
     let input = dir.path().join("prices.jsonl");
-    let lines = price_lines(&["BTCUSDT", "ETHUSDT", "BNBUSDT"], 200_000, 1_746_630_000_000, 997);
+    let lines = price_lines(
+        &["BTCUSDT", "ETHUSDT", "BNBUSDT"],
+        200_000,
+        1_746_630_000_000,
+        997,
+    );
     std::fs::write(&input, lines.join("\n") + "\n").expect("write prices");
     let prices = unique("prices");
     let reference_out = unique("moving-reference");
     let restarted_out = unique("moving-restarted");
-    let reference = pipeline(dir.path(), "reference.yaml", &unique("ref"), &prices, &reference_out);
-    let restarted = pipeline(dir.path(), "restarted.yaml", &unique("kill"), &prices, &restarted_out);
-    let envs = [("KAFKA_BROKERS", kafka_brokers()), ("IN_FILE", input.display().to_string())];
+    let reference = pipeline(
+        dir.path(),
+        "reference.yaml",
+        &unique("ref"),
+        &prices,
+        &reference_out,
+    );
+    let restarted = pipeline(
+        dir.path(),
+        "restarted.yaml",
+        &unique("kill"),
+        &prices,
+        &restarted_out,
+    );
+    let envs = [
+        ("KAFKA_BROKERS", kafka_brokers()),
+        ("IN_FILE", input.display().to_string()),
+    ];
 
-    let fill = run_pipeline(&["run", reference.to_str().expect("utf-8"), "--stage", "replay"], &envs, Duration::from_secs(120));
+    let fill = run_pipeline(
+        &[
+            "run",
+            reference.to_str().expect("utf-8"),
+            "--stage",
+            "replay",
+        ],
+        &envs,
+        Duration::from_secs(120),
+    );
     assert!(fill.status.success(), "{}", stderr_of(&fill));
-    let uninterrupted = run_pipeline(&["run", reference.to_str().expect("utf-8"), "--stage", "moving"], &envs, Duration::from_secs(300));
-    assert!(uninterrupted.status.success(), "{}", stderr_of(&uninterrupted));
+    let uninterrupted = run_pipeline(
+        &[
+            "run",
+            reference.to_str().expect("utf-8"),
+            "--stage",
+            "moving",
+        ],
+        &envs,
+        Duration::from_secs(300),
+    );
+    assert!(
+        uninterrupted.status.success(),
+        "{}",
+        stderr_of(&uninterrupted)
+    );
 
     // Kill the second run once it has visibly emitted part of its output.
-    let child = spawn_pipeline(&["run", restarted.to_str().expect("utf-8"), "--stage", "moving"], &envs);
+    let child = spawn_pipeline(
+        &[
+            "run",
+            restarted.to_str().expect("utf-8"),
+            "--stage",
+            "moving",
+        ],
+        &envs,
+    );
     let started = std::time::Instant::now();
     loop {
-        let seen = read_topic(&restarted_out, Duration::from_millis(100), Duration::from_secs(2)).len();
+        let seen = read_topic(
+            &restarted_out,
+            Duration::from_millis(100),
+            Duration::from_secs(2),
+        )
+        .len();
         if seen > 500 {
             break;
         }
-        assert!(started.elapsed() < Duration::from_secs(120), "no output to interrupt");
+        assert!(
+            started.elapsed() < Duration::from_secs(120),
+            "no output to interrupt"
+        );
     }
     signal(&child, Signal::SIGKILL);
     let killed = wait_with_timeout(child, Duration::from_secs(10));
-    assert!(!killed.status.success(), "the stage was killed, not finished");
-    let resumed = run_pipeline(&["run", restarted.to_str().expect("utf-8"), "--stage", "moving"], &envs, Duration::from_secs(300));
+    assert!(
+        !killed.status.success(),
+        "the stage was killed, not finished"
+    );
+    let resumed = run_pipeline(
+        &[
+            "run",
+            restarted.to_str().expect("utf-8"),
+            "--stage",
+            "moving",
+        ],
+        &envs,
+        Duration::from_secs(300),
+    );
     assert!(resumed.status.success(), "{}", stderr_of(&resumed));
-    assert!(stderr_of(&resumed).contains("replaying input to rebuild state"), "the restart replays: {}", stderr_of(&resumed));
+    assert!(
+        stderr_of(&resumed).contains("replaying input to rebuild state"),
+        "the restart replays: {}",
+        stderr_of(&resumed)
+    );
 
-    let expected = distinct_records(&read_topic(&reference_out, Duration::from_secs(3), Duration::from_secs(120)));
-    let got = distinct_records(&read_topic(&restarted_out, Duration::from_secs(3), Duration::from_secs(120)));
-    assert!(expected.len() > 10_000, "the reference run emitted {} records", expected.len());
+    let expected = distinct_records(&read_topic(
+        &reference_out,
+        Duration::from_secs(3),
+        Duration::from_secs(120),
+    ));
+    let got = distinct_records(&read_topic(
+        &restarted_out,
+        Duration::from_secs(3),
+        Duration::from_secs(120),
+    ));
+    assert!(
+        expected.len() > 10_000,
+        "the reference run emitted {} records",
+        expected.len()
+    );
     let missing = expected.difference(&got).count();
     let different = got.difference(&expected).count();
-    assert_eq!((missing, different), (0, 0), "records missing after the restart / records with other values");
+    assert_eq!(
+        (missing, different),
+        (0, 0),
+        "records missing after the restart / records with other values"
+    );
 }

@@ -57,53 +57,118 @@ fn sigkill_mid_stream_and_restart_gives_the_same_distinct_zscores_as_an_uninterr
     let input = dir.path().join("prices.jsonl");
     let lines = price_lines(&["BTCUSDT", "ETHUSDT"], 150_000, 1_746_630_000_000, 1_009);
     std::fs::write(&input, lines.join("\n") + "\n").expect("write prices");
-    let topics = Topics { prices: unique("prices"), moving: unique("moving") };
+    let topics = Topics {
+        prices: unique("prices"),
+        moving: unique("moving"),
+    };
     let reference_out = unique("zscore-reference");
     let restarted_out = unique("zscore-restarted");
     let reference = pipeline(dir.path(), "reference.yaml", &topics, &reference_out);
     let restarted = pipeline(dir.path(), "restarted.yaml", &topics, &restarted_out);
     let reference = reference.to_str().expect("utf-8");
     let restarted = restarted.to_str().expect("utf-8");
-    let envs = [("KAFKA_BROKERS", kafka_brokers()), ("IN_FILE", input.display().to_string())];
+    let envs = [
+        ("KAFKA_BROKERS", kafka_brokers()),
+        ("IN_FILE", input.display().to_string()),
+    ];
 
     // Prices and statistics once; then the join twice from the same topics.
-    let upstream = run_pipeline(&["run", reference, "--stage", "replay", "--stage", "moving"], &envs, Duration::from_secs(300));
+    let upstream = run_pipeline(
+        &["run", reference, "--stage", "replay", "--stage", "moving"],
+        &envs,
+        Duration::from_secs(300),
+    );
     assert!(upstream.status.success(), "{}", stderr_of(&upstream));
-    let uninterrupted = run_pipeline(&["run", reference, "--stage", "zscore"], &envs, Duration::from_secs(300));
-    assert!(uninterrupted.status.success(), "{}", stderr_of(&uninterrupted));
+    let uninterrupted = run_pipeline(
+        &["run", reference, "--stage", "zscore"],
+        &envs,
+        Duration::from_secs(300),
+    );
+    assert!(
+        uninterrupted.status.success(),
+        "{}",
+        stderr_of(&uninterrupted)
+    );
 
     let child = spawn_pipeline(&["run", restarted, "--stage", "zscore"], &envs);
     let started = std::time::Instant::now();
-    while read_topic(&restarted_out, Duration::from_millis(100), Duration::from_secs(2)).len() < 500 {
-        assert!(started.elapsed() < Duration::from_secs(120), "no output to interrupt");
+    while read_topic(
+        &restarted_out,
+        Duration::from_millis(100),
+        Duration::from_secs(2),
+    )
+    .len()
+        < 500
+    {
+        assert!(
+            started.elapsed() < Duration::from_secs(120),
+            "no output to interrupt"
+        );
     }
     signal(&child, Signal::SIGKILL);
     let killed = wait_with_timeout(child, Duration::from_secs(10));
-    assert!(!killed.status.success(), "the stage was killed, not finished");
-    let resumed = run_pipeline(&["run", restarted, "--stage", "zscore"], &envs, Duration::from_secs(300));
+    assert!(
+        !killed.status.success(),
+        "the stage was killed, not finished"
+    );
+    let resumed = run_pipeline(
+        &["run", restarted, "--stage", "zscore"],
+        &envs,
+        Duration::from_secs(300),
+    );
     assert!(resumed.status.success(), "{}", stderr_of(&resumed));
 
-    let expected = distinct_records(&read_topic(&reference_out, Duration::from_secs(3), Duration::from_secs(120)));
-    let got = distinct_records(&read_topic(&restarted_out, Duration::from_secs(3), Duration::from_secs(120)));
-    assert!(expected.len() > 100_000, "the reference run emitted {} records", expected.len());
+    let expected = distinct_records(&read_topic(
+        &reference_out,
+        Duration::from_secs(3),
+        Duration::from_secs(120),
+    ));
+    let got = distinct_records(&read_topic(
+        &restarted_out,
+        Duration::from_secs(3),
+        Duration::from_secs(120),
+    ));
+    assert!(
+        expected.len() > 100_000,
+        "the reference run emitted {} records",
+        expected.len()
+    );
     let missing = expected.difference(&got).count();
     let different = got.difference(&expected).count();
-    assert_eq!((missing, different), (0, 0), "z-scores missing after the restart / with other values");
+    assert_eq!(
+        (missing, different),
+        (0, 0),
+        "z-scores missing after the restart / with other values"
+    );
 
     // Independent check of the values: z-score of each price against the statistics
     // record of its symbol at floor(t / 1 s) * 1 s, read back from the statistics topic.
     let mut stats: HashMap<(String, String), serde_json::Value> = HashMap::new();
-    for record in read_topic(&topics.moving, Duration::from_secs(3), Duration::from_secs(120)).iter().filter(|r| !r.end_of_input) {
+    for record in read_topic(
+        &topics.moving,
+        Duration::from_secs(3),
+        Duration::from_secs(120),
+    )
+    .iter()
+    .filter(|r| !r.end_of_input)
+    {
         let value: serde_json::Value = serde_json::from_slice(&record.payload).expect("stats JSON");
-        let key = (value["symbol"].as_str().unwrap_or_default().to_string(), value["timestamp"].as_str().unwrap_or_default().to_string());
+        let key = (
+            value["symbol"].as_str().unwrap_or_default().to_string(),
+            value["timestamp"].as_str().unwrap_or_default().to_string(),
+        );
         stats.insert(key, value);
     }
     let mut checked = 0;
     for (_, payload) in expected.iter().step_by(97) {
         let z: serde_json::Value = serde_json::from_slice(payload).expect("zscore JSON");
-        let t = chrono::DateTime::parse_from_rfc3339(z["timestamp"].as_str().expect("timestamp")).expect("time").timestamp_millis();
+        let t = chrono::DateTime::parse_from_rfc3339(z["timestamp"].as_str().expect("timestamp"))
+            .expect("time")
+            .timestamp_millis();
         let e = t.div_euclid(1000) * 1000;
-        let e_text = chrono::DateTime::from_timestamp_millis(e).expect("e").to_rfc3339_opts(chrono::SecondsFormat::Millis, true);
+        let e_text = chrono::DateTime::from_timestamp_millis(e)
+            .expect("e")
+            .to_rfc3339_opts(chrono::SecondsFormat::Millis, true);
         let record = &stats[&(z["symbol"].as_str().expect("symbol").to_string(), e_text)];
         let price = z["price"].as_f64().expect("price");
         let windows = record["stats"].as_array().expect("stats");
@@ -111,10 +176,16 @@ fn sigkill_mid_stream_and_restart_gives_the_same_distinct_zscores_as_an_uninterr
         assert_eq!(windows.len(), zscores.len());
         for (w, zs) in windows.iter().zip(zscores) {
             assert_eq!(w["window"], zs["window"]);
-            let (avg, std) = (w["avg_price"].as_f64().expect("avg"), w["std_price"].as_f64().expect("std"));
+            let (avg, std) = (
+                w["avg_price"].as_f64().expect("avg"),
+                w["std_price"].as_f64().expect("std"),
+            );
             let want = if std == 0.0 { 0.0 } else { (price - avg) / std };
             let got = zs["zscore_price"].as_f64().expect("z");
-            assert!((got - want).abs() <= 1e-9 * want.abs().max(1.0), "{got} vs {want}");
+            assert!(
+                (got - want).abs() <= 1e-9 * want.abs().max(1.0),
+                "{got} vs {want}"
+            );
         }
         checked += 1;
     }

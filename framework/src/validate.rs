@@ -584,7 +584,10 @@ impl Validator {
         let mut writers: HashMap<String, (usize, Option<RecordType>, String)> = HashMap::new();
         for (i, stage_spec) in spec.stages.iter().enumerate() {
             let path = child_index("stages", i);
-            let registration = stages.iter().find(|(j, _)| *j == i).map(|(_, s)| s.registration);
+            let registration = stages
+                .iter()
+                .find(|(j, _)| *j == i)
+                .map(|(_, s)| s.registration);
             let outputs = [
                 (
                     stage_spec.output.clone(),

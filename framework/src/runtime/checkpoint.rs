@@ -63,11 +63,16 @@ pub fn fetch(
         match consumer.poll(Duration::from_millis(200)) {
             Some(Ok(message)) if message.offset() == offset => {
                 let payload = message.payload().unwrap_or_default();
-                return serde_json::from_slice(payload)
-                    .map_err(|e| format!("checkpoint {topic}/{partition}@{offset} is corrupt: {e}"));
+                return serde_json::from_slice(payload).map_err(|e| {
+                    format!("checkpoint {topic}/{partition}@{offset} is corrupt: {e}")
+                });
             }
             Some(Ok(_)) => {}
-            Some(Err(e)) => return Err(format!("reading checkpoint {topic}/{partition}@{offset}: {e}")),
+            Some(Err(e)) => {
+                return Err(format!(
+                    "reading checkpoint {topic}/{partition}@{offset}: {e}"
+                ))
+            }
             None => {}
         }
     }
@@ -131,13 +136,26 @@ mod tests {
     fn replay_starts_where_every_earlier_record_is_older() {
         let mut index = ReplayIndex::new(0, i64::MIN);
         // offset: ts (out of order at 3)
-        for (offset, ts) in [(0, 1_000), (1, 2_000), (2, 3_000), (3, 1_500), (4, 4_000), (5, 5_000)] {
+        for (offset, ts) in [
+            (0, 1_000),
+            (1, 2_000),
+            (2, 3_000),
+            (3, 1_500),
+            (4, 4_000),
+            (5, 5_000),
+        ] {
             index.observe(offset, ts);
         }
         // Records before offset 2 are older than 3000 (3_000 > 2_000, 1_000).
         assert_eq!(index.replay_point(3_000).map(|p| p.offset), Some(2));
         assert_eq!(index.replay_point(3_500).map(|p| p.offset), Some(2));
-        assert_eq!(index.replay_point(4_000), Some(ReplayPoint { offset: 4, ts: 4_000 }));
+        assert_eq!(
+            index.replay_point(4_000),
+            Some(ReplayPoint {
+                offset: 4,
+                ts: 4_000
+            })
+        );
     }
 
     #[test]

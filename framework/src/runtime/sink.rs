@@ -13,8 +13,7 @@ use tracing::{debug, info, warn};
 
 use super::{
     consumer::{commit_offsets, lock, Shared, StageConsumer, StageHooks},
-    kafka,
-    StageRuntime,
+    kafka, StageRuntime,
 };
 use crate::{
     connector::{Sink, SinkContext},
@@ -50,7 +49,8 @@ pub async fn run(
     for (i, t) in stage.input_topics.iter().enumerate() {
         topic_index.entry(t.clone()).or_insert(i);
     }
-    let ctx = SinkContext::with_retry_counter(shutdown.clone(), stage.metrics.sink_write_retries.clone());
+    let ctx =
+        SinkContext::with_retry_counter(shutdown.clone(), stage.metrics.sink_write_retries.clone());
     let max_records = stage.batch.max_records.max(1);
     let max_wait = stage.batch.max_wait.as_std();
     let mut batch = Batch {
@@ -59,7 +59,11 @@ pub async fn run(
     };
     let mut log = RateLimitedLog::new(std::time::Duration::from_secs(10));
     stage.metrics.up.set(1.0);
-    stage.status.set(&stage.name, stage.connector, super::StageState::Running { ready: false });
+    stage.status.set(
+        &stage.name,
+        stage.connector,
+        super::StageState::Running { ready: false },
+    );
     info!(stage = %stage.name, inputs = ?stage.input_topics, "sink stage started");
     let mut ended = false;
     let mut interrupted = false;
@@ -185,7 +189,10 @@ async fn write(
         .collect();
     let started = std::time::Instant::now();
     let written = sink.write(&records, ctx).await;
-    stage.metrics.sink_write_seconds.record(started.elapsed().as_secs_f64());
+    stage
+        .metrics
+        .sink_write_seconds
+        .record(started.elapsed().as_secs_f64());
     let outcome = match written {
         Ok(outcome) => outcome,
         Err(e) if ctx.shutdown().is_cancelled() => {

@@ -32,7 +32,11 @@ pub async fn run(
         result
     });
     stage.metrics.up.set(1.0);
-    stage.status.set(&stage.name, stage.connector, super::StageState::Running { ready: true });
+    stage.status.set(
+        &stage.name,
+        stage.connector,
+        super::StageState::Running { ready: true },
+    );
     let mut log = RateLimitedLog::new(std::time::Duration::from_secs(10));
     while let Some(event) = events.recv().await {
         match event {

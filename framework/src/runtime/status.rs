@@ -44,14 +44,20 @@ impl PipelineStatus {
     pub fn mark_ready(&self, stage: &str) {
         let mut stages = self.stages.lock().unwrap_or_else(|p| p.into_inner());
         if let Some(status) = stages.get_mut(stage) {
-            if matches!(status.state, StageState::Running { .. } | StageState::Starting) {
+            if matches!(
+                status.state,
+                StageState::Running { .. } | StageState::Starting
+            ) {
                 status.state = StageState::Running { ready: true };
             }
         }
     }
 
     pub fn snapshot(&self) -> BTreeMap<String, StageStatus> {
-        self.stages.lock().unwrap_or_else(|p| p.into_inner()).clone()
+        self.stages
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()
     }
 
     /// Every stage started and connected (or already finished).
@@ -59,7 +65,10 @@ impl PipelineStatus {
         let stages = self.snapshot();
         !stages.is_empty()
             && stages.values().all(|s| {
-                matches!(s.state, StageState::Running { ready: true } | StageState::Finished)
+                matches!(
+                    s.state,
+                    StageState::Running { ready: true } | StageState::Finished
+                )
             })
     }
 

@@ -56,7 +56,11 @@ pub async fn run(
     let mut commit_tick = tokio::time::interval(stage.commit_interval);
     commit_tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     stage.metrics.up.set(1.0);
-    stage.status.set(&stage.name, stage.connector, super::StageState::Running { ready: false });
+    stage.status.set(
+        &stage.name,
+        stage.connector,
+        super::StageState::Running { ready: false },
+    );
     info!(stage = %stage.name, inputs = ?stage.input_topics, output = %output, "transform stage started");
     let mut ended = false;
     loop {
@@ -88,7 +92,15 @@ pub async fn run(
             }
         }
     }
-    checkpoint_and_commit(&consumer, &shared, &stage, &mut deliveries, &checkpoints, CommitMode::Sync).await?;
+    checkpoint_and_commit(
+        &consumer,
+        &shared,
+        &stage,
+        &mut deliveries,
+        &checkpoints,
+        CommitMode::Sync,
+    )
+    .await?;
     if ended {
         info!(stage = %stage.name, "every input ended: signalling end of input downstream");
         for topic in std::iter::once(&output).chain(stage.dead_letter.iter()) {
@@ -243,7 +255,9 @@ async fn checkpoint_and_commit(
         let list = commit_list(&guard, &stage.input_topics, |_| true);
         let mut records = Vec::new();
         for (partition, state) in guard.partitions.iter_mut() {
-            let Some(text) = state.transform.as_ref().and_then(|t| t.checkpoint()) else { continue };
+            let Some(text) = state.transform.as_ref().and_then(|t| t.checkpoint()) else {
+                continue;
+            };
             // Where would a transform restarted from this checkpoint replay from?
             let scratch = (checkpoints.factory)(*partition).and_then(|mut t| t.resume(Some(&text)));
             let replay_from = match scratch {
@@ -253,16 +267,31 @@ async fn checkpoint_and_commit(
                     .map(|index| index.as_mut().and_then(|i| i.replay_point(event_time_ms)))
                     .collect(),
                 Ok(Resume::FromCommitted) => vec![None; stage.input_topics.len()],
-                Err(e) => return Err(stage.error(format!("checkpoint of partition {partition} cannot be resumed: {e}"))),
+                Err(e) => {
+                    return Err(stage.error(format!(
+                        "checkpoint of partition {partition} cannot be resumed: {e}"
+                    )))
+                }
             };
-            records.push((*partition, CheckpointRecord { state: text, replay_from }));
+            records.push((
+                *partition,
+                CheckpointRecord {
+                    state: text,
+                    replay_from,
+                },
+            ));
         }
         (list, records)
     };
     for (partition, record) in records {
-        let payload = serde_json::to_vec(&record).map_err(|e| stage.error(format!("encoding a checkpoint: {e}")))?;
-        let offset = deliveries.send_and_wait(&checkpoints.topic, partition, &payload).await?;
-        if let Err(e) = list.add_partition_offset(&checkpoints.topic, partition, Offset::Offset(offset + 1)) {
+        let payload = serde_json::to_vec(&record)
+            .map_err(|e| stage.error(format!("encoding a checkpoint: {e}")))?;
+        let offset = deliveries
+            .send_and_wait(&checkpoints.topic, partition, &payload)
+            .await?;
+        if let Err(e) =
+            list.add_partition_offset(&checkpoints.topic, partition, Offset::Offset(offset + 1))
+        {
             return Err(stage.error(format!("committing checkpoint offset: {e}")));
         }
     }

@@ -12,7 +12,11 @@ use mongodb::{
 #[command(about = "Looks at the z-scores the mongo sink wrote")]
 struct Cli {
     /// MongoDB connection string.
-    #[arg(long, env = "MONGO_URI", default_value = "mongodb://127.0.0.1:27017/?directConnection=true")]
+    #[arg(
+        long,
+        env = "MONGO_URI",
+        default_value = "mongodb://127.0.0.1:27017/?directConnection=true"
+    )]
     uri: String,
     /// Database of the collections.
     #[arg(long, env = "MONGO_DATABASE", default_value = "btc")]
@@ -64,13 +68,28 @@ async fn run(cli: &Cli) -> Result<(), mongodb::error::Error> {
             .unwrap_or(i64::MAX)
     });
     if names.is_empty() {
-        println!("no collections named {}* in database {} yet", cli.prefix, cli.database);
+        println!(
+            "no collections named {}* in database {} yet",
+            cli.prefix, cli.database
+        );
         return Ok(());
     }
-    println!("{:<7} {:<25} {:<9} {:>12} {:>14}", "window", "timestamp", "symbol", "price", "zscore_price");
+    println!(
+        "{:<7} {:<25} {:<9} {:>12} {:>14}",
+        "window", "timestamp", "symbol", "price", "zscore_price"
+    );
     for name in names {
-        let options = FindOptions::builder().sort(doc! {"timestamp": -1}).limit(limit).build();
-        let docs: Vec<Document> = db.collection::<Document>(&name).find(doc! {}).with_options(options).await?.try_collect().await?;
+        let options = FindOptions::builder()
+            .sort(doc! {"timestamp": -1})
+            .limit(limit)
+            .build();
+        let docs: Vec<Document> = db
+            .collection::<Document>(&name)
+            .find(doc! {})
+            .with_options(options)
+            .await?
+            .try_collect()
+            .await?;
         for d in docs {
             let timestamp = d
                 .get_datetime("timestamp")
