@@ -10,7 +10,7 @@ pub fn redact(text: &str) -> String {
         out.push_str(head);
         // The authority ends at the first '/', '?', '#' or whitespace.
         let authority_end = tail
-            .find(|c: char| matches!(c, '/' | '?' | '#') || c.is_whitespace() || c == '"')
+            .find(|c: char| matches!(c, '/' | '?' | '#' | '"' | '\'') || c.is_whitespace())
             .unwrap_or(tail.len());
         let authority = &tail[..authority_end];
         match authority.rfind('@') {

@@ -5,30 +5,7 @@
 /// Applied to every error and log message that may contain the configured URI or a
 /// driver error quoting it, so that passwords never reach logs or dead-letter headers.
 pub fn redact_uri(text: &str) -> String {
-    let mut out = String::with_capacity(text.len());
-    let mut rest = text;
-    while let Some(pos) = rest.find("://") {
-        let authority_start = pos + 3;
-        out.push_str(&rest[..authority_start]);
-        let after = &rest[authority_start..];
-        // The authority ends at the path, query or fragment, or where the URI ends in prose.
-        let end = after
-            .find(|c: char| {
-                matches!(c, '/' | '?' | '#') || c.is_whitespace() || c == '"' || c == '\''
-            })
-            .unwrap_or(after.len());
-        let authority = &after[..end];
-        match authority.rfind('@') {
-            Some(at) => {
-                out.push_str("***");
-                out.push_str(&authority[at..]);
-            }
-            None => out.push_str(authority),
-        }
-        rest = &after[end..];
-    }
-    out.push_str(rest);
-    out
+    framework::redact::redact(text)
 }
 
 /// Redacts URIs in `text` and, on top of that, any verbatim occurrence of `secret`

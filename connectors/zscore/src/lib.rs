@@ -28,7 +28,6 @@
 //! again either, so the `late` count may miss a few of them across a restart.)
 
 mod records;
-mod timestamp;
 
 use std::{borrow::Borrow, collections::HashMap, fmt, hash::Hash};
 

@@ -7,7 +7,7 @@ use serde::{
     Deserialize, Deserializer,
 };
 
-use crate::timestamp::{parse_timestamp, write_timestamp};
+use framework::event_time::{parse_millis as parse_timestamp, timestamp::write_millis};
 
 /// Why an input record was refused: a stable metric label and details.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -337,7 +337,7 @@ pub fn write_zscore_record(
     out: &mut Vec<u8>,
 ) {
     out.extend_from_slice(b"{\"timestamp\":\"");
-    write_timestamp(time_ms, out);
+    write_millis(out, time_ms);
     out.extend_from_slice(b"\",\"symbol\":");
     out.extend_from_slice(symbol_json);
     out.extend_from_slice(b",\"price\":");
