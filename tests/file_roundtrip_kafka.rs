@@ -200,3 +200,38 @@ fn sigterm_mid_run_exits_0_and_a_restart_resumes_from_committed_offsets_without_
     lines.sort();
     assert_eq!(written, lines);
 }
+
+#[test]
+fn two_processes_of_one_stage_share_its_partitions_and_together_write_everything_once() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let input = dir.path().join("in.jsonl");
+    let out_a = dir.path().join("out-a.jsonl");
+    let out_b = dir.path().join("out-b.jsonl");
+    let mut lines = write_input(&input, 30_000);
+    let pipeline = roundtrip_pipeline(dir.path(), &unique("shared"), 500);
+    let pipeline = pipeline.to_str().expect("utf-8");
+    let env = |out: &Path| {
+        vec![
+            ("KAFKA_BROKERS", kafka_brokers()),
+            ("IN_FILE", input.display().to_string()),
+            ("OUT_FILE", out.display().to_string()),
+        ]
+    };
+    // Both sink processes join the group before there is anything to read.
+    let a = spawn_pipeline(&["run", pipeline, "--stage", "write"], &env(&out_a));
+    std::thread::sleep(Duration::from_secs(4));
+    let b = spawn_pipeline(&["run", pipeline, "--stage", "write"], &env(&out_b));
+    std::thread::sleep(Duration::from_secs(8));
+    let filled = run_pipeline(&["run", pipeline, "--stage", "read"], &env(&out_a), Duration::from_secs(120));
+    assert!(filled.status.success(), "{}", stderr_of(&filled));
+    let a = wait_with_timeout(a, Duration::from_secs(120));
+    let b = wait_with_timeout(b, Duration::from_secs(120));
+    assert!(a.status.success() && b.status.success(), "{}\n{}", stderr_of(&a), stderr_of(&b));
+    let written_a = read_lines(&out_a);
+    let written_b = read_lines(&out_b);
+    assert!(!written_a.is_empty() && !written_b.is_empty(), "both processes got partitions ({} / {})", written_a.len(), written_b.len());
+    let mut all: Vec<String> = written_a.into_iter().chain(written_b).collect();
+    all.sort();
+    lines.sort();
+    assert_eq!(all, lines, "together, every record exactly once");
+}
