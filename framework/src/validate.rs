@@ -689,7 +689,41 @@ impl Validator {
             let check = (stage.registration.check)(&stage.spec.config, &context);
             self.report_config_issues(*i, check.issues);
         }
+        self.check_co_partitioning(spec, stages);
         self.check_cycles(spec, stages, &edges);
+    }
+
+    /// Inputs of one stage must have the same partition count: keyed state is kept per
+    /// partition number. External topics are not known here and are checked at start-up.
+    fn check_co_partitioning(&mut self, spec: &PipelineSpec, stages: &[(usize, ValidatedStage)]) {
+        for (i, stage) in stages {
+            let known: Vec<(&String, i32)> = stage
+                .input_topics
+                .iter()
+                .filter(|t| !t.is_empty() && !spec.topics.get(*t).is_some_and(|t| t.external))
+                .map(|t| {
+                    (
+                        t,
+                        spec.topics
+                            .get(t)
+                            .and_then(|t| t.partitions)
+                            .unwrap_or(spec.kafka.partitions),
+                    )
+                })
+                .collect();
+            if known.windows(2).any(|w| w[0].1 != w[1].1) {
+                let listed: Vec<String> =
+                    known.iter().map(|(t, n)| format!("{t} has {n}")).collect();
+                self.report(
+                    &child_key(&child_index("stages", *i), "inputs"),
+                    At::Key,
+                    format!(
+                        "input topics must have the same number of partitions ({}): a key's records must meet in one partition",
+                        listed.join(", ")
+                    ),
+                );
+            }
+        }
     }
 
     fn check_cycles(

@@ -119,6 +119,25 @@ pub async fn run(pipeline: &ValidatedPipeline, options: RunOptions) -> Result<()
         }
     }
     let partitions = Arc::new(kafka::ensure_topics(&spec.kafka, &wanted).await?);
+    // Keyed state lives per partition number, so every input of a stage must be
+    // partitioned alike: the records of a key then meet in the same partition number.
+    for stage in &selected {
+        let counts: Vec<(&String, i32)> = stage
+            .input_topics
+            .iter()
+            .filter_map(|t| partitions.get(t).map(|n| (t, *n)))
+            .collect();
+        if counts.windows(2).any(|w| w[0].1 != w[1].1) {
+            let listed: Vec<String> = counts.iter().map(|(t, n)| format!("{t} has {n}")).collect();
+            return Err(FrameworkError::Runtime {
+                stage: stage.spec.name.clone(),
+                message: format!(
+                    "its input topics are not co-partitioned ({}): give them the same number of partitions",
+                    listed.join(", ")
+                ),
+            });
+        }
+    }
 
     let shutdown = options.shutdown.clone();
     let connector_of = |name: &str| {
