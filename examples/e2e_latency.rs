@@ -21,7 +21,10 @@ use mongodb::bson::{doc, Document};
 
 #[tokio::main]
 async fn main() -> Result<(), Box<dyn std::error::Error>> {
-    let seconds: u64 = std::env::args().nth(1).and_then(|s| s.parse().ok()).unwrap_or(60);
+    let seconds: u64 = std::env::args()
+        .nth(1)
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(60);
     let brokers = std::env::var("KAFKA_BROKERS")?;
     let mongo_uri = std::env::var("MONGO_URI")?;
     let mock = MockBinance::start(MockConfig {
@@ -34,7 +37,10 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     let text = std::fs::read_to_string("pipelines/btcusdt.yaml")?
         .replace("name: btcusdt", &format!("name: {id}"))
         .replace("btc-price", &format!("{id}-btc-price"))
-        .replace(&format!("collection_prefix: {id}-btc-price-zscore-"), "collection_prefix: btc-price-zscore-");
+        .replace(
+            &format!("collection_prefix: {id}-btc-price-zscore-"),
+            "collection_prefix: btc-price-zscore-",
+        );
     let dir = std::env::temp_dir().join(&id);
     std::fs::create_dir_all(&dir)?;
     let file = dir.join("btcusdt.yaml");
@@ -50,7 +56,9 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         .spawn()?;
 
     let client = mongodb::Client::with_uri_str(&mongo_uri).await?;
-    let collection = client.database(&database).collection::<Document>("btc-price-zscore-30s");
+    let collection = client
+        .database(&database)
+        .collection::<Document>("btc-price-zscore-30s");
     let mut seen: HashSet<i64> = HashSet::new();
     let mut extra_ms: Vec<i64> = Vec::new();
     let started = Instant::now();
@@ -69,7 +77,10 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         peak_rss_kib = peak_rss_kib.max(vm_hwm_kib(child.id()).unwrap_or(0));
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
-    let _ = Command::new("kill").arg("-TERM").arg(child.id().to_string()).status();
+    let _ = Command::new("kill")
+        .arg("-TERM")
+        .arg(child.id().to_string())
+        .status();
     let _ = child.wait();
     mock.shutdown().await;
     extra_ms.sort_unstable();
@@ -79,9 +90,20 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     let pct = |p: usize| extra_ms[(extra_ms.len() * p / 100).min(extra_ms.len() - 1)];
     println!("BTCUSDT pipeline, all stages in one process, mock Binance at 10 prices/s, {seconds} s (release build)");
     println!("  documents observed (30s window):   {}", extra_ms.len());
-    println!("  latency beyond e + lateness:       p50 {} ms, p90 {} ms, p99 {} ms, max {} ms", pct(50), pct(90), pct(99), extra_ms[extra_ms.len() - 1]);
-    println!("  (the 50 ms polling of MongoDB adds up to 50 ms; the next price arrives within 100 ms)");
-    println!("  peak RSS of the pipeline process:  {} MiB", peak_rss_kib / 1024);
+    println!(
+        "  latency beyond e + lateness:       p50 {} ms, p90 {} ms, p99 {} ms, max {} ms",
+        pct(50),
+        pct(90),
+        pct(99),
+        extra_ms[extra_ms.len() - 1]
+    );
+    println!(
+        "  (the 50 ms polling of MongoDB adds up to 50 ms; the next price arrives within 100 ms)"
+    );
+    println!(
+        "  peak RSS of the pipeline process:  {} MiB",
+        peak_rss_kib / 1024
+    );
     Ok(())
 }
 

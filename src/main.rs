@@ -1,13 +1,19 @@
 //! `pipeline`: validate, inspect and run YAML pipelines of connectors.
 
-use std::{path::PathBuf, process::ExitCode};
+use std::{
+    path::{Path, PathBuf},
+    process::ExitCode,
+    time::Duration,
+};
 
 use clap::{Parser, Subcommand, ValueEnum};
 use framework::{
     connector::ConnectorRegistration,
+    observe,
     redact::RedactingWriter,
-    runtime::{self, RunOptions},
-    validate::{self, Diagnostic},
+    runtime::{self, PipelineStatus, RunOptions},
+    validate::{self, Diagnostic, ValidatedPipeline},
+    DurationSpec,
 };
 use tokio_util::sync::CancellationToken;
 use tracing::{error, info, warn};
@@ -16,6 +22,8 @@ use tracing::{error, info, warn};
 include!(concat!(env!("OUT_DIR"), "/connectors.rs"));
 
 mod describe;
+mod graph;
+mod top;
 
 #[derive(Parser)]
 #[command(
@@ -53,7 +61,45 @@ enum Command {
         /// Runs only this stage (repeatable); other processes run the others.
         #[arg(long = "stage", value_name = "NAME")]
         stages: Vec<String>,
+        /// Serves Prometheus metrics on /metrics, liveness on /health and readiness on
+        /// /ready at this address (e.g. 127.0.0.1:9898; port 0 picks a free one).
+        #[arg(long, value_name = "HOST:PORT")]
+        metrics_addr: Option<String>,
+        /// After the pipeline stopped, keep serving the endpoints this long (e.g. 30s), so
+        /// that a scraper sees the final counters of a bounded run, or a failed stage in
+        /// /health. SIGINT/SIGTERM ends the wait.
+        #[arg(
+            long,
+            value_name = "DURATION",
+            default_value = "0s",
+            requires = "metrics_addr"
+        )]
+        metrics_linger: DurationSpec,
     },
+    /// Live per-stage view of a running pipeline (`pipeline run --metrics-addr`): records
+    /// in/out per second, rejections, dead letters, consumer lag, event-time lag, state.
+    /// q, Esc or Ctrl-C quits.
+    Top {
+        /// The pipeline's metrics address, e.g. http://127.0.0.1:9898.
+        url: String,
+        /// Prints one screen as plain text (rates over one second) and exits.
+        #[arg(long)]
+        once: bool,
+    },
+    /// Prints the stage/topic graph of a pipeline (validated first).
+    Graph {
+        /// Pipeline file.
+        file: PathBuf,
+        /// Output format: Mermaid (renders on GitHub) or Graphviz DOT.
+        #[arg(long, value_enum, default_value_t = GraphFormat::Mermaid)]
+        format: GraphFormat,
+    },
+}
+
+#[derive(Clone, Copy, ValueEnum)]
+enum GraphFormat {
+    Mermaid,
+    Dot,
 }
 
 #[derive(Subcommand)]
@@ -94,7 +140,58 @@ fn main() -> ExitCode {
                 ExitCode::from(2)
             }
         },
-        Command::Run { file, stages } => run(file, stages),
+        Command::Run {
+            file,
+            stages,
+            metrics_addr,
+            metrics_linger,
+        } => run(file, stages, metrics_addr, metrics_linger.as_std()),
+        Command::Top { url, once } => {
+            let result = if once {
+                top::once(&url).map(|screen| print!("{screen}"))
+            } else {
+                top::run(&url)
+            };
+            match result {
+                Ok(()) => ExitCode::SUCCESS,
+                Err(e) => {
+                    eprintln!("error: {e:#}");
+                    ExitCode::FAILURE
+                }
+            }
+        }
+        Command::Graph { file, format } => match load(&file) {
+            Ok(pipeline) => {
+                match format {
+                    GraphFormat::Mermaid => print!("{}", graph::mermaid(&pipeline)),
+                    GraphFormat::Dot => print!("{}", graph::dot(&pipeline)),
+                }
+                ExitCode::SUCCESS
+            }
+            Err(code) => code,
+        },
+    }
+}
+
+/// Validates a pipeline file, printing its problems; the exit code when it is unusable.
+fn load(file: &Path) -> Result<ValidatedPipeline, ExitCode> {
+    match validate::validate_file(file) {
+        Ok(Ok(p)) => Ok(p),
+        Ok(Err(diagnostics)) => {
+            for d in &diagnostics {
+                eprintln!("{d}");
+            }
+            eprintln!(
+                "error: {} is invalid ({} problem(s))",
+                file.display(),
+                diagnostics.len()
+            );
+            Err(ExitCode::from(1))
+        }
+        Err(e) => {
+            eprintln!("error: {e}");
+            Err(ExitCode::from(2))
+        }
     }
 }
 
@@ -141,24 +238,15 @@ fn validate_files(files: &[PathBuf], format: Format) -> ExitCode {
     }
 }
 
-fn run(file: PathBuf, stages: Vec<String>) -> ExitCode {
-    let pipeline = match validate::validate_file(&file) {
-        Ok(Ok(p)) => p,
-        Ok(Err(diagnostics)) => {
-            for d in &diagnostics {
-                eprintln!("{d}");
-            }
-            eprintln!(
-                "error: {} is invalid ({} problem(s))",
-                file.display(),
-                diagnostics.len()
-            );
-            return ExitCode::from(1);
-        }
-        Err(e) => {
-            eprintln!("error: {e}");
-            return ExitCode::from(2);
-        }
+fn run(
+    file: PathBuf,
+    stages: Vec<String>,
+    metrics_addr: Option<String>,
+    linger: Duration,
+) -> ExitCode {
+    let pipeline = match load(&file) {
+        Ok(p) => p,
+        Err(code) => return code,
     };
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
@@ -173,13 +261,29 @@ fn run(file: PathBuf, stages: Vec<String>) -> ExitCode {
     runtime.block_on(async move {
         let shutdown = CancellationToken::new();
         tokio::spawn(stop_on_signal(shutdown.clone()));
+        // A stage failure cancels `shutdown` too; this one tells a stop request apart.
+        let signalled = CancellationToken::new();
+        tokio::spawn(first_signal(signalled.clone()));
+        let status = PipelineStatus::default();
+        // The endpoints outlive the pipeline's own shutdown token by the linger time.
+        let server_stop = CancellationToken::new();
+        let server = match metrics_addr {
+            Some(addr) => match start_observability(&addr, &status, &server_stop).await {
+                Ok(server) => Some(server),
+                Err(message) => {
+                    eprintln!("error: {message}");
+                    return ExitCode::from(2);
+                }
+            },
+            None => None,
+        };
         info!(pipeline = %pipeline.spec.name, "starting");
         let options = RunOptions {
             stages,
-            shutdown,
-            status: Default::default(),
+            shutdown: shutdown.clone(),
+            status,
         };
-        match runtime::run(&pipeline, options).await {
+        let code = match runtime::run(&pipeline, options).await {
             Ok(()) => {
                 info!(pipeline = %pipeline.spec.name, "stopped cleanly");
                 ExitCode::SUCCESS
@@ -188,8 +292,49 @@ fn run(file: PathBuf, stages: Vec<String>) -> ExitCode {
                 error!("{e}");
                 ExitCode::FAILURE
             }
+        };
+        if let Some(server) = server {
+            if !linger.is_zero() && !signalled.is_cancelled() {
+                info!(linger = ?linger, "pipeline stopped; still serving the metrics endpoints");
+                tokio::select! {
+                    _ = tokio::time::sleep(linger) => {}
+                    _ = signalled.cancelled() => {}
+                }
+            }
+            server_stop.cancel();
+            server.stopped().await;
         }
+        code
     })
+}
+
+/// Installs the Prometheus recorder and serves /metrics, /health and /ready.
+async fn start_observability(
+    addr: &str,
+    status: &PipelineStatus,
+    stop: &CancellationToken,
+) -> Result<observe::ObserveServer, String> {
+    let handle = observe::install_prometheus().map_err(|e| e.to_string())?;
+    let server = observe::serve(addr, handle, status.clone(), stop.clone())
+        .await
+        .map_err(|e| format!("--metrics-addr {e}"))?;
+    info!(addr = %server.local_addr, "metrics on http://{}/metrics", server.local_addr);
+    Ok(server)
+}
+
+/// Cancels `token` on the first SIGINT/SIGTERM.
+async fn first_signal(token: CancellationToken) {
+    use tokio::signal::unix::{signal, SignalKind};
+    if let (Ok(mut term), Ok(mut int)) = (
+        signal(SignalKind::terminate()),
+        signal(SignalKind::interrupt()),
+    ) {
+        tokio::select! {
+            _ = term.recv() => {},
+            _ = int.recv() => {},
+        }
+        token.cancel();
+    }
 }
 
 /// First SIGINT/SIGTERM: graceful stop. Second: exit at once.

@@ -134,15 +134,16 @@ fn wait_until_settled(runtime: &tokio::runtime::Runtime, database: &str) {
     }
 }
 
+/// Window -> (symbol, timestamp ms) -> (price, exact zscore, tolerance).
+type ExpectedByWindow = BTreeMap<String, BTreeMap<(String, i64), (f64, f64, f64)>>;
+
 /// Exact z-scores from the price records: prices in integer cents, sums in i128.
 /// Returns window -> (symbol, timestamp ms) -> (price, zscore, tolerance).
 ///
 /// The tolerance is 1e-9 relative plus what the record format itself costs: the average
 /// travels as an f64 near 1e5, so `price - avg` carries a few ulps (~1e-11) of error,
 /// which dividing by a tiny standard deviation (a cent or less) magnifies.
-fn expected_zscores(
-    prices: &[TopicRecord],
-) -> BTreeMap<String, BTreeMap<(String, i64), (f64, f64, f64)>> {
+fn expected_zscores(prices: &[TopicRecord]) -> ExpectedByWindow {
     let mut by_symbol: HashMap<String, Vec<(i64, i128, f64)>> = HashMap::new();
     for record in prices.iter().filter(|r| !r.end_of_input) {
         let value: serde_json::Value = serde_json::from_slice(&record.payload).expect("price JSON");
@@ -161,7 +162,7 @@ fn expected_zscores(
             .or_default()
             .push((t, cents, price));
     }
-    let mut expected: BTreeMap<String, BTreeMap<(String, i64), (f64, f64, f64)>> = BTreeMap::new();
+    let mut expected: ExpectedByWindow = BTreeMap::new();
     for (symbol, records) in by_symbol {
         // Live receipt times only grow, so no record is late and the final watermark is
         // the last time minus the lateness: windows ending after it are still open.

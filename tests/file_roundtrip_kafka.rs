@@ -222,14 +222,28 @@ fn two_processes_of_one_stage_share_its_partitions_and_together_write_everything
     std::thread::sleep(Duration::from_secs(4));
     let b = spawn_pipeline(&["run", pipeline, "--stage", "write"], &env(&out_b));
     std::thread::sleep(Duration::from_secs(8));
-    let filled = run_pipeline(&["run", pipeline, "--stage", "read"], &env(&out_a), Duration::from_secs(120));
+    let filled = run_pipeline(
+        &["run", pipeline, "--stage", "read"],
+        &env(&out_a),
+        Duration::from_secs(120),
+    );
     assert!(filled.status.success(), "{}", stderr_of(&filled));
     let a = wait_with_timeout(a, Duration::from_secs(120));
     let b = wait_with_timeout(b, Duration::from_secs(120));
-    assert!(a.status.success() && b.status.success(), "{}\n{}", stderr_of(&a), stderr_of(&b));
+    assert!(
+        a.status.success() && b.status.success(),
+        "{}\n{}",
+        stderr_of(&a),
+        stderr_of(&b)
+    );
     let written_a = read_lines(&out_a);
     let written_b = read_lines(&out_b);
-    assert!(!written_a.is_empty() && !written_b.is_empty(), "both processes got partitions ({} / {})", written_a.len(), written_b.len());
+    assert!(
+        !written_a.is_empty() && !written_b.is_empty(),
+        "both processes got partitions ({} / {})",
+        written_a.len(),
+        written_b.len()
+    );
     let mut all: Vec<String> = written_a.into_iter().chain(written_b).collect();
     all.sort();
     lines.sort();

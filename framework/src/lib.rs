@@ -17,6 +17,7 @@ pub mod event_time;
 pub mod interpolate;
 pub mod join;
 pub mod metrics;
+pub mod observe;
 pub mod record;
 pub mod redact;
 pub mod runtime;

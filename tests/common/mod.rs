@@ -128,10 +128,15 @@ pub fn read_topic(topic: &str, quiet: Duration, timeout: Duration) -> Vec<TopicR
     let metadata = consumer
         .fetch_metadata(Some(topic), Duration::from_secs(10))
         .expect("metadata");
-    let partitions = metadata.topics().first().map(|t| t.partitions().len()).unwrap_or(0);
+    let partitions = metadata
+        .topics()
+        .first()
+        .map(|t| t.partitions().len())
+        .unwrap_or(0);
     let mut tpl = TopicPartitionList::new();
     for p in 0..partitions {
-        tpl.add_partition_offset(topic, p as i32, Offset::Beginning).expect("partition");
+        tpl.add_partition_offset(topic, p as i32, Offset::Beginning)
+            .expect("partition");
     }
     consumer.assign(&tpl).expect("assign");
     let start = Instant::now();
@@ -158,14 +163,20 @@ pub fn read_topic(topic: &str, quiet: Duration, timeout: Duration) -> Vec<TopicR
 
 /// Sends SIGTERM (graceful stop) or SIGKILL to a child.
 pub fn signal(child: &Child, signal: nix::sys::signal::Signal) {
-    nix::sys::signal::kill(nix::unistd::Pid::from_raw(child.id() as i32), signal).expect("signal child");
+    nix::sys::signal::kill(nix::unistd::Pid::from_raw(child.id() as i32), signal)
+        .expect("signal child");
 }
 
 /// A deterministic price stream for `symbols`: ~10 records/s/symbol of event time from
 /// `start_ms`, a random walk on a 0.01 tick with long flat runs, some records out of order
 /// within a few seconds and, every `late_every` records (0 = never), one older than the
 /// allowed lateness. Lines are JSON in the `btc-price` format.
-pub fn price_lines(symbols: &[&str], per_symbol: usize, start_ms: i64, late_every: usize) -> Vec<String> {
+pub fn price_lines(
+    symbols: &[&str],
+    per_symbol: usize,
+    start_ms: i64,
+    late_every: usize,
+) -> Vec<String> {
     let mut state: u64 = 0x9e37_79b9_7f4a_7c15;
     let mut next = move || {
         state ^= state << 13;
@@ -173,7 +184,11 @@ pub fn price_lines(symbols: &[&str], per_symbol: usize, start_ms: i64, late_ever
         state ^= state << 17;
         state
     };
-    let mut prices: Vec<i64> = symbols.iter().enumerate().map(|(i, _)| 9_700_000 + i as i64 * 100_000).collect();
+    let mut prices: Vec<i64> = symbols
+        .iter()
+        .enumerate()
+        .map(|(i, _)| 9_700_000 + i as i64 * 100_000)
+        .collect();
     let mut lines = Vec::with_capacity(symbols.len() * per_symbol);
     for n in 0..per_symbol {
         for (i, symbol) in symbols.iter().enumerate() {
@@ -206,4 +221,65 @@ pub fn distinct_records(records: &[TopicRecord]) -> std::collections::BTreeSet<(
         .filter(|r| !r.end_of_input)
         .map(|r| (r.key.clone().unwrap_or_default(), r.payload.clone()))
         .collect()
+}
+
+/// `127.0.0.1:PORT` with a port that was free a moment ago (for `--metrics-addr`).
+pub fn free_local_addr() -> String {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind an ephemeral port");
+    listener.local_addr().expect("local address").to_string()
+}
+
+/// Plain HTTP/1.0 GET: `(status, body)`, or `None` while nothing listens at `addr`.
+pub fn http_get(addr: &str, path: &str) -> Option<(u16, String)> {
+    use std::io::{Read, Write};
+    let mut stream = std::net::TcpStream::connect(addr).ok()?;
+    stream.set_read_timeout(Some(Duration::from_secs(5))).ok()?;
+    write!(stream, "GET {path} HTTP/1.0\r\nHost: {addr}\r\n\r\n").ok()?;
+    let mut response = String::new();
+    stream.read_to_string(&mut response).ok()?;
+    let (head, body) = response.split_once("\r\n\r\n")?;
+    let status = head.split_whitespace().nth(1)?.parse().ok()?;
+    Some((status, body.to_string()))
+}
+
+/// Polls `check` every 100 ms until it returns `Some`, panicking with `what` after `timeout`.
+pub fn wait_for<T>(what: &str, timeout: Duration, mut check: impl FnMut() -> Option<T>) -> T {
+    let start = Instant::now();
+    loop {
+        if let Some(value) = check() {
+            return value;
+        }
+        assert!(
+            start.elapsed() < timeout,
+            "timed out after {timeout:?} waiting for {what}"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+/// Sends SIGTERM to a child process.
+pub fn sigterm(child: &Child) {
+    use nix::{
+        sys::signal::{kill, Signal},
+        unistd::Pid,
+    };
+    kill(Pid::from_raw(child.id() as i32), Signal::SIGTERM).expect("send SIGTERM");
+}
+
+/// Kills the pipeline when a failed assertion unwinds past it.
+pub struct KillOnDrop(pub Option<Child>);
+
+impl KillOnDrop {
+    pub fn take(mut self) -> Child {
+        self.0.take().expect("child present")
+    }
+}
+
+impl Drop for KillOnDrop {
+    fn drop(&mut self) {
+        if let Some(child) = self.0.as_mut() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
 }

@@ -2,8 +2,9 @@ use std::path::PathBuf;
 
 use async_trait::async_trait;
 use framework::{
-    connector::StageContext, event_time::parse_millis, ConfigIssue, ConnectorConfig,
-    ConnectorError, OutputRecord, RecordType, Source, SourceConnector, SourceContext, SourceEnd,
+    connector::StageContext, event_time::parse_millis, observe::Progress, ConfigIssue,
+    ConnectorConfig, ConnectorError, OutputRecord, RecordType, Source, SourceConnector,
+    SourceContext, SourceEnd,
 };
 use schemars::JsonSchema;
 use serde::Deserialize;
@@ -84,11 +85,7 @@ fn bad_line(line_number: u64, reason: &'static str, detail: String) -> BadLine {
 
 impl FileSource {
     /// Key and timestamp of one line, or why the line is refused.
-    fn parse_line(
-        &self,
-        line_number: u64,
-        line: &str,
-    ) -> Result<(Option<Vec<u8>>, i64), BadLine> {
+    fn parse_line(&self, line_number: u64, line: &str) -> Result<(Option<Vec<u8>>, i64), BadLine> {
         let value: serde_json::Value = serde_json::from_str(line)
             .map_err(|e| bad_line(line_number, "malformed_json", e.to_string()))?;
         let object = value.as_object().ok_or_else(|| {
@@ -140,6 +137,14 @@ impl Source for FileSource {
         let file = tokio::fs::File::open(path)
             .await
             .map_err(|e| ConnectorError::io(format!("opening {}", path.display()), e))?;
+        // A size we cannot read (a pipe, say) only costs the percentage and the ETA.
+        let size = file
+            .metadata()
+            .await
+            .ok()
+            .filter(|m| m.is_file())
+            .map(|m| m.len());
+        let mut progress = Progress::new(&self.stage, size);
         let mut lines = BufReader::with_capacity(1 << 16, file).lines();
         let mut line_number = 0u64;
         let mut emitted = 0u64;
@@ -147,6 +152,7 @@ impl Source for FileSource {
             let next = tokio::select! {
                 biased;
                 _ = ctx.shutdown().cancelled() => {
+                    progress.finish();
                     info!(stage = %self.stage, emitted, "stopped before the end of {}", path.display());
                     return Ok(SourceEnd::Stopped);
                 }
@@ -158,7 +164,10 @@ impl Source for FileSource {
                 break;
             };
             line_number += 1;
+            // The line plus its newline (the reader strips it).
+            let bytes = line.len() as u64 + 1;
             if line.trim().is_empty() {
+                progress.advance(bytes, 0);
                 continue;
             }
             match self.parse_line(line_number, &line) {
@@ -170,10 +179,15 @@ impl Source for FileSource {
                     })
                     .await?;
                     emitted += 1;
+                    progress.advance(bytes, 1);
                 }
-                Err((reason, detail)) => ctx.reject(reason, detail, line.into_bytes()).await?,
+                Err((reason, detail)) => {
+                    ctx.reject(reason, detail, line.into_bytes()).await?;
+                    progress.advance(bytes, 0);
+                }
             }
         }
+        progress.finish();
         info!(stage = %self.stage, emitted, "replayed {}", path.display());
         Ok(SourceEnd::Exhausted)
     }

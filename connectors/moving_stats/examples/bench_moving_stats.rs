@@ -36,6 +36,17 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         Some(n) => n.parse()?,
         None => 10_000_000,
     };
+    // `metrics` as second argument: also do the runtime's metric accounting (batched
+    // counters, watermark gauges) with the Prometheus recorder installed, to measure what
+    // metrics add to this benchmark.
+    let with_metrics = std::env::args().nth(2).as_deref() == Some("metrics");
+    let _prometheus = if with_metrics {
+        Some(framework::observe::install_prometheus()?)
+    } else {
+        None
+    };
+    let metrics = framework::metrics::StageMetrics::new("moving", "moving_stats");
+    let mut tally = framework::metrics::Tally::default();
     let config = MovingStatsConfig::default();
     let mut transform = MovingStats::new(&config)?;
     let mut out = Emitter::new();
@@ -75,7 +86,15 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
                 offset: (done + i) as i64,
             };
             transform.process(&record, &mut out);
+            if with_metrics {
+                tally.record_in(end - start, &metrics);
+            }
             if out.records.len() >= 256 {
+                if with_metrics {
+                    for r in &out.records {
+                        tally.record_out(r.payload.len());
+                    }
+                }
                 produced += out.records.len() as u64;
                 out_bytes += out
                     .records
@@ -84,6 +103,14 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
                     .sum::<u64>();
                 rejected += out.rejected.len() as u64;
                 out.clear();
+            }
+        }
+        if with_metrics {
+            // What the runtime does at each commit tick.
+            tally.flush(&metrics);
+            let now_ms = t_ms;
+            for (key, watermark) in transform.watermarks() {
+                metrics.watermark(&key, watermark, now_ms);
             }
         }
         busy += started.elapsed();

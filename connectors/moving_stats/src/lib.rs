@@ -178,6 +178,14 @@ impl Transform for MovingStats {
         });
     }
 
+    fn watermarks(&self) -> Vec<(String, i64)> {
+        self.operator
+            .watermarks()
+            .filter(|(_, w)| *w != i64::MAX)
+            .map(|(k, w)| (k.clone(), w))
+            .collect()
+    }
+
     fn checkpoint(&self) -> Option<String> {
         let watermarks: std::collections::BTreeMap<String, i64> = self
             .operator

@@ -448,6 +448,14 @@ impl Transform for ZScoreTransform {
             .end_of_input(&mut |event| on_join_event(out, log, slide_ms, event));
     }
 
+    fn watermarks(&self) -> Vec<(String, i64)> {
+        self.join
+            .probe_watermarks()
+            .filter(|(_, w)| *w != i64::MAX)
+            .map(|(symbol, w)| (symbol.name.to_string(), w))
+            .collect()
+    }
+
     fn checkpoint(&self) -> Option<String> {
         match serde_json::to_string(&self.join.checkpoint()) {
             Ok(json) => Some(json),

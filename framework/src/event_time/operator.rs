@@ -342,6 +342,14 @@ where
         }
     }
 
+    /// Every key's current watermark (keys still at minus infinity are left out).
+    pub fn watermarks(&self) -> impl Iterator<Item = (&K, i64)> + '_ {
+        self.keys
+            .iter()
+            .zip(&self.states)
+            .filter_map(|(k, s)| s.watermark.current().map(|w| (k, w)))
+    }
+
     /// What to checkpoint, by ascending key: each key's watermark `W(K)` (never below its
     /// fence; `i64::MAX` once ended). Keys without one are omitted.
     pub fn restart_watermarks(&self) -> Vec<(&K, i64)> {

@@ -397,6 +397,13 @@ where
         }
     }
 
+    /// Every key's probe watermark (keys still at minus infinity are left out).
+    pub fn probe_watermarks(&self) -> impl Iterator<Item = (&K, i64)> + '_ {
+        self.keys
+            .iter()
+            .filter_map(|(k, state)| state.probe_wm.current().map(|w| (k, w)))
+    }
+
     /// Buffered probes and table records, over all keys.
     pub fn buffered(&self) -> Buffered {
         self.keys

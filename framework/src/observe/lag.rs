@@ -59,7 +59,14 @@ mod tests {
 
     use super::*;
 
-    fn partition(id: i32, desired: bool, hi: i64, ls: i64, app: i64, committed: i64) -> (i32, Partition) {
+    fn partition(
+        id: i32,
+        desired: bool,
+        hi: i64,
+        ls: i64,
+        app: i64,
+        committed: i64,
+    ) -> (i32, Partition) {
         (
             id,
             Partition {

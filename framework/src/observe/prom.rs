@@ -154,7 +154,10 @@ mod tests {
         assert_eq!(samples[0].value, 42.0);
         assert!(samples[1].labels.is_empty());
         assert_eq!(samples[1].value, 1.0);
-        assert_eq!(samples[2].label("detail"), Some("a \"quoted\" \\ path\nnext"));
+        assert_eq!(
+            samples[2].label("detail"),
+            Some("a \"quoted\" \\ path\nnext")
+        );
         assert_eq!(samples[2].value, f64::INFINITY);
         assert!(samples[3].value.is_nan());
     }

@@ -25,8 +25,8 @@ use crate::runtime::{PipelineStatus, StageState};
 /// Buckets of `pipeline_sink_write_duration_seconds`: from a buffered file append (~100 µs)
 /// to a database write stuck in retries (tens of seconds).
 pub const WRITE_SECONDS_BUCKETS: &[f64] = &[
-    0.0001, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0,
-    10.0, 30.0, 60.0,
+    0.0001, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0,
+    30.0, 60.0,
 ];
 
 /// How often histogram and idle-series upkeep runs (the exporter leaves it to the caller).
@@ -248,12 +248,19 @@ mod tests {
         let taken = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
         let addr = taken.local_addr().unwrap().to_string();
         let handle = PrometheusBuilder::new().build_recorder().handle();
-        let error = serve(&addr, handle, PipelineStatus::default(), CancellationToken::new())
-            .await
-            .err()
-            .expect("second bind must fail");
+        let error = serve(
+            &addr,
+            handle,
+            PipelineStatus::default(),
+            CancellationToken::new(),
+        )
+        .await
+        .err()
+        .expect("second bind must fail");
         assert!(
-            error.to_string().starts_with(&format!("{addr} is in use: ")),
+            error
+                .to_string()
+                .starts_with(&format!("{addr} is in use: ")),
             "{error}"
         );
     }

@@ -52,7 +52,8 @@ impl PartitionState {
         self.positions[index] = Some(offset + 1);
         if self.transform.is_some() {
             let guarantee = self.replay_guarantee[index];
-            let entry = self.replay_index[index].get_or_insert_with(|| ReplayIndex::new(offset, guarantee));
+            let entry =
+                self.replay_index[index].get_or_insert_with(|| ReplayIndex::new(offset, guarantee));
             if let Some(ts) = timestamp_ms {
                 entry.observe(offset, ts);
             }
@@ -73,6 +74,7 @@ pub struct Shared {
 pub struct StageHooks {
     stage: String,
     status: super::PipelineStatus,
+    metrics: crate::metrics::StageMetrics,
     kafka: KafkaSpec,
     /// Topic of the stage's checkpoints (stateful transforms).
     checkpoint_topic: Option<String>,
@@ -96,8 +98,11 @@ impl StageHooks {
             StageHooks {
                 stage: stage.name.clone(),
                 status: stage.status.clone(),
+                metrics: stage.metrics.clone(),
                 kafka: stage.kafka.clone(),
-                checkpoint_topic: factory.as_ref().map(|_| checkpoint::topic_for_group(&stage.group)),
+                checkpoint_topic: factory
+                    .as_ref()
+                    .map(|_| checkpoint::topic_for_group(&stage.group)),
                 input_topics,
                 factory,
                 producer,
@@ -158,25 +163,40 @@ impl StageHooks {
         partition: i32,
         topics: &[String],
     ) -> Result<(PartitionState, Vec<(String, Offset)>), String> {
-        let committed_offset = |topic: &str| match committed.find_partition(topic, partition).map(|e| e.offset()) {
+        let committed_offset = |topic: &str| match committed
+            .find_partition(topic, partition)
+            .map(|e| e.offset())
+        {
             Some(Offset::Offset(o)) => Some(o),
             _ => None,
         };
         let committed_at_start: Vec<Option<i64>> = self
             .input_topics
             .iter()
-            .map(|t| if topics.contains(t) { committed_offset(t) } else { None })
+            .map(|t| {
+                if topics.contains(t) {
+                    committed_offset(t)
+                } else {
+                    None
+                }
+            })
             .collect();
-        let record = match (&self.checkpoint_topic, self.checkpoint_topic.as_deref().and_then(committed_offset)) {
+        let record = match (
+            &self.checkpoint_topic,
+            self.checkpoint_topic.as_deref().and_then(committed_offset),
+        ) {
             (Some(topic), Some(next)) if next > 0 => {
                 Some(checkpoint::fetch(&self.kafka, topic, partition, next - 1)?)
             }
             _ => None,
         };
-        let mut transform = match &self.factory {
-            Some(factory) => Some(factory(partition).map_err(|e| format!("building the transform for partition {partition}: {e}"))?),
-            None => None,
-        };
+        let mut transform =
+            match &self.factory {
+                Some(factory) => Some(factory(partition).map_err(|e| {
+                    format!("building the transform for partition {partition}: {e}")
+                })?),
+                None => None,
+            };
         if let Some(t) = transform.as_mut() {
             t.resume(record.as_ref().map(|r| r.state.as_str()))
                 .map_err(|e| format!("resuming partition {partition} from its checkpoint: {e}"))?;
@@ -187,7 +207,9 @@ impl StageHooks {
             if !topics.contains(topic) {
                 continue;
             }
-            let replay = record.as_ref().and_then(|r| r.replay_from.get(index).copied().flatten());
+            let replay = record
+                .as_ref()
+                .and_then(|r| r.replay_from.get(index).copied().flatten());
             let start = match (replay, committed_at_start[index]) {
                 (Some(r), Some(c)) if r.offset < c => {
                     info!(stage = %self.stage, topic, partition, from = r.offset, committed = c, "replaying input to rebuild state");
@@ -260,7 +282,14 @@ impl StageHooks {
     }
 }
 
-impl ClientContext for StageHooks {}
+impl ClientContext for StageHooks {
+    /// Runs every `statistics.interval.ms`: publishes the consumer lag of each partition.
+    fn stats(&self, statistics: rdkafka::statistics::Statistics) {
+        for l in crate::observe::lag::consumer_lags(&statistics) {
+            self.metrics.consumer_lag(&l.topic, l.partition, l.lag);
+        }
+    }
+}
 
 impl ConsumerContext for StageHooks {
     fn rebalance(

@@ -64,7 +64,9 @@ pub fn consumer_config(kafka: &KafkaSpec, group: &str) -> ClientConfig {
         .set("auto.offset.reset", "earliest")
         .set("partition.assignment.strategy", "range")
         .set("session.timeout.ms", "6000")
-        .set("heartbeat.interval.ms", "1000");
+        .set("heartbeat.interval.ms", "1000")
+        // Statistics feed `pipeline_consumer_lag_records` (see observe::lag).
+        .set("statistics.interval.ms", "5000");
     for (key, value) in &kafka.properties {
         config.set(key, value.to_string());
     }
@@ -232,7 +234,9 @@ impl Deliveries {
         partition: i32,
         payload: &[u8],
     ) -> Result<i64, FrameworkError> {
-        let record: FutureRecord<'_, [u8], [u8]> = FutureRecord::to(topic).partition(partition).payload(payload);
+        let record: FutureRecord<'_, [u8], [u8]> = FutureRecord::to(topic)
+            .partition(partition)
+            .payload(payload);
         match self.producer.send(record, Duration::from_secs(30)).await {
             Ok(delivery) => Ok(delivery.offset),
             Err((e, _)) => Err(FrameworkError::kafka(format!("producing to {topic}"), e)),

@@ -114,8 +114,16 @@ pub async fn run(pipeline: &ValidatedPipeline, options: RunOptions) -> Result<()
     // input partition.
     for stage in &selected {
         if matches!(stage.registration.builder, Builder::Transform(_)) {
-            let partitions = stage.input_topics.iter().map(|t| pipeline.partitions_of(t)).max().unwrap_or(1);
-            wanted.push((checkpoint::topic_for_group(&stage.spec.group_id(spec)), partitions));
+            let partitions = stage
+                .input_topics
+                .iter()
+                .map(|t| pipeline.partitions_of(t))
+                .max()
+                .unwrap_or(1);
+            wanted.push((
+                checkpoint::topic_for_group(&stage.spec.group_id(spec)),
+                partitions,
+            ));
         }
     }
     let partitions = Arc::new(kafka::ensure_topics(&spec.kafka, &wanted).await?);
@@ -168,7 +176,9 @@ pub async fn run(pipeline: &ValidatedPipeline, options: RunOptions) -> Result<()
             status: options.status.clone(),
             partitions: partitions.clone(),
         };
-        options.status.set(&runtime.name, runtime.connector, StageState::Starting);
+        options
+            .status
+            .set(&runtime.name, runtime.connector, StageState::Starting);
         let built = |source| FrameworkError::Stage {
             stage: stage.spec.name.clone(),
             connector: stage.registration.name.to_string(),
@@ -203,7 +213,9 @@ pub async fn run(pipeline: &ValidatedPipeline, options: RunOptions) -> Result<()
             Ok((name, Err(e))) => {
                 error!(stage = %name, "stage failed: {e}");
                 let connector = connector_of(&name);
-                options.status.set(&name, connector, StageState::Failed(e.to_string()));
+                options
+                    .status
+                    .set(&name, connector, StageState::Failed(e.to_string()));
                 shutdown.cancel();
                 first_error.get_or_insert(e);
             }

@@ -17,7 +17,7 @@ use super::{
 use crate::{
     connector::{Resume, TransformFactory},
     error::FrameworkError,
-    metrics::RateLimitedLog,
+    metrics::{RateLimitedLog, Tally},
     record::{Emitter, InputRecord},
 };
 
@@ -52,6 +52,7 @@ pub async fn run(
         topic_index.entry(t.as_str()).or_insert(i);
     }
     let mut emitter = Emitter::new();
+    let mut tally = Tally::default();
     let mut log = RateLimitedLog::new(std::time::Duration::from_secs(10));
     let mut commit_tick = tokio::time::interval(stage.commit_interval);
     commit_tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
@@ -70,6 +71,7 @@ pub async fn run(
             _ = commit_tick.tick() => {
                 checkpoint_and_commit(&consumer, &shared, &stage, &mut deliveries, &checkpoints, CommitMode::Async).await?;
                 publish_watermarks(&shared, &stage);
+                tally.flush(&stage.metrics);
             }
             received = consumer.recv() => {
                 let message = match received {
@@ -80,11 +82,11 @@ pub async fn run(
                         continue;
                     }
                 };
-                let all_finished = match handle(&stage, &shared, &topic_index, &message, &mut emitter)? {
+                let all_finished = match handle(&stage, &shared, &topic_index, &message, &mut emitter, &mut tally)? {
                     Some(all_finished) => all_finished,
                     None => continue,
                 };
-                drain(&stage, &output, &mut emitter, &mut deliveries, &mut log).await?;
+                drain(&stage, &output, &mut emitter, &mut deliveries, &mut log, &mut tally).await?;
                 if all_finished {
                     ended = true;
                     break;
@@ -92,6 +94,7 @@ pub async fn run(
             }
         }
     }
+    tally.flush(&stage.metrics);
     checkpoint_and_commit(
         &consumer,
         &shared,
@@ -122,6 +125,7 @@ fn handle<M: Message>(
     topic_index: &HashMap<&str, usize>,
     message: &M,
     emitter: &mut Emitter,
+    tally: &mut Tally,
 ) -> Result<Option<bool>, FrameworkError> {
     let partition = message.partition();
     let offset = message.offset();
@@ -147,8 +151,7 @@ fn handle<M: Message>(
         }
     } else if !state.finished {
         let payload = message.payload().unwrap_or_default();
-        stage.metrics.records_in.increment(1);
-        stage.metrics.bytes_in.increment(payload.len() as u64);
+        tally.record_in(payload.len(), &stage.metrics);
         let record = InputRecord {
             port: index,
             key: message.key(),
@@ -172,16 +175,13 @@ async fn drain(
     emitter: &mut Emitter,
     deliveries: &mut kafka::Deliveries,
     log: &mut RateLimitedLog,
+    tally: &mut Tally,
 ) -> Result<(), FrameworkError> {
     if emitter.is_empty() {
         return Ok(());
     }
     for record in emitter.records.drain(..) {
-        stage.metrics.records_out.increment(1);
-        stage
-            .metrics
-            .bytes_out
-            .increment(record.payload.len() as u64);
+        tally.record_out(record.payload.len());
         deliveries
             .send(
                 output,
