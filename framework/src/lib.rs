@@ -38,3 +38,8 @@ pub use connector::{
 pub use duration::DurationSpec;
 pub use error::{ConnectorError, FrameworkError};
 pub use record::{Emitter, InputRecord, OutputRecord, RecordType};
+
+/// The README's connector example compiles (checked by `cargo test --doc`).
+#[cfg(doctest)]
+#[doc = include_str!("../../README.md")]
+mod readme {}
