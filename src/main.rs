@@ -189,7 +189,7 @@ fn load(file: &Path) -> Result<ValidatedPipeline, ExitCode> {
             Err(ExitCode::from(1))
         }
         Err(e) => {
-            eprintln!("error: {e}");
+            eprintln!("error: {}", framework::redact::redact(&e.to_string()));
             Err(ExitCode::from(2))
         }
     }
@@ -212,7 +212,7 @@ fn validate_files(files: &[PathBuf], format: Format) -> ExitCode {
             Ok(Ok(_)) => {}
             Ok(Err(found)) => diagnostics.extend(found),
             Err(e) => {
-                eprintln!("error: {e}");
+                eprintln!("error: {}", framework::redact::redact(&e.to_string()));
                 return ExitCode::from(2);
             }
         }
@@ -226,7 +226,7 @@ fn validate_files(files: &[PathBuf], format: Format) -> ExitCode {
         Format::Json => match serde_json::to_string_pretty(&diagnostics) {
             Ok(json) => println!("{json}"),
             Err(e) => {
-                eprintln!("error: {e}");
+                eprintln!("error: {}", framework::redact::redact(&e.to_string()));
                 return ExitCode::from(2);
             }
         },

@@ -222,3 +222,18 @@ fn connectors_lists_and_describes_registered_connectors() {
     assert_eq!(unknown.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&unknown.stderr).contains("did you mean \"file_source\""));
 }
+
+#[test]
+fn credentials_quoted_in_diagnostics_are_redacted() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let file = common::write_file(
+        dir.path(),
+        "secret.yaml",
+        "name: secret\nkafka:\n  brokers: localhost:9092\n  partitions: \"mongodb://admin:s3cret@db:27017/\"\nstages: []\n",
+    );
+    let output = validate(&[file.to_str().expect("utf-8")], &[]);
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    assert_eq!(output.status.code(), Some(1));
+    assert!(stdout.contains("mongodb://***@db:27017/"), "{stdout}");
+    assert!(!stdout.contains("s3cret"), "{stdout}");
+}

@@ -124,6 +124,10 @@ pub fn validate_source(
         (a.line, a.column, &a.path, &a.message).cmp(&(b.line, b.column, &b.path, &b.message))
     });
     diagnostics.dedup();
+    // Messages quote values from the file, which may hold credentials.
+    for d in &mut diagnostics {
+        d.message = crate::redact::redact(&d.message);
+    }
     match result {
         Some(pipeline) if diagnostics.is_empty() => Ok(pipeline),
         _ => Err(diagnostics),

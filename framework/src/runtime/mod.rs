@@ -216,6 +216,7 @@ pub async fn run(pipeline: &ValidatedPipeline, options: RunOptions) -> Result<()
                 options
                     .status
                     .set(&name, connector, StageState::Failed(e.to_string()));
+                StageMetrics::new(&name, connector).up.set(0.0);
                 shutdown.cancel();
                 first_error.get_or_insert(e);
             }
