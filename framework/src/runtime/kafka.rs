@@ -27,7 +27,7 @@ pub const DEAD_LETTER_STAGE: &str = "x-dead-letter-stage";
 pub const DEAD_LETTER_SOURCE: &str = "x-dead-letter-source";
 
 /// Most deliveries in flight before a stage waits for acknowledgements.
-const MAX_IN_FLIGHT: usize = 100_000;
+const MAX_IN_FLIGHT: usize = 10_000;
 
 /// Base client config: brokers plus the user's pass-through properties.
 pub fn client_config(kafka: &KafkaSpec) -> ClientConfig {
@@ -46,7 +46,10 @@ pub fn producer_config(kafka: &KafkaSpec) -> ClientConfig {
         // Idempotence keeps retried sends from duplicating or reordering records.
         .set("enable.idempotence", "true")
         .set("linger.ms", "5")
-        .set("message.timeout.ms", "60000");
+        .set("message.timeout.ms", "60000")
+        // librdkafka buffers up to 1 GiB by default; 64 MiB keeps a stage's memory modest
+        // and still far ahead of the broker.
+        .set("queue.buffering.max.kbytes", "65536");
     for (key, value) in &kafka.properties {
         config.set(key, value.to_string());
     }
@@ -65,6 +68,8 @@ pub fn consumer_config(kafka: &KafkaSpec, group: &str) -> ClientConfig {
         .set("partition.assignment.strategy", "range")
         .set("session.timeout.ms", "6000")
         .set("heartbeat.interval.ms", "1000")
+        // Prefetch at most 16 MiB (default 64 MiB): enough to keep a stage busy.
+        .set("queued.max.messages.kbytes", "16384")
         // Statistics feed `pipeline_consumer_lag_records` (see observe::lag).
         .set("statistics.interval.ms", "5000");
     for (key, value) in &kafka.properties {
