@@ -70,6 +70,9 @@ pub fn consumer_config(kafka: &KafkaSpec, group: &str) -> ClientConfig {
         .set("heartbeat.interval.ms", "1000")
         // Prefetch at most 16 MiB (default 64 MiB): enough to keep a stage busy.
         .set("queued.max.messages.kbytes", "16384")
+        // A broker that holds an empty fetch for the whole wait instead of answering when
+        // data arrives would add up to this much latency per hop (default 500 ms).
+        .set("fetch.wait.max.ms", "50")
         // Statistics feed `pipeline_consumer_lag_records` (see observe::lag).
         .set("statistics.interval.ms", "5000");
     for (key, value) in &kafka.properties {
