@@ -249,3 +249,29 @@ fn two_processes_of_one_stage_share_its_partitions_and_together_write_everything
     lines.sort();
     assert_eq!(all, lines, "together, every record exactly once");
 }
+
+#[test]
+fn rerunning_a_stage_whose_inputs_already_ended_finishes_at_once_without_rewriting() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let input = dir.path().join("in.jsonl");
+    let output = dir.path().join("out.jsonl");
+    let lines = write_input(&input, 3_000);
+    let pipeline = roundtrip_pipeline(dir.path(), &unique("rerun"), 500);
+    let pipeline = pipeline.to_str().expect("utf-8");
+    let envs = [
+        ("KAFKA_BROKERS", kafka_brokers()),
+        ("IN_FILE", input.display().to_string()),
+        ("OUT_FILE", output.display().to_string()),
+    ];
+    let first = run_pipeline(&["run", pipeline], &envs, Duration::from_secs(120));
+    assert!(first.status.success(), "{}", stderr_of(&first));
+    // The committed positions stay at the end-of-input markers: a rerun reads them again
+    // and ends, instead of waiting forever, and writes nothing twice.
+    let again = run_pipeline(
+        &["run", pipeline, "--stage", "write"],
+        &envs,
+        Duration::from_secs(60),
+    );
+    assert!(again.status.success(), "{}", stderr_of(&again));
+    assert_eq!(read_lines(&output).len(), lines.len());
+}

@@ -6,7 +6,6 @@ mod common;
 use std::{path::Path, time::Duration};
 
 use common::*;
-use nix::sys::signal::Signal;
 
 fn pipeline(dir: &Path, file: &str, name: &str, prices: &str, output: &str) -> std::path::PathBuf {
     write_file(
@@ -97,7 +96,7 @@ fn sigkill_mid_stream_and_restart_gives_the_same_distinct_output_as_an_uninterru
     );
 
     // Kill the second run once it has visibly emitted part of its output.
-    let child = spawn_pipeline(
+    let resumed = kill_mid_stream_and_rerun(
         &[
             "run",
             restarted.to_str().expect("utf-8"),
@@ -105,66 +104,13 @@ fn sigkill_mid_stream_and_restart_gives_the_same_distinct_output_as_an_uninterru
             "moving",
         ],
         &envs,
+        &restarted_out,
+        500,
     );
-    let started = std::time::Instant::now();
-    loop {
-        let seen = read_topic(
-            &restarted_out,
-            Duration::from_millis(100),
-            Duration::from_secs(2),
-        )
-        .len();
-        if seen > 500 {
-            break;
-        }
-        assert!(
-            started.elapsed() < Duration::from_secs(120),
-            "no output to interrupt"
-        );
-    }
-    signal(&child, Signal::SIGKILL);
-    let killed = wait_with_timeout(child, Duration::from_secs(10));
-    assert!(
-        !killed.status.success(),
-        "the stage was killed, not finished"
-    );
-    let resumed = run_pipeline(
-        &[
-            "run",
-            restarted.to_str().expect("utf-8"),
-            "--stage",
-            "moving",
-        ],
-        &envs,
-        Duration::from_secs(300),
-    );
-    assert!(resumed.status.success(), "{}", stderr_of(&resumed));
     assert!(
         stderr_of(&resumed).contains("replaying input to rebuild state"),
         "the restart replays: {}",
         stderr_of(&resumed)
     );
-
-    let expected = distinct_records(&read_topic(
-        &reference_out,
-        Duration::from_secs(3),
-        Duration::from_secs(120),
-    ));
-    let got = distinct_records(&read_topic(
-        &restarted_out,
-        Duration::from_secs(3),
-        Duration::from_secs(120),
-    ));
-    assert!(
-        expected.len() > 10_000,
-        "the reference run emitted {} records",
-        expected.len()
-    );
-    let missing = expected.difference(&got).count();
-    let different = got.difference(&expected).count();
-    assert_eq!(
-        (missing, different),
-        (0, 0),
-        "records missing after the restart / records with other values"
-    );
+    assert_same_distinct_records(&reference_out, &restarted_out, 10_000);
 }

@@ -7,7 +7,6 @@ mod common;
 use std::{collections::HashMap, path::Path, time::Duration};
 
 use common::*;
-use nix::sys::signal::Signal;
 
 struct Topics {
     prices: String,
@@ -90,56 +89,13 @@ fn sigkill_mid_stream_and_restart_gives_the_same_distinct_zscores_as_an_uninterr
         stderr_of(&uninterrupted)
     );
 
-    let child = spawn_pipeline(&["run", restarted, "--stage", "zscore"], &envs);
-    let started = std::time::Instant::now();
-    while read_topic(
-        &restarted_out,
-        Duration::from_millis(100),
-        Duration::from_secs(2),
-    )
-    .len()
-        < 500
-    {
-        assert!(
-            started.elapsed() < Duration::from_secs(120),
-            "no output to interrupt"
-        );
-    }
-    signal(&child, Signal::SIGKILL);
-    let killed = wait_with_timeout(child, Duration::from_secs(10));
-    assert!(
-        !killed.status.success(),
-        "the stage was killed, not finished"
-    );
-    let resumed = run_pipeline(
+    kill_mid_stream_and_rerun(
         &["run", restarted, "--stage", "zscore"],
         &envs,
-        Duration::from_secs(300),
-    );
-    assert!(resumed.status.success(), "{}", stderr_of(&resumed));
-
-    let expected = distinct_records(&read_topic(
-        &reference_out,
-        Duration::from_secs(3),
-        Duration::from_secs(120),
-    ));
-    let got = distinct_records(&read_topic(
         &restarted_out,
-        Duration::from_secs(3),
-        Duration::from_secs(120),
-    ));
-    assert!(
-        expected.len() > 100_000,
-        "the reference run emitted {} records",
-        expected.len()
+        500,
     );
-    let missing = expected.difference(&got).count();
-    let different = got.difference(&expected).count();
-    assert_eq!(
-        (missing, different),
-        (0, 0),
-        "z-scores missing after the restart / with other values"
-    );
+    let expected = assert_same_distinct_records(&reference_out, &restarted_out, 100_000);
 
     // Independent check of the values: z-score of each price against the statistics
     // record of its symbol at floor(t / 1 s) * 1 s, read back from the statistics topic.

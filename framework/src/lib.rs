@@ -16,6 +16,7 @@ pub mod error;
 pub mod event_time;
 pub mod interpolate;
 pub mod join;
+pub mod json;
 pub mod metrics;
 pub mod observe;
 pub mod record;

@@ -283,3 +283,68 @@ impl Drop for KillOnDrop {
         }
     }
 }
+
+/// Runs `pipeline ARGS`, kills it with SIGKILL once `output_topic` holds more than
+/// `records` records, then runs it again until it ends; returns the second run.
+pub fn kill_mid_stream_and_rerun(
+    args: &[&str],
+    envs: &[(&str, String)],
+    output_topic: &str,
+    records: usize,
+) -> Output {
+    let child = spawn_pipeline(args, envs);
+    let started = Instant::now();
+    while read_topic(
+        output_topic,
+        Duration::from_millis(100),
+        Duration::from_secs(2),
+    )
+    .len()
+        <= records
+    {
+        assert!(
+            started.elapsed() < Duration::from_secs(120),
+            "no output to interrupt"
+        );
+    }
+    signal(&child, nix::sys::signal::Signal::SIGKILL);
+    let killed = wait_with_timeout(child, Duration::from_secs(10));
+    assert!(
+        !killed.status.success(),
+        "the stage was killed, not finished"
+    );
+    let resumed = run_pipeline(args, envs, Duration::from_secs(300));
+    assert!(resumed.status.success(), "{}", stderr_of(&resumed));
+    resumed
+}
+
+/// Asserts that two topics hold the same distinct data records, and returns them.
+pub fn assert_same_distinct_records(
+    expected_topic: &str,
+    got_topic: &str,
+    at_least: usize,
+) -> std::collections::BTreeSet<(Vec<u8>, Vec<u8>)> {
+    let expected = distinct_records(&read_topic(
+        expected_topic,
+        Duration::from_secs(3),
+        Duration::from_secs(120),
+    ));
+    let got = distinct_records(&read_topic(
+        got_topic,
+        Duration::from_secs(3),
+        Duration::from_secs(120),
+    ));
+    assert!(
+        expected.len() >= at_least,
+        "the reference run emitted {} records",
+        expected.len()
+    );
+    let missing = expected.difference(&got).count();
+    let different = got.difference(&expected).count();
+    assert_eq!(
+        (missing, different),
+        (0, 0),
+        "records missing after the restart / records with other values"
+    );
+    expected
+}

@@ -109,7 +109,7 @@ fn check_item(item: &Value) -> Result<(&str, &str), (&'static str, String)> {
     let Some(object) = item.as_object() else {
         return Err((
             reason::UNEXPECTED_SHAPE,
-            format!("expected an object, got {}", kind_of(item)),
+            format!("expected an object, got {}", framework::json::kind(item)),
         ));
     };
     let symbol = match object.get("symbol") {
@@ -117,7 +117,10 @@ fn check_item(item: &Value) -> Result<(&str, &str), (&'static str, String)> {
         Some(other) => {
             return Err((
                 reason::UNEXPECTED_SHAPE,
-                format!("\"symbol\" is {}, not a string", kind_of(other)),
+                format!(
+                    "\"symbol\" is {}, not a string",
+                    framework::json::kind(other)
+                ),
             ))
         }
         None => return Err((reason::UNEXPECTED_SHAPE, "no \"symbol\" field".to_string())),
@@ -127,23 +130,15 @@ fn check_item(item: &Value) -> Result<(&str, &str), (&'static str, String)> {
         Some(other) => {
             return Err((
                 reason::UNEXPECTED_SHAPE,
-                format!("\"price\" is {}, not a decimal string", kind_of(other)),
+                format!(
+                    "\"price\" is {}, not a decimal string",
+                    framework::json::kind(other)
+                ),
             ))
         }
         None => return Err((reason::UNEXPECTED_SHAPE, "no \"price\" field".to_string())),
     };
     Ok((symbol, price))
-}
-
-fn kind_of(value: &Value) -> &'static str {
-    match value {
-        Value::Null => "null",
-        Value::Bool(_) => "a boolean",
-        Value::Number(_) => "a number",
-        Value::String(_) => "a string",
-        Value::Array(_) => "an array",
-        Value::Object(_) => "an object",
-    }
 }
 
 /// Validates the body of a `ticker/price` answer for `requested` symbols. `multi` says
@@ -186,7 +181,7 @@ pub fn parse_ticker_prices(body: &[u8], requested: &[String], multi: bool) -> Pa
     let Value::Array(items) = &value else {
         parsed.rejections.push(reject(
             reason::UNEXPECTED_SHAPE,
-            format!("expected an array, got {}", kind_of(&value)),
+            format!("expected an array, got {}", framework::json::kind(&value)),
             body,
         ));
         return parsed;

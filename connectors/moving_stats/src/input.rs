@@ -82,7 +82,10 @@ fn classify(payload: &[u8], error: &serde_json::Error) -> BadInput {
     let Some(object) = value.as_object() else {
         return BadInput::new(
             "malformed_json",
-            format!("expected a JSON object, got {}", kind(&value)),
+            format!(
+                "expected a JSON object, got {}",
+                framework::json::kind(&value)
+            ),
         );
     };
     for field in ["symbol", "price", "timestamp"] {
@@ -93,7 +96,10 @@ fn classify(payload: &[u8], error: &serde_json::Error) -> BadInput {
     if let Some(other) = object.get("symbol").filter(|v| !v.is_string()) {
         return BadInput::new(
             "invalid_symbol",
-            format!("`symbol` must be a string, got {}", kind(other)),
+            format!(
+                "`symbol` must be a string, got {}",
+                framework::json::kind(other)
+            ),
         );
     }
     match object.get("price") {
@@ -105,7 +111,10 @@ fn classify(payload: &[u8], error: &serde_json::Error) -> BadInput {
         Some(other) => {
             return BadInput::new(
                 "invalid_price",
-                format!("`price` must be a JSON number, got {}", kind(other)),
+                format!(
+                    "`price` must be a JSON number, got {}",
+                    framework::json::kind(other)
+                ),
             )
         }
         None => {}
@@ -115,23 +124,12 @@ fn classify(payload: &[u8], error: &serde_json::Error) -> BadInput {
             "invalid_timestamp",
             format!(
                 "`timestamp` must be an ISO 8601 string, got {}",
-                kind(other)
+                framework::json::kind(other)
             ),
         );
     }
     // Valid as a `Value` but not as a record (e.g. a duplicated field).
     BadInput::new("malformed_json", error.to_string())
-}
-
-fn kind(value: &Value) -> &'static str {
-    match value {
-        Value::Null => "null",
-        Value::Bool(_) => "a boolean",
-        Value::Number(_) => "a number",
-        Value::String(_) => "a string",
-        Value::Array(_) => "an array",
-        Value::Object(_) => "an object",
-    }
 }
 
 #[cfg(test)]

@@ -215,7 +215,9 @@ impl Transform for MovingStats {
         match replay_from {
             Some(event_time_ms) => {
                 self.replayed_below = cp.next_offset;
-                tracing::info!(stage = %self.stage, from = %format_millis(event_time_ms),
+                // Debug: the runtime also asks a scratch instance at every checkpoint, and it
+                // logs the actual replay itself.
+                tracing::debug!(stage = %self.stage, from = %format_millis(event_time_ms),
                     "rebuilding window state by replaying the input");
                 Ok(Resume::ReplayFrom { event_time_ms })
             }

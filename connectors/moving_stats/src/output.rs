@@ -63,35 +63,7 @@ fn write_f64(out: &mut Vec<u8>, buffer: &mut ryu::Buffer, value: f64) {
     }
 }
 
-/// Appends `text` as a JSON string literal.
-pub fn write_json_string(out: &mut Vec<u8>, text: &str) {
-    out.push(b'"');
-    let bytes = text.as_bytes();
-    let mut clean_from = 0;
-    for (i, &b) in bytes.iter().enumerate() {
-        let escape: &[u8] = match b {
-            b'"' => b"\\\"",
-            b'\\' => b"\\\\",
-            b'\n' => b"\\n",
-            b'\r' => b"\\r",
-            b'\t' => b"\\t",
-            0x00..=0x1f => b"",
-            _ => continue,
-        };
-        out.extend_from_slice(&bytes[clean_from..i]);
-        if escape.is_empty() {
-            const HEX: &[u8; 16] = b"0123456789abcdef";
-            out.extend_from_slice(b"\\u00");
-            out.push(HEX[usize::from(b >> 4)]);
-            out.push(HEX[usize::from(b & 0xf)]);
-        } else {
-            out.extend_from_slice(escape);
-        }
-        clean_from = i + 1;
-    }
-    out.extend_from_slice(&bytes[clean_from..]);
-    out.push(b'"');
-}
+pub use framework::json::write_string as write_json_string;
 
 #[cfg(test)]
 mod tests {

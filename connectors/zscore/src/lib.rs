@@ -164,7 +164,7 @@ struct Symbol {
 impl From<&str> for Symbol {
     fn from(name: &str) -> Self {
         let mut json = Vec::with_capacity(name.len() + 2);
-        write_json_string(name, &mut json);
+        write_json_string(&mut json, name);
         Symbol {
             name: name.into(),
             json: json.into(),

@@ -8,6 +8,7 @@ use serde::{
 };
 
 use framework::event_time::{parse_millis as parse_timestamp, timestamp::write_millis};
+pub use framework::json::write_string as write_json_string;
 
 /// Why an input record was refused: a stable metric label and details.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -256,7 +257,7 @@ pub fn parse_stats(payload: &[u8]) -> Result<StatsRecord<'_>, Invalid> {
             ));
         }
         stats.fragments.extend_from_slice(b"{\"window\":");
-        write_json_string(&w.window, &mut stats.fragments);
+        write_json_string(&mut stats.fragments, &w.window);
         stats.fragments.extend_from_slice(b",\"zscore_price\":");
         stats
             .windows
@@ -294,36 +295,6 @@ fn write_f64(v: f64, out: &mut Vec<u8>) {
     } else {
         out.extend_from_slice(b"null");
     }
-}
-
-/// Appends `s` as a JSON string literal.
-pub fn write_json_string(s: &str, out: &mut Vec<u8>) {
-    out.push(b'"');
-    let bytes = s.as_bytes();
-    let mut start = 0;
-    for (i, &b) in bytes.iter().enumerate() {
-        let escape: &[u8] = match b {
-            b'"' => b"\\\"",
-            b'\\' => b"\\\\",
-            b'\n' => b"\\n",
-            b'\r' => b"\\r",
-            b'\t' => b"\\t",
-            0x08 => b"\\b",
-            0x0c => b"\\f",
-            0x00..=0x1f => {
-                out.extend_from_slice(&bytes[start..i]);
-                out.extend_from_slice(format!("\\u{b:04x}").as_bytes());
-                start = i + 1;
-                continue;
-            }
-            _ => continue,
-        };
-        out.extend_from_slice(&bytes[start..i]);
-        out.extend_from_slice(escape);
-        start = i + 1;
-    }
-    out.extend_from_slice(&bytes[start..]);
-    out.push(b'"');
 }
 
 /// Writes a `btc-price-zscore` record:
@@ -459,7 +430,7 @@ mod tests {
             {"window":"1m","window_start":"2025-05-07T15:30:00.000Z","count":1,"avg_price":99.0,"std_price":0.0}]}"#;
         let s = parse_stats(payload).unwrap();
         let mut symbol = Vec::new();
-        write_json_string(&s.symbol, &mut symbol);
+        write_json_string(&mut symbol, &s.symbol);
         let mut out = Vec::new();
         write_zscore_record(1_746_631_860_123, &symbol, 103.0, &s.stats, &mut out);
         assert_eq!(
@@ -498,7 +469,7 @@ mod tests {
             "ünïcødé ☃",
         ] {
             let mut out = Vec::new();
-            write_json_string(s, &mut out);
+            write_json_string(&mut out, s);
             assert_eq!(out, serde_json::to_vec(s).unwrap(), "{s:?}");
         }
     }

@@ -47,7 +47,7 @@ pub struct PartitionState {
 }
 
 impl PartitionState {
-    /// Records a consumed record of input `index`.
+    /// Records a consumed data record of input `index`.
     pub fn consumed(&mut self, index: usize, offset: i64, timestamp_ms: Option<i64>) {
         self.positions[index] = Some(offset + 1);
         if self.transform.is_some() {
@@ -58,6 +58,14 @@ impl PartitionState {
                 entry.observe(offset, ts);
             }
         }
+    }
+
+    /// Records the end-of-input marker of input `index` at `offset`. The committed
+    /// position stays *at* the marker, so that a restarted stage reads it again and ends
+    /// instead of waiting forever on an input that already ended.
+    pub fn ended_at(&mut self, index: usize, offset: i64) {
+        self.ended.insert(index);
+        self.positions[index] = Some(offset);
     }
 }
 
@@ -370,4 +378,22 @@ pub fn commit_offsets(
         Ok(()) => stage.metrics.commits.increment(1),
         Err(e) => warn!(stage = %stage.name, "offset commit failed: {e}"),
     }
+}
+
+/// Creates the stage's consumer-group member and subscribes it to the stage's inputs.
+pub fn subscribe(
+    stage: &super::StageRuntime,
+    hooks: StageHooks,
+) -> Result<StageConsumer, crate::error::FrameworkError> {
+    use crate::error::FrameworkError;
+    let consumer: StageConsumer = super::kafka::consumer_config(&stage.kafka, &stage.group)
+        .create_with_context(hooks)
+        .map_err(|e| {
+            FrameworkError::kafka(format!("creating the consumer of stage {}", stage.name), e)
+        })?;
+    let topics: Vec<&str> = stage.input_topics.iter().map(String::as_str).collect();
+    consumer
+        .subscribe(&topics)
+        .map_err(|e| FrameworkError::kafka(format!("subscribing to {topics:?}"), e))?;
+    Ok(consumer)
 }

@@ -2,17 +2,13 @@
 
 use std::collections::HashMap;
 
-use rdkafka::{
-    consumer::{CommitMode, Consumer},
-    message::OwnedMessage,
-    Message,
-};
+use rdkafka::{consumer::CommitMode, message::OwnedMessage, Message};
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 use tracing::{debug, info, warn};
 
 use super::{
-    consumer::{commit_offsets, lock, Shared, StageConsumer, StageHooks},
+    consumer::{commit_offsets, lock, subscribe, Shared, StageHooks},
     kafka, StageRuntime,
 };
 use crate::{
@@ -36,15 +32,7 @@ pub async fn run(
     let producer = kafka::create_producer(&stage.kafka)?;
     let mut deliveries = kafka::Deliveries::new(producer.clone());
     let (hooks, shared) = StageHooks::new(&stage, None, Some(producer));
-    let consumer: StageConsumer = kafka::consumer_config(&stage.kafka, &stage.group)
-        .create_with_context(hooks)
-        .map_err(|e| {
-            FrameworkError::kafka(format!("creating the consumer of stage {}", stage.name), e)
-        })?;
-    let topics: Vec<&str> = stage.input_topics.iter().map(String::as_str).collect();
-    consumer
-        .subscribe(&topics)
-        .map_err(|e| FrameworkError::kafka(format!("subscribing to {topics:?}"), e))?;
+    let consumer = subscribe(&stage, hooks)?;
     let mut topic_index: HashMap<String, usize> = HashMap::new();
     for (i, t) in stage.input_topics.iter().enumerate() {
         topic_index.entry(t.clone()).or_insert(i);
@@ -106,8 +94,7 @@ pub async fn run(
                     }
                     let mut guard = lock(&shared);
                     if let Some(state) = guard.partitions.get_mut(&partition) {
-                        state.ended.insert(index);
-                        state.positions[index] = Some(offset + 1);
+                        state.ended_at(index, offset);
                         if state.ended.len() == stage.input_topics.len() {
                             state.finished = true;
                         }

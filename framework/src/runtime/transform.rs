@@ -11,7 +11,7 @@ use tracing::{debug, info, warn};
 
 use super::{
     checkpoint::{self, CheckpointRecord},
-    consumer::{commit_list, lock, StageConsumer, StageHooks},
+    consumer::{commit_list, lock, subscribe, StageConsumer, StageHooks},
     kafka, StageRuntime,
 };
 use crate::{
@@ -37,15 +37,7 @@ pub async fn run(
         factory: factory.clone(),
     };
     let (hooks, shared) = StageHooks::new(&stage, Some(factory), Some(producer));
-    let consumer: StageConsumer = kafka::consumer_config(&stage.kafka, &stage.group)
-        .create_with_context(hooks)
-        .map_err(|e| {
-            FrameworkError::kafka(format!("creating the consumer of stage {}", stage.name), e)
-        })?;
-    let topics: Vec<&str> = stage.input_topics.iter().map(String::as_str).collect();
-    consumer
-        .subscribe(&topics)
-        .map_err(|e| FrameworkError::kafka(format!("subscribing to {topics:?}"), e))?;
+    let consumer = subscribe(&stage, hooks)?;
     // Port of each input topic (a topic feeds the first port that names it).
     let mut topic_index: HashMap<&str, usize> = HashMap::new();
     for (i, t) in stage.input_topics.iter().enumerate() {
@@ -140,14 +132,16 @@ fn handle<M: Message>(
         debug!(stage = %stage.name, partition, "message of an unassigned partition skipped");
         return Ok(None);
     };
-    let Some(transform) = state.transform.as_mut() else {
+    if state.transform.is_none() {
         return Ok(None);
-    };
+    }
     if kafka::is_end_of_input(message) {
-        state.ended.insert(index);
+        state.ended_at(index, offset);
         if state.ended.len() == stage.input_topics.len() && !state.finished {
             state.finished = true;
-            transform.end_of_input(emitter);
+            if let Some(transform) = state.transform.as_mut() {
+                transform.end_of_input(emitter);
+            }
         }
     } else if !state.finished {
         let payload = message.payload().unwrap_or_default();
@@ -160,9 +154,11 @@ fn handle<M: Message>(
             partition,
             offset,
         };
-        transform.process(&record, emitter);
+        if let Some(transform) = state.transform.as_mut() {
+            transform.process(&record, emitter);
+        }
+        state.consumed(index, offset, record.timestamp_ms);
     }
-    state.consumed(index, offset, message.timestamp().to_millis());
     Ok(Some(
         guard.partitions.values().all(|s| s.finished) && !guard.partitions.is_empty(),
     ))
