@@ -11,28 +11,9 @@
 # The consuming half includes the broker's consumer-group join (about 3 s on Tansu), so
 # it is also reported without that fixed cost.
 set -euo pipefail
-ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
-cd "$ROOT"
 RECORDS="${1:-1000000}"
-WORK="$(mktemp -d)"
-STARTED_BROKER=0
-cleanup() {
-    rm -rf "$WORK"
-    if [[ "$STARTED_BROKER" == 1 ]]; then
-        KAFKA_PORT=29392 PIPELINE_STATE_DIR="$ROOT/.servers-bench" scripts/servers.sh stop-kafka >/dev/null || true
-    fi
-}
-trap cleanup EXIT
-
-if [[ -z "${KAFKA_BROKERS:-}" ]]; then
-    scripts/servers.sh install >/dev/null
-    KAFKA_PORT=29392 PIPELINE_STATE_DIR="$ROOT/.servers-bench" scripts/servers.sh start-kafka >/dev/null
-    STARTED_BROKER=1
-    export KAFKA_BROKERS=127.0.0.1:29392
-fi
-
-cargo build --release --quiet --bin pipeline
-BIN="$ROOT/target/release/pipeline"
+# shellcheck source=scripts/bench-lib.sh
+source "$(dirname "${BASH_SOURCE[0]}")/bench-lib.sh"
 
 python3 - "$RECORDS" > "$WORK/in.jsonl" <<'PY'
 import sys, random
@@ -69,28 +50,15 @@ stages:
     config: { path: "$WORK/out.jsonl", fsync: false }
 YAML
 
-# Runs the pipeline with the given stage arguments; prints "seconds peak_rss_kib".
-measure() {
-    python3 - "$BIN" "$WORK/pipeline.yaml" "$@" <<'PY'
-import resource, subprocess, sys, time
-cmd = [sys.argv[1], "run", sys.argv[2]] + sys.argv[3:]
-t0 = time.monotonic()
-rc = subprocess.call(cmd, stderr=subprocess.DEVNULL)
-dt = time.monotonic() - t0
-if rc != 0:
-    sys.exit("pipeline failed with %d" % rc)
-print("%.3f %d" % (dt, resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss))
-PY
-}
 rate() { python3 -c "print(f'{$RECORDS / $1:,.0f}')"; }
 
-read -r T_PRODUCE RSS_PRODUCE < <(measure --stage read)
-read -r T_CONSUME RSS_CONSUME < <(measure --stage write)
+read -r T_PRODUCE RSS_PRODUCE < <(measure "$WORK/pipeline.yaml" --stage read)
+read -r T_CONSUME RSS_CONSUME < <(measure "$WORK/pipeline.yaml" --stage write)
 LINES=$(wc -l < "$WORK/out.jsonl")
 [[ "$LINES" == "$RECORDS" ]] || { echo "expected $RECORDS records out, got $LINES" >&2; exit 1; }
 rm -f "$WORK/out.jsonl"
 sed -i "s/name: bench-$TOPIC/name: bench2-$TOPIC/; s/$TOPIC/$TOPIC-2/g" "$WORK/pipeline.yaml"
-read -r T_ALL RSS_ALL < <(measure)
+read -r T_ALL RSS_ALL < <(measure "$WORK/pipeline.yaml")
 LINES=$(wc -l < "$WORK/out.jsonl")
 [[ "$LINES" == "$RECORDS" ]] || { echo "expected $RECORDS records out, got $LINES" >&2; exit 1; }
 JOIN_S=3

@@ -8,26 +8,9 @@
 # bounded input ends, and prints events/s and peak RSS. The time includes the consumer
 # group join (about 3 s on Tansu), which is also reported subtracted.
 set -euo pipefail
-ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
-cd "$ROOT"
 PRICES="${1:-1000000}"
-WORK="$(mktemp -d)"
-STARTED_BROKER=0
-cleanup() {
-    rm -rf "$WORK"
-    if [[ "$STARTED_BROKER" == 1 ]]; then
-        KAFKA_PORT=29392 PIPELINE_STATE_DIR="$ROOT/.servers-bench" scripts/servers.sh stop-kafka >/dev/null || true
-    fi
-}
-trap cleanup EXIT
-if [[ -z "${KAFKA_BROKERS:-}" ]]; then
-    scripts/servers.sh install >/dev/null
-    KAFKA_PORT=29392 PIPELINE_STATE_DIR="$ROOT/.servers-bench" scripts/servers.sh start-kafka >/dev/null
-    STARTED_BROKER=1
-    export KAFKA_BROKERS=127.0.0.1:29392
-fi
-cargo build --release --quiet -p pipeline --bin pipeline
-BIN="$ROOT/target/release/pipeline"
+# shellcheck source=scripts/bench-lib.sh
+source "$(dirname "${BASH_SOURCE[0]}")/bench-lib.sh"
 
 python3 - "$PRICES" > "$WORK/prices.jsonl" <<'PY'
 import sys, random, time
@@ -64,25 +47,15 @@ stages:
     config: { slide: 1s, lateness: 10s }
 YAML
 
-measure() {
-    python3 - "$BIN" "$WORK/pipeline.yaml" "$@" <<'PY'
-import resource, subprocess, sys, time
-t0 = time.monotonic()
-rc = subprocess.call([sys.argv[1], "run", sys.argv[2]] + sys.argv[3:], stderr=subprocess.DEVNULL)
-if rc != 0:
-    sys.exit("pipeline failed with %d" % rc)
-print("%.3f %d" % (time.monotonic() - t0, resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss))
-PY
-}
 report() { # name seconds rss_kib events joins_group(0|1)
     python3 -c "
 t=$2; n=$4; net=max(t-3*$5,0.001)
 extra = f'({n/net:>10,.0f}/s without the ~3 s group join)' if $5 else ' ' * 47
 print(f'  {\"$1\":<26} {t:7.2f} s  {n/t:>10,.0f} events/s  {extra}  peak RSS {$3//1024} MiB')"
 }
-read -r T_REPLAY RSS_REPLAY < <(measure --stage replay)
-read -r T_MOVING RSS_MOVING < <(measure --stage moving)
-read -r T_ZSCORE RSS_ZSCORE < <(measure --stage zscore)
+read -r T_REPLAY RSS_REPLAY < <(measure "$WORK/pipeline.yaml" --stage replay)
+read -r T_MOVING RSS_MOVING < <(measure "$WORK/pipeline.yaml" --stage moving)
+read -r T_ZSCORE RSS_ZSCORE < <(measure "$WORK/pipeline.yaml" --stage zscore)
 echo "stages through Kafka, $PRICES prices (1 symbol, 10/s of event time), broker $KAFKA_BROKERS, release build"
 report "replay (file_source)" "$T_REPLAY" "$RSS_REPLAY" "$PRICES" 0
 report "moving_stats (6 windows)" "$T_MOVING" "$RSS_MOVING" "$PRICES" 1
