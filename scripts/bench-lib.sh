@@ -1,10 +1,11 @@
+# shellcheck shell=bash
 # Shared by the benchmark scripts (source it): a work folder, a broker, and `measure`.
 #
 # After sourcing: ROOT (repository), WORK (temporary folder, removed on exit),
 # KAFKA_BROKERS (the caller's, or a broker started on port 29392 and stopped on exit),
 # BIN (the release `pipeline` binary, built).
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
-cd "$ROOT"
+cd "$ROOT" || exit 1
 WORK="$(mktemp -d)"
 STARTED_BROKER=0
 bench_cleanup() {

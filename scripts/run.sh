@@ -45,6 +45,7 @@ cargo build --release --quiet -p pipeline --bin pipeline
 cargo build --release --quiet -p connector-binance --bin binance-mock
 
 MOCK_PID=""
+# shellcheck disable=SC2317 # called by the EXIT trap
 cleanup() {
     if [[ -n "$MOCK_PID" ]]; then kill "$MOCK_PID" 2>/dev/null || true; fi
 }
