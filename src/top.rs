@@ -282,8 +282,9 @@ fn draw(frame: &mut Frame, model: &Model) {
     );
 }
 
-/// Runs the live view until `q`, Esc or Ctrl-C.
-pub fn run(url: &str) -> Result<()> {
+/// What both views need: the metrics URL, a runtime and client to scrape it, an empty
+/// model.
+fn scraper(url: &str) -> Result<(String, tokio::runtime::Runtime, reqwest::Client, Model)> {
     let base = base_url(url);
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
@@ -293,12 +294,18 @@ pub fn run(url: &str) -> Result<()> {
         .timeout(SCRAPE_TIMEOUT)
         .build()
         .context("building the HTTP client")?;
-    let mut model = Model {
+    let model = Model {
         url: base.clone(),
         previous: None,
         current: None,
         error: None,
     };
+    Ok((base, runtime, client, model))
+}
+
+/// Runs the live view until `q`, Esc or Ctrl-C.
+pub fn run(url: &str) -> Result<()> {
+    let (base, runtime, client, mut model) = scraper(url)?;
     let mut terminal = ratatui::try_init().context("setting up the terminal")?;
     let result = (|| -> Result<()> {
         let mut next_scrape = Instant::now();
@@ -331,21 +338,7 @@ pub fn run(url: &str) -> Result<()> {
 /// Prints one screen (two scrapes a second apart, so rates are real) as plain text, 80
 /// columns wide: for scripts and for terminals that cannot run the live view.
 pub fn once(url: &str) -> Result<String> {
-    let base = base_url(url);
-    let runtime = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .context("starting the async runtime")?;
-    let client = reqwest::Client::builder()
-        .timeout(SCRAPE_TIMEOUT)
-        .build()
-        .context("building the HTTP client")?;
-    let mut model = Model {
-        url: base.clone(),
-        previous: None,
-        current: None,
-        error: None,
-    };
+    let (base, runtime, client, mut model) = scraper(url)?;
     let first = runtime.block_on(scrape(&client, &base))?;
     model.push(Ok(first));
     std::thread::sleep(REFRESH);
