@@ -25,6 +25,15 @@ fn write_input(path: &Path, count: usize) -> Vec<String> {
     lines
 }
 
+/// Environment of the round-trip pipeline: broker, input and output files.
+fn roundtrip_env(input: &Path, output: &Path) -> Vec<(&'static str, String)> {
+    vec![
+        ("KAFKA_BROKERS", kafka_brokers()),
+        ("IN_FILE", input.display().to_string()),
+        ("OUT_FILE", output.display().to_string()),
+    ]
+}
+
 fn roundtrip_pipeline(dir: &Path, topic: &str, batch: usize) -> std::path::PathBuf {
     write_file(
         dir,
@@ -71,11 +80,7 @@ fn file_to_kafka_to_file_loses_and_duplicates_nothing_and_ends_by_itself() {
     text.push_str("{not json\n");
     std::fs::write(&input, text).expect("write");
     let pipeline = roundtrip_pipeline(dir.path(), &unique("records"), 1000);
-    let envs = [
-        ("KAFKA_BROKERS", kafka_brokers()),
-        ("IN_FILE", input.display().to_string()),
-        ("OUT_FILE", output.display().to_string()),
-    ];
+    let envs = roundtrip_env(&input, &output);
     let result = run_pipeline(
         &["run", pipeline.to_str().expect("utf-8")],
         &envs,
@@ -110,11 +115,7 @@ fn records_of_one_key_keep_their_order_through_partitions() {
     let output = dir.path().join("out.jsonl");
     let lines = write_input(&input, 9_000);
     let pipeline = roundtrip_pipeline(dir.path(), &unique("ordered"), 250);
-    let envs = [
-        ("KAFKA_BROKERS", kafka_brokers()),
-        ("IN_FILE", input.display().to_string()),
-        ("OUT_FILE", output.display().to_string()),
-    ];
+    let envs = roundtrip_env(&input, &output);
     let result = run_pipeline(
         &["run", pipeline.to_str().expect("utf-8")],
         &envs,
@@ -137,11 +138,7 @@ fn sigterm_mid_run_exits_0_and_a_restart_resumes_from_committed_offsets_without_
     let mut lines = write_input(&input, 60_000);
     let pipeline = roundtrip_pipeline(dir.path(), &unique("restart"), 50);
     let pipeline = pipeline.to_str().expect("utf-8");
-    let envs = [
-        ("KAFKA_BROKERS", kafka_brokers()),
-        ("IN_FILE", input.display().to_string()),
-        ("OUT_FILE", output.display().to_string()),
-    ];
+    let envs = roundtrip_env(&input, &output);
     // Fill the topic first, so the sink has a long backlog when it is stopped.
     let filled = run_pipeline(
         &["run", pipeline, "--stage", "read"],
@@ -210,13 +207,7 @@ fn two_processes_of_one_stage_share_its_partitions_and_together_write_everything
     let mut lines = write_input(&input, 30_000);
     let pipeline = roundtrip_pipeline(dir.path(), &unique("shared"), 500);
     let pipeline = pipeline.to_str().expect("utf-8");
-    let env = |out: &Path| {
-        vec![
-            ("KAFKA_BROKERS", kafka_brokers()),
-            ("IN_FILE", input.display().to_string()),
-            ("OUT_FILE", out.display().to_string()),
-        ]
-    };
+    let env = |out: &Path| roundtrip_env(&input, out);
     // Both sink processes join the group before there is anything to read.
     let a = spawn_pipeline(&["run", pipeline, "--stage", "write"], &env(&out_a));
     std::thread::sleep(Duration::from_secs(4));
@@ -258,11 +249,7 @@ fn rerunning_a_stage_whose_inputs_already_ended_finishes_at_once_without_rewriti
     let lines = write_input(&input, 3_000);
     let pipeline = roundtrip_pipeline(dir.path(), &unique("rerun"), 500);
     let pipeline = pipeline.to_str().expect("utf-8");
-    let envs = [
-        ("KAFKA_BROKERS", kafka_brokers()),
-        ("IN_FILE", input.display().to_string()),
-        ("OUT_FILE", output.display().to_string()),
-    ];
+    let envs = roundtrip_env(&input, &output);
     let first = run_pipeline(&["run", pipeline], &envs, Duration::from_secs(120));
     assert!(first.status.success(), "{}", stderr_of(&first));
     // The committed positions stay at the end-of-input markers: a rerun reads them again

@@ -495,6 +495,23 @@ enum Reply {
     Drop,
 }
 
+/// Binance's 429 answer (-1003) for a weight limit per minute.
+fn rate_limited(weight_limit: u32, retry_after_secs: u64) -> Reply {
+    Reply::Answer {
+        status: StatusCode::TOO_MANY_REQUESTS,
+        body: ApiFailure {
+            status: StatusCode::TOO_MANY_REQUESTS,
+            code: -1003,
+            msg: format!(
+                "Too much request weight used; current limit is {weight_limit} request weight per 1 MINUTE. Please use WebSocket Streams for live updates to avoid polling the API."
+            ),
+        }
+        .body(),
+        retry_after: Some(retry_after_secs),
+        delay: None,
+    }
+}
+
 fn answer(status: StatusCode, body: String) -> Reply {
     Reply::Answer {
         status,
@@ -518,20 +535,7 @@ fn plan_api_reply(shared: &Shared, method: &Method, path: &str, query: &str) -> 
     let mut fault = None;
     let reply = if state.weight_used.saturating_add(cost) > shared.config.weight_limit {
         let retry_after = ((minute + 1) * 60_000 - now_ms + 999) / 1000;
-        Reply::Answer {
-            status: StatusCode::TOO_MANY_REQUESTS,
-            body: ApiFailure {
-                status: StatusCode::TOO_MANY_REQUESTS,
-                code: -1003,
-                msg: format!(
-                    "Too much request weight used; current limit is {} request weight per 1 MINUTE. Please use WebSocket Streams for live updates to avoid polling the API.",
-                    shared.config.weight_limit
-                ),
-            }
-            .body(),
-            retry_after: Some(retry_after.max(1) as u64),
-            delay: None,
-        }
+        rate_limited(shared.config.weight_limit, retry_after.max(1) as u64)
     } else {
         state.weight_used += cost;
         match (method, path) {
@@ -649,20 +653,9 @@ fn ticker_reply(
             answer(StatusCode::OK, render(&items))
         }
         Fault::EmptyArray => answer(StatusCode::OK, "[]".into()),
-        Fault::RateLimited { retry_after_secs } => Reply::Answer {
-            status: StatusCode::TOO_MANY_REQUESTS,
-            body: ApiFailure {
-                status: StatusCode::TOO_MANY_REQUESTS,
-                code: -1003,
-                msg: format!(
-                    "Too much request weight used; current limit is {} request weight per 1 MINUTE. Please use WebSocket Streams for live updates to avoid polling the API.",
-                    shared.config.weight_limit
-                ),
-            }
-            .body(),
-            retry_after: Some(*retry_after_secs),
-            delay: None,
-        },
+        Fault::RateLimited { retry_after_secs } => {
+            rate_limited(shared.config.weight_limit, *retry_after_secs)
+        }
         Fault::Banned { retry_after_secs } => {
             let until = now_ms.saturating_add((*retry_after_secs as i64).saturating_mul(1000));
             Reply::Answer {

@@ -111,6 +111,14 @@ mod tests {
         values.iter().map(|v| MomentStats::of(v)).collect()
     }
 
+    /// Pane `i` of `panes`, or `empty` outside them.
+    fn pane_at<'a>(panes: &'a [MomentStats], i: i64, empty: &'a MomentStats) -> &'a MomentStats {
+        usize::try_from(i)
+            .ok()
+            .and_then(|i| panes.get(i))
+            .unwrap_or(empty)
+    }
+
     #[test]
     fn every_window_matches_a_direct_fold_of_its_panes() {
         let data: Vec<Vec<f64>> = (0..40)
@@ -119,12 +127,7 @@ mod tests {
         let refs: Vec<&[f64]> = data.iter().map(Vec::as_slice).collect();
         let ps = panes(&refs);
         let empty = MomentStats::empty();
-        let get = |i: i64| {
-            usize::try_from(i)
-                .ok()
-                .and_then(|i| ps.get(i))
-                .unwrap_or(&empty)
-        };
+        let get = |i: i64| pane_at(&ps, i, &empty);
         for n in [1, 3, 5, 7] {
             let mut w = AlignedSlidingWindow::new(n);
             for end in 0..45 {
@@ -152,12 +155,7 @@ mod tests {
         let refs: Vec<&[f64]> = data.iter().map(Vec::as_slice).collect();
         let ps = panes(&refs);
         let empty = MomentStats::empty();
-        let get = |i: i64| {
-            usize::try_from(i)
-                .ok()
-                .and_then(|i| ps.get(i))
-                .unwrap_or(&empty)
-        };
+        let get = |i: i64| pane_at(&ps, i, &empty);
         let mut full = AlignedSlidingWindow::new(6);
         let all: Vec<_> = (0..64).map(|end| full.window(end, get)).collect();
         for first in 0..64 {

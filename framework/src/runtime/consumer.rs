@@ -397,3 +397,10 @@ pub fn subscribe(
         .map_err(|e| FrameworkError::kafka(format!("subscribing to {topics:?}"), e))?;
     Ok(consumer)
 }
+
+/// A consumer error is usually transient (a broker going away): log it and pause briefly
+/// instead of spinning; librdkafka reconnects by itself.
+pub async fn consumer_error(stage: &super::StageRuntime, error: rdkafka::error::KafkaError) {
+    warn!(stage = %stage.name, "consumer error: {error}");
+    tokio::time::sleep(Duration::from_millis(100)).await;
+}

@@ -8,7 +8,7 @@ use tokio_util::sync::CancellationToken;
 use tracing::{debug, info, warn};
 
 use super::{
-    consumer::{commit_offsets, lock, subscribe, Shared, StageHooks},
+    consumer::{commit_offsets, consumer_error, lock, subscribe, Shared, StageHooks},
     kafka, StageRuntime,
 };
 use crate::{
@@ -71,8 +71,7 @@ pub async fn run(
                 let message = match received {
                     Ok(m) => m,
                     Err(e) => {
-                        warn!(stage = %stage.name, "consumer error: {e}");
-                        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+                        consumer_error(&stage, e).await;
                         continue;
                     }
                 };

@@ -11,7 +11,7 @@ use tracing::{debug, info, warn};
 
 use super::{
     checkpoint::{self, CheckpointRecord},
-    consumer::{commit_list, lock, subscribe, StageConsumer, StageHooks},
+    consumer::{commit_list, consumer_error, lock, subscribe, StageConsumer, StageHooks},
     kafka, StageRuntime,
 };
 use crate::{
@@ -69,8 +69,7 @@ pub async fn run(
                 let message = match received {
                     Ok(m) => m,
                     Err(e) => {
-                        warn!(stage = %stage.name, "consumer error: {e}");
-                        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+                        consumer_error(&stage, e).await;
                         continue;
                     }
                 };
