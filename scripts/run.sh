@@ -41,6 +41,7 @@ fi
 : "${MONGO_URI:?set MONGO_URI too when KAFKA_BROKERS is set}"
 
 say "building (release)"
+scripts/servers.sh build-deps
 cargo build --release --quiet -p pipeline --bin pipeline
 cargo build --release --quiet -p connector-binance --bin binance-mock
 

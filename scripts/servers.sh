@@ -8,7 +8,8 @@
 #            GPL-2.0: only ever run as a separate process, never linked.
 #
 # Usage: scripts/servers.sh COMMAND
-#   install                 install both servers (skips what is already installed)
+#   install                 install both servers and the build's system packages (skips what is installed)
+#   build-deps              only the system packages building the pipeline needs (libssl-dev, pkg-config)
 #   start | stop | status   both servers
 #   start-kafka | stop-kafka | start-mongo | stop-mongo
 #   restart                 stop, then start
@@ -325,24 +326,46 @@ install_tansu() {
     log "tansu: installed $("$TANSU_BIN" --version 2>/dev/null | head -n 1) at $TANSU_BIN (binary sha256 ok) [$(since "$t0")]"
 }
 
-ensure_cmake() {
-    command -v cmake >/dev/null 2>&1 && return 0
-    local sudo=() t0
+# apt_install WHY PKG...: installs the Debian packages not yet installed (apt-get update
+# only when the first attempt fails, so a warm machine makes no network call).
+apt_install() {
+    local why="$1" missing=() sudo=() t0 p
+    shift
+    for p in "$@"; do
+        dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'install ok installed' || missing+=("$p")
+    done
+    ((${#missing[@]})) || return 0
     t0="$(now_ms)"
-    command -v apt-get >/dev/null 2>&1 || die "cmake is required to build $SECANTUS_CRATE; install it with your package manager"
+    command -v apt-get >/dev/null 2>&1 || die "${missing[*]} required ($why); install them with your package manager"
     if ((EUID != 0)); then
-        command -v sudo >/dev/null 2>&1 || die "cmake is required to build $SECANTUS_CRATE and this user cannot run apt-get (not root, no sudo)"
+        command -v sudo >/dev/null 2>&1 || die "${missing[*]} required ($why) and this user cannot run apt-get (not root, no sudo)"
         sudo=(sudo)
     fi
-    log "cmake: not found, installing with apt-get"
+    log "apt: installing ${missing[*]} ($why)"
     export DEBIAN_FRONTEND=noninteractive
-    if ! "${sudo[@]}" apt-get install -y -q cmake; then
-        log "cmake: apt-get install failed; running apt-get update and retrying"
+    if ! "${sudo[@]}" apt-get install -y -q "${missing[@]}"; then
+        log "apt: install failed; running apt-get update and retrying"
         "${sudo[@]}" apt-get update -q || die "apt-get update failed"
-        "${sudo[@]}" apt-get install -y -q cmake || die "apt-get install cmake failed"
+        "${sudo[@]}" apt-get install -y -q "${missing[@]}" || die "apt-get install ${missing[*]} failed"
     fi
+    log "apt: installed ${missing[*]} [$(since "$t0")]"
+}
+
+ensure_cmake() {
+    command -v cmake >/dev/null 2>&1 && return 0
+    apt_install "to build $SECANTUS_CRATE" cmake
     command -v cmake >/dev/null 2>&1 || die "cmake still not on PATH after apt-get install"
-    log "cmake: installed ($(cmake --version | head -n 1)) [$(since "$t0")]"
+}
+
+# What building the pipeline itself needs beyond Rust: librdkafka is built with TLS against
+# the system OpenSSL (headers from libssl-dev, found through pkg-config).
+cmd_build_deps() {
+    if command -v dpkg-query >/dev/null 2>&1; then
+        apt_install "to build librdkafka with TLS" libssl-dev pkg-config
+    else
+        command -v pkg-config >/dev/null 2>&1 && pkg-config --exists openssl ||
+            die "OpenSSL headers and pkg-config are required to build librdkafka with TLS (Debian: libssl-dev pkg-config)"
+    fi
 }
 
 # Another `cargo install secantus-mdb` (e.g. a setup script) would just race us for the
@@ -393,6 +416,7 @@ cmd_install() {
             flock 9
         fi
     fi
+    cmd_build_deps
     install_tansu
     install_secantus
     log "install: done [$(since "$t0")]"
@@ -586,6 +610,7 @@ main() {
     t0="$(now_ms)"
     case "$command" in
     install) cmd_install ;;
+    build-deps) cmd_build_deps ;;
     start)
         start_server kafka "$KAFKA_PORT"
         start_server mongo "$MONGO_PORT"
