@@ -30,6 +30,23 @@ done
 
 say() { printf '[run] %s\n' "$*" >&2; }
 
+MOCK_PID=""
+BUILD_PID=""
+# shellcheck disable=SC2317 # called by the EXIT trap
+cleanup() {
+    if [[ -n "$MOCK_PID" ]]; then kill "$MOCK_PID" 2>/dev/null || true; fi
+    if [[ -n "$BUILD_PID" ]]; then kill "$BUILD_PID" 2>/dev/null || true; fi
+}
+trap cleanup EXIT
+
+# The release build and the servers' installation (the MongoDB-protocol server is built
+# from source the first time) run at the same time: each has long single-threaded
+# stretches (build scripts of C libraries, linking) that leave a core idle.
+say "building (release) in the background"
+scripts/servers.sh build-deps
+cargo build --release --quiet -p pipeline --bin pipeline -p connector-binance --bin binance-mock &
+BUILD_PID=$!
+
 if [[ -z "${KAFKA_BROKERS:-}" && -z "${MONGO_URI:-}" ]]; then
     say "no KAFKA_BROKERS / MONGO_URI given: starting local servers"
     scripts/servers.sh install
@@ -40,17 +57,14 @@ fi
 : "${KAFKA_BROKERS:?set KAFKA_BROKERS too when MONGO_URI is set}"
 : "${MONGO_URI:?set MONGO_URI too when KAFKA_BROKERS is set}"
 
-say "building (release)"
-scripts/servers.sh build-deps
-cargo build --release --quiet -p pipeline --bin pipeline
-cargo build --release --quiet -p connector-binance --bin binance-mock
-
-MOCK_PID=""
-# shellcheck disable=SC2317 # called by the EXIT trap
-cleanup() {
-    if [[ -n "$MOCK_PID" ]]; then kill "$MOCK_PID" 2>/dev/null || true; fi
-}
-trap cleanup EXIT
+say "waiting for the release build"
+build_status=0
+wait "$BUILD_PID" || build_status=$?
+BUILD_PID=""
+if ((build_status != 0)); then
+    echo "the release build failed (exit $build_status)" >&2
+    exit "$build_status"
+fi
 
 if [[ "$MOCK" == 1 ]]; then
     MOCK_OUT="$(mktemp)"

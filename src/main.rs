@@ -10,9 +10,8 @@ use clap::{Parser, Subcommand, ValueEnum};
 use framework::{
     connector::ConnectorRegistration,
     observe,
-    redact::RedactingWriter,
     runtime::{self, PipelineStatus, RunOptions},
-    validate::{self, Diagnostic, ValidatedPipeline},
+    validate::{self, ValidatedPipeline},
     DurationSpec,
 };
 use tokio_util::sync::CancellationToken;
@@ -23,6 +22,8 @@ include!(concat!(env!("OUT_DIR"), "/connectors.rs"));
 
 mod describe;
 mod graph;
+mod logging;
+mod tooling;
 mod top;
 
 #[derive(Parser)]
@@ -34,6 +35,11 @@ mod top;
 struct Cli {
     #[command(subcommand)]
     command: Command,
+    /// Log format on stderr: `text` for people, `json` for log collectors (one object per
+    /// line with the stage and connector). Levels and targets: RUST_LOG (default
+    /// `info,rdkafka=warn`).
+    #[arg(long, global = true, value_enum, default_value_t = logging::LogFormat::Text)]
+    log_format: logging::LogFormat,
 }
 
 #[derive(Subcommand)]
@@ -47,7 +53,33 @@ enum Command {
         /// Output format.
         #[arg(long, value_enum, default_value_t = Format::Text)]
         format: Format,
+        /// Reads `${VAR}` values from this file (`NAME=value` lines, `#` comments) before
+        /// the process environment; repeatable, later files win.
+        #[arg(long = "env-file", value_name = "FILE")]
+        env_files: Vec<PathBuf>,
+        /// Unset variables are warnings instead of errors; everything else is still
+        /// checked (for linting shipped pipelines in CI).
+        #[arg(long)]
+        allow_unset_env: bool,
+        /// Warnings (unread outputs and dead letters, suspicious settings) fail the
+        /// check: exit 1.
+        #[arg(long)]
+        deny_warnings: bool,
     },
+    /// Runs the tests of pipelines (`x_test.yaml` beside `x.yaml`) in process: no broker,
+    /// no network, deterministic. Exit 0 when all pass, 1 when one fails, 2 on usage
+    /// errors.
+    Test {
+        /// Pipeline files or their `*_test.yaml` files.
+        #[arg(required = true)]
+        files: Vec<PathBuf>,
+        /// Output format.
+        #[arg(long, value_enum, default_value_t = Format::Text)]
+        format: Format,
+    },
+    /// Prints the JSON Schema of pipeline files, including every registered connector's
+    /// `config` (for editors: yaml-language-server).
+    Schema,
     /// Lists the registered connectors, or describes one.
     Connectors {
         #[command(subcommand)]
@@ -108,10 +140,13 @@ enum ConnectorsCommand {
     Describe {
         /// Connector type name.
         name: String,
+        /// Output format.
+        #[arg(long, value_enum, default_value_t = Format::Text)]
+        format: Format,
     },
 }
 
-#[derive(Clone, Copy, ValueEnum)]
+#[derive(Clone, Copy, PartialEq, Eq, ValueEnum)]
 enum Format {
     Text,
     Json,
@@ -119,18 +154,35 @@ enum Format {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    init_logging();
+    logging::init(cli.log_format);
     match cli.command {
-        Command::Validate { files, format } => validate_files(&files, format),
+        Command::Validate {
+            files,
+            format,
+            env_files,
+            allow_unset_env,
+            deny_warnings,
+        } => tooling::validate_files(
+            &files,
+            format == Format::Json,
+            &env_files,
+            framework::validate::Options { allow_unset_env },
+            deny_warnings,
+        ),
+        Command::Test { files, format } => tooling::test_files(&files, format == Format::Json),
+        Command::Schema => tooling::schema(),
         Command::Connectors { command: None } => {
             print!("{}", describe::list(&ConnectorRegistration::all()));
             ExitCode::SUCCESS
         }
         Command::Connectors {
-            command: Some(ConnectorsCommand::Describe { name }),
+            command: Some(ConnectorsCommand::Describe { name, format }),
         } => match ConnectorRegistration::find(&name) {
             Some(registration) => {
-                print!("{}", describe::describe(registration));
+                match format {
+                    Format::Text => print!("{}", describe::describe(registration)),
+                    Format::Json => println!("{}", describe::describe_json(registration)),
+                }
                 ExitCode::SUCCESS
             }
             None => {
@@ -192,49 +244,6 @@ fn load(file: &Path) -> Result<ValidatedPipeline, ExitCode> {
             eprintln!("error: {}", framework::redact::redact(&e.to_string()));
             Err(ExitCode::from(2))
         }
-    }
-}
-
-fn init_logging() {
-    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info,rdkafka=warn"));
-    tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
-        .with_writer(|| RedactingWriter(std::io::stderr()))
-        .init();
-}
-
-fn validate_files(files: &[PathBuf], format: Format) -> ExitCode {
-    let mut diagnostics: Vec<Diagnostic> = Vec::new();
-    for file in files {
-        match validate::validate_file(file) {
-            Ok(Ok(_)) => {}
-            Ok(Err(found)) => diagnostics.extend(found),
-            Err(e) => {
-                eprintln!("error: {}", framework::redact::redact(&e.to_string()));
-                return ExitCode::from(2);
-            }
-        }
-    }
-    match format {
-        Format::Text => {
-            for d in &diagnostics {
-                println!("{d}");
-            }
-        }
-        Format::Json => match serde_json::to_string_pretty(&diagnostics) {
-            Ok(json) => println!("{json}"),
-            Err(e) => {
-                eprintln!("error: {}", framework::redact::redact(&e.to_string()));
-                return ExitCode::from(2);
-            }
-        },
-    }
-    if diagnostics.is_empty() {
-        ExitCode::SUCCESS
-    } else {
-        ExitCode::from(1)
     }
 }
 

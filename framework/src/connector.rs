@@ -93,6 +93,10 @@ pub trait ConnectorConfig: DeserializeOwned + JsonSchema + Send + Sync + 'static
     fn check_inputs(&self, _inputs: &ValidationContext) -> Vec<ConfigIssue> {
         Vec::new()
     }
+    /// Settings that work but are probably not meant (`pipeline validate` warnings).
+    fn warnings(&self) -> Vec<ConfigIssue> {
+        Vec::new()
+    }
 }
 
 /// Identity of a running stage, given to connectors when they are built.
@@ -324,6 +328,8 @@ pub trait SinkConnector: 'static {
 pub struct ConfigCheck {
     pub issues: Vec<ConfigIssue>,
     pub output_attributes: Attributes,
+    /// What [`ConnectorConfig::warnings`] found.
+    pub warnings: Vec<ConfigIssue>,
 }
 
 /// Builds a connector instance from its (schema-checked) JSON config.
@@ -372,11 +378,13 @@ fn check_config<C: ConnectorConfig>(
             ConfigCheck {
                 issues,
                 output_attributes: config.output_attributes(),
+                warnings: config.warnings(),
             }
         }
         Err(e) => ConfigCheck {
             issues: vec![ConfigIssue::new("", e.to_string())],
             output_attributes: Attributes::new(),
+            warnings: Vec::new(),
         },
     }
 }

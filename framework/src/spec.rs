@@ -85,6 +85,10 @@ pub struct TopicSpec {
     /// Record type carried by an external topic (default `json`: any JSON object).
     #[serde(default)]
     pub record_type: Option<String>,
+    /// The topic is read outside this pipeline (e.g. operators inspect a dead-letter
+    /// topic): `pipeline validate` then does not warn that no stage reads it.
+    #[serde(default)]
+    pub read_externally: bool,
 }
 
 /// One stage: a connector instance and the topics it reads and writes.

@@ -21,7 +21,7 @@ use crate::{
     connector::{Attributes, ConnectorKind, ConnectorRegistration, ValidationContext},
     duration::{DurationSpec, DURATION_FORMAT},
     error::FrameworkError,
-    interpolate::{interpolate, is_single_reference},
+    interpolate::{interpolate, is_single_reference, InterpolationError},
     record::RecordType,
     spec::{PipelineSpec, StageSpec},
     suggest::did_you_mean,
@@ -113,13 +113,110 @@ pub fn validate_source(
     text: &str,
     env: &dyn Fn(&str) -> Option<String>,
 ) -> Result<ValidatedPipeline, Vec<Diagnostic>> {
+    validate_source_with(file, text, env, &Options::default()).result
+}
+
+/// How lenient validation is (`pipeline validate --allow-unset-env`).
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Options {
+    /// An unset `${VAR}` without default is a warning instead of an error; the value keeps
+    /// its `${VAR}` text and problems found in it are not reported (it has no real value).
+    pub allow_unset_env: bool,
+}
+
+/// Problems (the result) and warnings of one file.
+#[derive(Debug)]
+pub struct Validation {
+    pub result: Result<ValidatedPipeline, Vec<Diagnostic>>,
+    /// Suspicious but runnable (`pipeline validate --deny-warnings` makes them fatal).
+    pub warnings: Vec<Diagnostic>,
+}
+
+/// Validates pipeline text with `options`; also returns the warnings of a valid pipeline
+/// (see [`crate::lint`]) and the unset variables allowed by `options`.
+pub fn validate_source_with(
+    file: &str,
+    text: &str,
+    env: &dyn Fn(&str) -> Option<String>,
+    options: &Options,
+) -> Validation {
     let mut v = Validator {
         file: file.to_string(),
         positions: Positions::default(),
         diagnostics: Vec::new(),
+        options: *options,
+        warnings: Vec::new(),
+        unset_paths: Vec::new(),
     };
     let result = v.run(text, env);
-    let mut diagnostics = v.diagnostics;
+    let mut warnings = std::mem::take(&mut v.warnings);
+    if let Some(pipeline) = &result {
+        warnings.extend(crate::lint::warnings(file, &v.positions, pipeline));
+    }
+    let unset_paths = std::mem::take(&mut v.unset_paths);
+    // Values that hold an unset variable have no real value: what is found in them is
+    // not a problem of the file.
+    v.diagnostics
+        .retain(|d| !unset_paths.iter().any(|u| is_within(&d.path, u)));
+    for w in &mut warnings {
+        w.message = crate::redact::redact(&w.message);
+    }
+    let result = match result {
+        Some(pipeline) if v.diagnostics.is_empty() => Ok(pipeline),
+        _ if v.diagnostics.is_empty() => {
+            // Only problems inside unset values were found, but the pipeline could not be
+            // built from them: say so rather than report nothing.
+            v.report("", At::Value, "the pipeline cannot be checked further until its unset variables are set");
+            finish(v.diagnostics, None)
+        }
+        other => finish(v.diagnostics, other),
+    };
+    Validation { result, warnings }
+}
+
+/// `path` is `ancestor` or inside it.
+fn is_within(path: &str, ancestor: &str) -> bool {
+    path == ancestor
+        || path
+            .strip_prefix(ancestor)
+            .is_some_and(|rest| rest.starts_with('.') || rest.starts_with('['))
+}
+
+/// Checks `instance` (a document loaded with [`crate::yaml::load`]) against `schema` and
+/// words every violation like `pipeline validate` does. Other YAML files (pipeline tests)
+/// use it.
+pub fn schema_diagnostics(
+    file: &str,
+    positions: &Positions,
+    schema: &Value,
+    instance: &Value,
+) -> Vec<Diagnostic> {
+    let mut v = Validator {
+        file: file.to_string(),
+        positions: positions.clone(),
+        diagnostics: Vec::new(),
+        options: Options::default(),
+        warnings: Vec::new(),
+        unset_paths: Vec::new(),
+    };
+    v.check_schema(schema, instance, "");
+    tidy(v.diagnostics)
+}
+
+/// The pipeline when there is no problem, else the problems.
+fn finish(
+    diagnostics: Vec<Diagnostic>,
+    pipeline: Option<ValidatedPipeline>,
+) -> Result<ValidatedPipeline, Vec<Diagnostic>> {
+    let diagnostics = tidy(diagnostics);
+    match pipeline {
+        Some(pipeline) if diagnostics.is_empty() => Ok(pipeline),
+        _ => Err(diagnostics),
+    }
+}
+
+/// Sorts, deduplicates and redacts diagnostics.
+fn tidy(mut diagnostics: Vec<Diagnostic>) -> Vec<Diagnostic> {
     diagnostics.sort_by(|a, b| {
         (a.line, a.column, &a.path, &a.message).cmp(&(b.line, b.column, &b.path, &b.message))
     });
@@ -128,16 +225,17 @@ pub fn validate_source(
     for d in &mut diagnostics {
         d.message = crate::redact::redact(&d.message);
     }
-    match result {
-        Some(pipeline) if diagnostics.is_empty() => Ok(pipeline),
-        _ => Err(diagnostics),
-    }
+    diagnostics
 }
 
 struct Validator {
     file: String,
     positions: Positions,
     diagnostics: Vec<Diagnostic>,
+    options: Options,
+    warnings: Vec<Diagnostic>,
+    /// Paths of values left unexpanded because a variable is unset (allowed by options).
+    unset_paths: Vec<String>,
 }
 
 /// Where in a node a diagnostic points.
@@ -229,8 +327,25 @@ impl Validator {
                     };
                 }
                 Err(errors) => {
+                    let only_unset = errors
+                        .iter()
+                        .all(|e| matches!(e, InterpolationError::Unset { .. }));
                     for e in errors {
-                        self.report(path, At::Value, e.to_string());
+                        if self.options.allow_unset_env && only_unset {
+                            let Position { line, column } = self.positions.value(path);
+                            self.warnings.push(Diagnostic {
+                                file: self.file.clone(),
+                                line,
+                                column,
+                                path: path.to_string(),
+                                message: e.to_string(),
+                            });
+                        } else {
+                            self.report(path, At::Value, e.to_string());
+                        }
+                    }
+                    if self.options.allow_unset_env && only_unset {
+                        self.unset_paths.push(path.to_string());
                     }
                 }
             },
@@ -340,7 +455,11 @@ impl Validator {
                         ),
                     ));
                 }
-                _ => found.push((path, At::Value, error.to_string())),
+                other => found.push((
+                    path,
+                    At::Value,
+                    crate::schema_text::explain(other, schema, &schema_path, error.instance()),
+                )),
             }
         }
         for (path, at, message) in found {
@@ -816,7 +935,7 @@ fn instance_path(base: &str, location: &jsonschema::paths::Location) -> String {
     path
 }
 
-fn schema_at<'a>(schema: &'a Value, pointer: &str) -> Option<&'a Value> {
+pub(crate) fn schema_at<'a>(schema: &'a Value, pointer: &str) -> Option<&'a Value> {
     let parent = pointer.rsplit_once('/').map(|(p, _)| p).unwrap_or("");
     schema.pointer(parent)
 }
@@ -830,7 +949,7 @@ fn allowed_properties(schema: &Value, schema_path: &str) -> Vec<String> {
         .unwrap_or_default()
 }
 
-fn describe_type(types: &Value) -> String {
+pub(crate) fn describe_type(types: &Value) -> String {
     let one = |t: &str| match t {
         "integer" => "an integer".to_string(),
         "number" => "a number".to_string(),
@@ -854,7 +973,7 @@ fn describe_type(types: &Value) -> String {
     }
 }
 
-fn describe_value(value: &Value) -> String {
+pub(crate) fn describe_value(value: &Value) -> String {
     match value {
         Value::Null => "nothing (null)".into(),
         Value::Bool(b) => format!("{b}"),

@@ -144,6 +144,24 @@ impl ConnectorConfig for MovingStatsConfig {
         issues
     }
 
+    fn warnings(&self) -> Vec<ConfigIssue> {
+        // Every record of the shortest window could still be late-corrected for longer than
+        // the window lasts: its output is delayed by more than one window length.
+        let lateness = self.lateness.as_millis();
+        match self.windows.iter().copied().min() {
+            Some(shortest) if lateness > shortest.as_millis() && shortest.as_millis() > 0 => {
+                vec![ConfigIssue::new(
+                    "lateness",
+                    format!(
+                        "lateness {} is longer than the shortest window ({shortest}): that window's results are delayed by more than its own length",
+                        self.lateness
+                    ),
+                )]
+            }
+            _ => Vec::new(),
+        }
+    }
+
     fn output_attributes(&self) -> Attributes {
         let mut attributes = Attributes::new();
         attributes.insert("slide".into(), self.slide.to_string());

@@ -23,7 +23,7 @@ use std::{collections::HashMap, sync::Arc, time::Duration};
 
 use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
-use tracing::{error, info};
+use tracing::{error, info, Instrument};
 
 pub use status::{PipelineStatus, StageState};
 
@@ -186,18 +186,29 @@ pub async fn run(pipeline: &ValidatedPipeline, options: RunOptions) -> Result<()
         };
         let token = shutdown.clone();
         let name = runtime.name.clone();
+        // Gives every log event of the stage its stage and connector (`--log-format json`
+        // enables this trace-level span; the text format stays as it was).
+        let span = tracing::trace_span!(target: "stage_context", "stage", stage = %stage.spec.name, connector = stage.registration.name);
         match stage.registration.builder {
             Builder::Source(build) => {
                 let source = build(&stage.spec.config, &context).map_err(built)?;
-                tasks.spawn(async move { (name, source::run(runtime, source, token).await) });
+                tasks.spawn(
+                    async move { (name, source::run(runtime, source, token).await) }
+                        .instrument(span),
+                );
             }
             Builder::Transform(build) => {
                 let factory = build(&stage.spec.config, &context).map_err(built)?;
-                tasks.spawn(async move { (name, transform::run(runtime, factory, token).await) });
+                tasks.spawn(
+                    async move { (name, transform::run(runtime, factory, token).await) }
+                        .instrument(span),
+                );
             }
             Builder::Sink(build) => {
                 let sink = build(&stage.spec.config, &context).map_err(built)?;
-                tasks.spawn(async move { (name, sink::run(runtime, sink, token).await) });
+                tasks.spawn(
+                    async move { (name, sink::run(runtime, sink, token).await) }.instrument(span),
+                );
             }
         }
     }
