@@ -173,13 +173,19 @@ fn enum_values(schema: &Value) -> Vec<(Value, Option<String>)> {
     else {
         return Vec::new();
     };
-    if !variants.iter().all(|v| v.get("const").is_some() || v.get("enum").is_some()) {
+    if !variants
+        .iter()
+        .all(|v| v.get("const").is_some() || v.get("enum").is_some())
+    {
         return Vec::new();
     }
     variants
         .iter()
         .flat_map(|v| {
-            let doc = v.get("description").and_then(Value::as_str).map(str::to_string);
+            let doc = v
+                .get("description")
+                .and_then(Value::as_str)
+                .map(str::to_string);
             match (v.get("const"), v.get("enum").and_then(Value::as_array)) {
                 (Some(c), _) => vec![(c.clone(), doc)],
                 (None, Some(values)) => values.iter().map(|x| (x.clone(), doc.clone())).collect(),
@@ -192,7 +198,10 @@ fn enum_values(schema: &Value) -> Vec<(Value, Option<String>)> {
 fn type_of(schema: &Value) -> String {
     if let Some(values) = schema.get("enum").and_then(Value::as_array) {
         let names: Vec<String> = values.iter().map(Value::to_string).collect();
-        return format!("one of {}", names.join(", "));
+        return match names.as_slice() {
+            [one] => one.clone(),
+            _ => format!("one of {}", names.join(", ")),
+        };
     }
     if let Some(value) = schema.get("const") {
         return value.to_string();

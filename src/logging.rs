@@ -23,12 +23,12 @@ pub enum LogFormat {
 }
 
 /// Default filter when RUST_LOG is unset.
-const DEFAULT_FILTER: &str = "info,rdkafka=warn";
+pub const DEFAULT_FILTER: &str = "info,rdkafka=warn";
 
-pub fn init(format: LogFormat) {
-    let filter = || {
-        EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(DEFAULT_FILTER))
-    };
+/// Installs the logger; `default_filter` applies when RUST_LOG is unset.
+pub fn init(format: LogFormat, default_filter: &str) {
+    let filter =
+        || EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(default_filter));
     match format {
         LogFormat::Text => tracing_subscriber::fmt()
             .with_env_filter(filter())
@@ -140,7 +140,10 @@ mod tests {
 
     impl std::io::Write for Buffer {
         fn write(&mut self, data: &[u8]) -> std::io::Result<usize> {
-            self.0.lock().map_err(|_| std::io::ErrorKind::Other)?.extend_from_slice(data);
+            self.0
+                .lock()
+                .map_err(|_| std::io::ErrorKind::Other)?
+                .extend_from_slice(data);
             Ok(data.len())
         }
         fn flush(&mut self) -> std::io::Result<()> {

@@ -31,7 +31,11 @@ pub fn validate_files(
         }
     }
     // The process environment wins over env files, like docker compose's `--env-file`.
-    let lookup = |name: &str| std::env::var(name).ok().or_else(|| from_files.get(name).cloned());
+    let lookup = |name: &str| {
+        std::env::var(name)
+            .ok()
+            .or_else(|| from_files.get(name).cloned())
+    };
     let mut errors: Vec<Diagnostic> = Vec::new();
     let mut warnings: Vec<Diagnostic> = Vec::new();
     for file in files {
@@ -97,8 +101,8 @@ fn as_warning(d: &Diagnostic) -> String {
 
 /// `NAME=value` lines (dotenv syntax) of an env file.
 fn read_env_file(path: &PathBuf) -> Result<Vec<(String, String)>, String> {
-    let iter = dotenvy::from_path_iter(path)
-        .map_err(|e| format!("--env-file {}: {e}", path.display()))?;
+    let iter =
+        dotenvy::from_path_iter(path).map_err(|e| format!("--env-file {}: {e}", path.display()))?;
     iter.map(|item| item.map_err(|e| format!("--env-file {}: {e}", path.display())))
         .collect()
 }

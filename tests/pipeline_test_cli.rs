@@ -16,7 +16,10 @@ fn pipeline_test(args: &[&str]) -> std::process::Output {
 fn shipped_pipelines() -> Vec<String> {
     let mut files = Vec::new();
     for dir in ["pipelines", "pipelines/examples"] {
-        for entry in fs::read_dir(dir).expect("pipelines folder").filter_map(Result::ok) {
+        for entry in fs::read_dir(dir)
+            .expect("pipelines folder")
+            .filter_map(Result::ok)
+        {
             let path = entry.path().to_string_lossy().into_owned();
             if path.ends_with(".yaml") && !path.ends_with("_test.yaml") {
                 files.push(path);
@@ -46,7 +49,10 @@ fn transform_types() -> Vec<String> {
 #[test]
 fn every_shipped_pipeline_with_a_transform_has_tests_and_they_pass() {
     let transforms = transform_types();
-    assert!(transforms.contains(&"moving_stats".to_string()), "{transforms:?}");
+    assert!(
+        transforms.contains(&"moving_stats".to_string()),
+        "{transforms:?}"
+    );
     let mut tested = 0;
     for file in shipped_pipelines() {
         let text = fs::read_to_string(&file).expect("read pipeline");
@@ -81,13 +87,24 @@ fn btcusdt_tests_cover_late_gap_constant_price_and_unmatched() {
         .iter()
         .map(|t| t["name"].as_str().unwrap_or_default())
         .collect();
-    for topic in ["late", "gap longer than the longest window", "std exactly 0", "unmatched"] {
-        assert!(names.iter().any(|n| n.contains(topic)), "no test about {topic:?}: {names:?}");
+    for topic in [
+        "late",
+        "gap longer than the longest window",
+        "std exactly 0",
+        "unmatched",
+    ] {
+        assert!(
+            names.iter().any(|n| n.contains(topic)),
+            "no test about {topic:?}: {names:?}"
+        );
     }
     for test in report["files"][0]["tests"].as_array().expect("tests") {
         assert_eq!(test["passed"], true, "{test:#}");
         // In process: milliseconds, not seconds.
-        assert!(test["duration_us"].as_u64().unwrap_or(u64::MAX) < 5_000_000, "{test:#}");
+        assert!(
+            test["duration_us"].as_u64().unwrap_or(u64::MAX) < 5_000_000,
+            "{test:#}"
+        );
     }
 }
 
@@ -125,15 +142,27 @@ fn a_wrong_expectation_fails_with_the_test_name_a_record_diff_and_its_file_line(
         stdout.contains("FAIL  z-score of a price one std above the average"),
         "{stdout}"
     );
-    // The expectation is on line 11, column 13 of the file (after the `pipeline:` line).
+    // The expected record is on line 12, column 13 of the file.
     assert!(
         stdout.contains(&format!(
-            "{file}:11:13: tests[0].expect[0].records[0]: record 0 on topic \"btc-price-zscore\" differs (- expected, + actual)"
+            "{file}:12:13: tests[0].expect[0].records[0]: record 0 on topic \"btc-price-zscore\" differs (- expected, + actual)"
         )),
         "{stdout}"
     );
-    assert!(stdout.contains("-           \"zscore_price\": 1.5"), "{stdout}");
-    assert!(stdout.contains("+           \"zscore_price\": 1"), "{stdout}");
+    // Only the differing line is marked, expected first.
+    let marked: Vec<&str> = stdout
+        .lines()
+        .map(str::trim_start)
+        .filter(|l| l.starts_with("- ") || l.starts_with("+ "))
+        .collect();
+    assert_eq!(
+        marked,
+        [
+            "-       \"zscore_price\": 1.5",
+            "+       \"zscore_price\": 1"
+        ],
+        "{stdout}"
+    );
     assert!(stdout.contains("0 passed, 1 failed"), "{stdout}");
 }
 
@@ -184,7 +213,9 @@ fn an_invalid_test_file_is_reported_like_validate_does() {
         "{stdout}"
     );
     assert!(
-        stdout.contains(&format!("{file}:3:5: tests[0]: missing required field \"expect\"")),
+        stdout.contains(&format!(
+            "{file}:3:5: tests[0]: missing required field \"expect\""
+        )),
         "{stdout}"
     );
 }
@@ -203,12 +234,18 @@ fn naming_a_source_or_an_unknown_stage_explains_what_to_do() {
         stdout.contains("stage \"extract\" is a source (binance): only transforms run in tests"),
         "{stdout}"
     );
-    assert!(stdout.contains("no stage named \"movin\" in the pipeline (did you mean \"moving\"?)"), "{stdout}");
+    assert!(
+        stdout.contains("no stage named \"movin\" in the pipeline (did you mean \"moving\"?)"),
+        "{stdout}"
+    );
 }
 
 #[test]
 fn usage_errors_exit_with_2() {
-    assert_eq!(pipeline_test(&["pipelines/no-such.yaml"]).status.code(), Some(2));
+    assert_eq!(
+        pipeline_test(&["pipelines/no-such.yaml"]).status.code(),
+        Some(2)
+    );
     let dir = tempfile::tempdir().expect("tempdir");
     let pipeline = common::write_file(dir.path(), "untested.yaml", "name: x\n");
     let output = pipeline_test(&[pipeline.to_str().expect("utf-8")]);

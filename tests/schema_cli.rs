@@ -85,7 +85,14 @@ fn exported_schema_documents_connector_configs_with_descriptions_defaults_and_en
         .iter()
         .filter_map(Value::as_str)
         .collect();
-    for name in ["binance", "file_sink", "file_source", "mongo", "moving_stats", "zscore"] {
+    for name in [
+        "binance",
+        "file_sink",
+        "file_source",
+        "mongo",
+        "moving_stats",
+        "zscore",
+    ] {
         assert!(types.contains(&name), "{types:?}");
     }
     let moving = stage["allOf"]
@@ -97,10 +104,16 @@ fn exported_schema_documents_connector_configs_with_descriptions_defaults_and_en
     let config = &moving["then"]["properties"]["config"];
     assert_eq!(config["additionalProperties"], false);
     let windows = &config["properties"]["windows"];
-    assert!(windows["description"].as_str().unwrap_or_default().contains("Window lengths"));
+    assert!(windows["description"]
+        .as_str()
+        .unwrap_or_default()
+        .contains("Window lengths"));
     assert_eq!(windows["default"][0], "30s");
     let text = schema.to_string();
-    assert!(text.contains("\"per_collection\""), "mongo's write_command values");
+    assert!(
+        text.contains("\"per_collection\""),
+        "mongo's write_command values"
+    );
 }
 
 fn describe(args: &[&str]) -> String {
@@ -117,14 +130,18 @@ fn describe(args: &[&str]) -> String {
 fn describe_shows_nested_fields_and_enum_values_in_text_and_json() {
     let text = describe(&["mongo"]);
     assert!(text.contains("\n  write_concern.w: "), "{text}");
-    assert!(text.contains("\n  retry.max_backoff: duration (default: "), "{text}");
+    assert!(
+        text.contains("\n  retry.max_backoff: duration (default: "),
+        "{text}"
+    );
     assert!(
         text.contains("write_command: one of \"auto\", \"bulk_write\", \"per_collection\""),
         "{text}"
     );
     assert!(!text.contains("string | string"), "{text}");
 
-    let json: Value = serde_json::from_str(&describe(&["mongo", "--format", "json"])).expect("JSON");
+    let json: Value =
+        serde_json::from_str(&describe(&["mongo", "--format", "json"])).expect("JSON");
     assert_eq!(json["name"], "mongo");
     assert_eq!(json["kind"], "sink");
     assert_eq!(json["inputs"][0]["record_type"], "zscore");

@@ -47,16 +47,27 @@ fn every_shipped_pipeline_validates_with_allow_unset_env_and_nothing_set() {
             );
         }
     }
-    let (code, stdout) = validate(&["--allow-unset-env", "pipelines/examples/file-roundtrip.yaml"]);
+    let (code, stdout) = validate(&[
+        "--allow-unset-env",
+        "pipelines/examples/file-roundtrip.yaml",
+    ]);
     assert_eq!(code, Some(0));
     assert!(
-        stdout.contains("pipelines/examples/file-roundtrip.yaml:18:13: warning: stages[0].config.path: environment variable IN_FILE is not set"),
+        stdout.contains("pipelines/examples/file-roundtrip.yaml:17:13: warning: stages[0].config.path: environment variable IN_FILE is not set"),
         "{stdout}"
     );
     // Without the flag the same file is invalid; with --deny-warnings too.
-    assert_eq!(validate(&["pipelines/examples/file-roundtrip.yaml"]).0, Some(1));
     assert_eq!(
-        validate(&["--allow-unset-env", "--deny-warnings", "pipelines/examples/file-roundtrip.yaml"]).0,
+        validate(&["pipelines/examples/file-roundtrip.yaml"]).0,
+        Some(1)
+    );
+    assert_eq!(
+        validate(&[
+            "--allow-unset-env",
+            "--deny-warnings",
+            "pipelines/examples/file-roundtrip.yaml"
+        ])
+        .0,
         Some(1)
     );
 }
@@ -71,8 +82,14 @@ fn allow_unset_env_still_reports_every_other_problem() {
     );
     let (code, stdout) = validate(&["--allow-unset-env", file.to_str().expect("utf-8")]);
     assert_eq!(code, Some(1), "{stdout}");
-    assert!(stdout.contains("unknown field \"key_feld\" (did you mean \"key_field\"?)"), "{stdout}");
-    assert!(stdout.contains("warning: stages[0].config.path: environment variable IN_FILE is not set"), "{stdout}");
+    assert!(
+        stdout.contains("unknown field \"key_feld\" (did you mean \"key_field\"?)"),
+        "{stdout}"
+    );
+    assert!(
+        stdout.contains("warning: stages[0].config.path: environment variable IN_FILE is not set"),
+        "{stdout}"
+    );
 }
 
 #[test]
@@ -89,7 +106,11 @@ fn env_file_fills_variables_and_a_bad_env_file_is_a_usage_error() {
     assert!(stdout.is_empty(), "{stdout}");
 
     let missing = dir.path().join("missing.env");
-    let (code, _) = validate(&["--env-file", missing.to_str().expect("utf-8"), "pipelines/btcusdt.yaml"]);
+    let (code, _) = validate(&[
+        "--env-file",
+        missing.to_str().expect("utf-8"),
+        "pipelines/btcusdt.yaml",
+    ]);
     assert_eq!(code, Some(2));
 }
 
@@ -119,19 +140,26 @@ fn warnings_name_unread_outputs_unread_dead_letters_and_lateness_beyond_the_shor
     let expected = [
         format!("{file}:8:18: warning: stages[0].dead_letter: no stage reads dead-letter topic \"bad-prices\" of stage \"read\""),
         format!("{file}:13:13: warning: stages[1].output: no stage reads topic \"stats\", the output of stage \"stats\""),
-        format!("{file}:14:63: warning: stages[1].config.lateness: lateness 10s is longer than the shortest window (5s)"),
+        format!("{file}:14:55: warning: stages[1].config.lateness: lateness 10s is longer than the shortest window (5s)"),
     ];
     let lines: Vec<&str> = stdout.lines().collect();
     assert_eq!(lines.len(), 3, "{stdout}");
     for (line, expected) in lines.iter().zip(&expected) {
-        assert!(line.starts_with(expected.as_str()), "{line}\nexpected: {expected}");
+        assert!(
+            line.starts_with(expected.as_str()),
+            "{line}\nexpected: {expected}"
+        );
     }
     assert_eq!(validate(&["--deny-warnings", file]).0, Some(1));
 
     let (_, json) = validate(&["--format", "json", file]);
     let items: serde_json::Value = serde_json::from_str(&json).expect("JSON");
     assert_eq!(items.as_array().map(Vec::len), Some(3));
-    assert!(items.as_array().into_iter().flatten().all(|i| i["severity"] == "warning"));
+    assert!(items
+        .as_array()
+        .into_iter()
+        .flatten()
+        .all(|i| i["severity"] == "warning"));
 
     // Declaring the topics as read outside the pipeline silences the first two.
     let quiet = WARNED.replace(
@@ -158,6 +186,9 @@ fn schema_failures_read_like_the_golden_messages_not_like_the_validator() {
         "{stdout}"
     );
     for raw in ["anyOf", "is not valid under", "oneOf", "schema"] {
-        assert!(!stdout.contains(raw), "raw validator wording {raw:?}: {stdout}");
+        assert!(
+            !stdout.contains(raw),
+            "raw validator wording {raw:?}: {stdout}"
+        );
     }
 }

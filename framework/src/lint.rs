@@ -16,7 +16,11 @@ use crate::{
 };
 
 /// The warnings of a valid pipeline, in file order.
-pub fn warnings(file: &str, positions: &Positions, pipeline: &ValidatedPipeline) -> Vec<Diagnostic> {
+pub fn warnings(
+    file: &str,
+    positions: &Positions,
+    pipeline: &ValidatedPipeline,
+) -> Vec<Diagnostic> {
     let mut found = Vec::new();
     let mut warn = |path: String, message: String| {
         let position = positions.value(&path);

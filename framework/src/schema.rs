@@ -81,7 +81,10 @@ fn allow_variables(schema: &mut Value) {
         Value::Object(map) => {
             for (key, value) in map.iter_mut() {
                 // Keywords whose values are not schemas.
-                if matches!(key.as_str(), "enum" | "const" | "default" | "examples" | "required") {
+                if matches!(
+                    key.as_str(),
+                    "enum" | "const" | "default" | "examples" | "required"
+                ) {
                     continue;
                 }
                 if key == "properties" || key == "$defs" {
@@ -96,8 +99,18 @@ fn allow_variables(schema: &mut Value) {
                 map.remove("format");
                 map.insert("pattern".into(), Value::String(DURATION_PATTERN.into()));
             }
-            // Mappings stay mappings: nobody writes a whole mapping as one variable.
-            let scalar = |t: &Value| t != "string" && t != "object" && t != "null";
+            // Mappings, and lists of mappings (`stages`), stay what they are: nobody writes
+            // them as one variable, and wrapping them would blur editors' messages.
+            let items_are_objects = map
+                .get("items")
+                .and_then(|i| i.get("type"))
+                .is_some_and(|t| t == "object");
+            let scalar = |t: &Value| {
+                t != "string"
+                    && t != "object"
+                    && t != "null"
+                    && !(t == "array" && items_are_objects)
+            };
             let non_string_type = match map.get("type") {
                 Some(t @ Value::String(_)) => scalar(t),
                 Some(Value::Array(ts)) => {

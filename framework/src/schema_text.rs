@@ -21,10 +21,19 @@ pub(crate) fn explain(kind: &K, schema: &Value, schema_path: &str, instance: &Va
         K::MultipleOf { multiple_of } => {
             format!("{} is not a multiple of {multiple_of}", plain(instance))
         }
-        K::MinItems { limit } => format!("expected at least {limit} item(s), found {}", count(instance)),
-        K::MaxItems { limit } => format!("expected at most {limit} item(s), found {}", count(instance)),
+        K::MinItems { limit } => format!(
+            "expected at least {limit} item(s), found {}",
+            count(instance)
+        ),
+        K::MaxItems { limit } => format!(
+            "expected at most {limit} item(s), found {}",
+            count(instance)
+        ),
         K::AdditionalItems { limit } => {
-            format!("expected at most {limit} item(s), found {}", count(instance))
+            format!(
+                "expected at most {limit} item(s), found {}",
+                count(instance)
+            )
         }
         K::MinLength { limit } => format!("expected at least {limit} character(s), found {found}"),
         K::MaxLength { limit } => format!("expected at most {limit} character(s), found {found}"),
@@ -101,7 +110,10 @@ fn one_of(alternatives: &[String]) -> String {
         [one] => (*one).clone(),
         [init @ .., last] => format!(
             "{} or {last}",
-            init.iter().map(|s| s.as_str()).collect::<Vec<_>>().join(", ")
+            init.iter()
+                .map(|s| s.as_str())
+                .collect::<Vec<_>>()
+                .join(", ")
         ),
     }
 }

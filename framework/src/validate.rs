@@ -166,7 +166,11 @@ pub fn validate_source_with(
         _ if v.diagnostics.is_empty() => {
             // Only problems inside unset values were found, but the pipeline could not be
             // built from them: say so rather than report nothing.
-            v.report("", At::Value, "the pipeline cannot be checked further until its unset variables are set");
+            v.report(
+                "",
+                At::Value,
+                "the pipeline cannot be checked further until its unset variables are set",
+            );
             finish(v.diagnostics, None)
         }
         other => finish(v.diagnostics, other),

@@ -41,7 +41,9 @@ fn render_into(
     lines: &mut Vec<String>,
 ) {
     let pad = "  ".repeat(indent);
-    let label = name.map(|n| format!("{}: ", Value::String(n.to_string()))).unwrap_or_default();
+    let label = name
+        .map(|n| format!("{}: ", Value::String(n.to_string())))
+        .unwrap_or_default();
     let comma = if last { "" } else { "," };
     match value {
         Value::Object(map) if !map.is_empty() => {
@@ -49,7 +51,13 @@ fn render_into(
             let mut keys: Vec<&String> = map.keys().collect();
             keys.sort();
             for (i, k) in keys.iter().enumerate() {
-                render_into(&map[k.as_str()], indent + 1, Some(k), i + 1 == keys.len(), lines);
+                render_into(
+                    &map[k.as_str()],
+                    indent + 1,
+                    Some(k),
+                    i + 1 == keys.len(),
+                    lines,
+                );
             }
             lines.push(format!("{pad}}}{comma}"));
         }
@@ -103,12 +111,12 @@ pub fn line_diff(expected: &[String], actual: &[String]) -> Vec<String> {
             out.push(format!("  {}", expected[i]));
             i += 1;
             j += 1;
-        } else if j < m && (i == n || lcs[i][j + 1] >= lcs[i + 1][j]) {
-            out.push(format!("+ {}", actual[j]));
-            j += 1;
-        } else {
+        } else if i < n && (j == m || lcs[i + 1][j] >= lcs[i][j + 1]) {
             out.push(format!("- {}", expected[i]));
             i += 1;
+        } else {
+            out.push(format!("+ {}", actual[j]));
+            j += 1;
         }
     }
     out
@@ -124,7 +132,11 @@ mod tests {
         assert!(json_matches(&json!({"a": 0}), &json!({"a": 0.0}), 0.0));
         assert!(!json_matches(&json!({"a": 1}), &json!({"a": 1.5}), 0.1));
         assert!(json_matches(&json!([1.0]), &json!([1.05]), 0.1));
-        assert!(!json_matches(&json!({"a": 1}), &json!({"a": 1, "b": 2}), 0.0));
+        assert!(!json_matches(
+            &json!({"a": 1}),
+            &json!({"a": 1, "b": 2}),
+            0.0
+        ));
     }
 
     #[test]

@@ -101,7 +101,9 @@ impl Chain {
             };
             let build_error =
                 |e: crate::ConnectorError| format!("stage {:?}: {e}", stage.spec.name);
-            let mut transform = build(&stage.spec.config, &context).and_then(|f| f(0)).map_err(build_error)?;
+            let mut transform = build(&stage.spec.config, &context)
+                .and_then(|f| f(0))
+                .map_err(build_error)?;
             transform.resume(None).map_err(build_error)?;
             nodes.push(Node {
                 name: stage.spec.name.clone(),
@@ -144,12 +146,17 @@ impl Chain {
 
     /// Name and port topics of the first stage.
     pub fn first_stage(&self) -> Option<(&str, &[String])> {
-        self.nodes.first().map(|n| (n.name.as_str(), n.inputs.as_slice()))
+        self.nodes
+            .first()
+            .map(|n| (n.name.as_str(), n.inputs.as_slice()))
     }
 
     /// Port names of the first stage.
     pub fn first_stage_ports(&self) -> Vec<&'static str> {
-        self.nodes.first().map(|n| n.ports.clone()).unwrap_or_default()
+        self.nodes
+            .first()
+            .map(|n| n.ports.clone())
+            .unwrap_or_default()
     }
 
     pub fn stage_names(&self) -> Vec<&str> {
@@ -185,9 +192,10 @@ impl Chain {
             }
         }
         loop {
-            let ready = self.nodes.iter().position(|n| {
-                !n.ended && n.inputs.iter().all(|t| self.ended_topics.contains(t))
-            });
+            let ready = self
+                .nodes
+                .iter()
+                .position(|n| !n.ended && n.inputs.iter().all(|t| self.ended_topics.contains(t)));
             let Some(i) = ready else { break };
             let mut emitter = Emitter::new();
             self.nodes[i].transform.end_of_input(&mut emitter);

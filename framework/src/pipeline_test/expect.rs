@@ -5,10 +5,10 @@ use serde_json::Value;
 use super::{
     diff::{json_matches, line_diff, render},
     engine::{Captured, Chain},
-    spec::{ExpectedRecord, Expectation, FieldCondition, Time, When},
+    spec::{Expectation, ExpectedRecord, FieldCondition, Time, When},
     time_millis,
 };
-use crate::{event_time::format_millis, yaml::child_key, yaml::child_index};
+use crate::{event_time::format_millis, yaml::child_index, yaml::child_key};
 
 /// One unmet expectation: where in the test file, what, and the record diff if any.
 #[derive(Debug, Clone)]
@@ -47,7 +47,12 @@ pub fn check(expectation: &Expectation, path: &str, chain: &Chain) -> Vec<Mismat
             (inputs.len() == 1).then(|| inputs[0].clone())
         }) {
             Some(topic) => topic,
-            None => return vec![Mismatch::new(path, "give `topic`: the stages under test write none")],
+            None => {
+                return vec![Mismatch::new(
+                    path,
+                    "give `topic`: the stages under test write none",
+                )]
+            }
         },
     };
     let known: Vec<String> = chain
@@ -77,9 +82,7 @@ pub fn check(expectation: &Expectation, path: &str, chain: &Chain) -> Vec<Mismat
         })
         .collect();
     let mut found = Vec::new();
-    if expectation.records.is_none()
-        && expectation.count.is_none()
-        && expectation.fields.is_empty()
+    if expectation.records.is_none() && expectation.count.is_none() && expectation.fields.is_empty()
     {
         found.push(Mismatch::new(
             path,
@@ -99,12 +102,23 @@ pub fn check(expectation: &Expectation, path: &str, chain: &Chain) -> Vec<Mismat
     }
     if let Some(expected) = &expectation.records {
         let tolerance = expectation.tolerance.unwrap_or(0.0);
-        if let Some(m) = first_difference(expected, &records, tolerance, &child_key(path, "records"), &topic) {
+        if let Some(m) = first_difference(
+            expected,
+            &records,
+            tolerance,
+            &child_key(path, "records"),
+            &topic,
+        ) {
             found.push(m);
         }
     }
     for (i, condition) in expectation.fields.iter().enumerate() {
-        found.extend(check_field(condition, &child_index(&child_key(path, "fields"), i), &records, &topic));
+        found.extend(check_field(
+            condition,
+            &child_index(&child_key(path, "fields"), i),
+            &records,
+            &topic,
+        ));
     }
     found
 }
@@ -234,7 +248,10 @@ fn check_field(
         None if records.is_empty() => {
             return vec![Mismatch::new(
                 path,
-                format!("no record came out on topic {topic:?} to check {}", condition.field),
+                format!(
+                    "no record came out on topic {topic:?} to check {}",
+                    condition.field
+                ),
             )]
         }
         None => (0..records.len()).collect(),
@@ -243,7 +260,10 @@ fn check_field(
             if index < 0 || index as usize >= records.len() {
                 return vec![Mismatch::new(
                     child_key(path, "record"),
-                    format!("there is no record {i} on topic {topic:?}: {} came out", records.len()),
+                    format!(
+                        "there is no record {i} on topic {topic:?}: {} came out",
+                        records.len()
+                    ),
                 )];
             }
             vec![index as usize]
@@ -268,13 +288,24 @@ fn check_field(
             let tolerance = condition.tolerance.unwrap_or(1e-9);
             match found.and_then(Value::as_f64) {
                 Some(v) if (v - target).abs() <= tolerance => None,
-                Some(v) => Some(format!("{field} is {v}, expected {target} ± {tolerance} (off by {})", (v - target).abs())),
-                None => Some(format!("{field} is {}, expected a number near {target}", found.map(Value::to_string).unwrap_or_else(|| "absent".into()))),
+                Some(v) => Some(format!(
+                    "{field} is {v}, expected {target} ± {tolerance} (off by {})",
+                    (v - target).abs()
+                )),
+                None => Some(format!(
+                    "{field} is {}, expected a number near {target}",
+                    found
+                        .map(Value::to_string)
+                        .unwrap_or_else(|| "absent".into())
+                )),
             }
         };
         if let Some(problem) = problem {
             let mut m = Mismatch::new(path, format!("record {i} on topic {topic:?}: {problem}"));
-            m.diff = render(&value).into_iter().map(|l| format!("  {l}")).collect();
+            m.diff = render(&value)
+                .into_iter()
+                .map(|l| format!("  {l}"))
+                .collect();
             return vec![m];
         }
     }
@@ -294,13 +325,17 @@ pub enum Step {
 pub fn parse_field_path(text: &str) -> Result<Vec<Step>, String> {
     let mut steps = Vec::new();
     let mut rest = text;
-    let bad = || format!("invalid field path {text:?}: write e.g. `stats[0].std_price` or `zscores[window=1m].zscore_price`");
+    let bad = || {
+        format!("invalid field path {text:?}: write e.g. `stats[0].std_price` or `zscores[window=1m].zscore_price`")
+    };
     while !rest.is_empty() {
         if let Some(after) = rest.strip_prefix('[') {
             let end = after.find(']').ok_or_else(bad)?;
             let inside = &after[..end];
             steps.push(match inside.split_once('=') {
-                Some((field, value)) if !field.is_empty() => Step::Where(field.to_string(), value.to_string()),
+                Some((field, value)) if !field.is_empty() => {
+                    Step::Where(field.to_string(), value.to_string())
+                }
                 _ => Step::Index(inside.parse().map_err(|_| bad())?),
             });
             rest = &after[end + 1..];
@@ -360,7 +395,10 @@ fn check_rejected(
             let hint = crate::suggest::did_you_mean(stage, names.iter().copied());
             return vec![Mismatch::new(
                 child_key(&rpath, "stage"),
-                format!("stage {stage:?} is not under test{hint} (stages: {})", names.join(", ")),
+                format!(
+                    "stage {stage:?} is not under test{hint} (stages: {})",
+                    names.join(", ")
+                ),
             )];
         }
     }
@@ -390,7 +428,10 @@ fn check_rejected(
     match rejected.count {
         Some(count) if matching.len() != count => found.push(Mismatch::new(
             child_key(&rpath, "count"),
-            format!("expected {count} record(s) rejected as {reason:?}, found {} ({summary})", matching.len()),
+            format!(
+                "expected {count} record(s) rejected as {reason:?}, found {} ({summary})",
+                matching.len()
+            ),
         )),
         None if matching.is_empty() => found.push(Mismatch::new(
             &rpath,
@@ -406,8 +447,13 @@ fn check_rejected(
                 let e = values.get(i).map(render).unwrap_or_default();
                 let a = actual.get(i).map(render).unwrap_or_default();
                 found.push(Mismatch {
-                    path: child_index(&child_key(&rpath, "values"), i.min(values.len().saturating_sub(1))),
-                    message: format!("rejected record {i} ({reason}) differs (- expected, + actual)"),
+                    path: child_index(
+                        &child_key(&rpath, "values"),
+                        i.min(values.len().saturating_sub(1)),
+                    ),
+                    message: format!(
+                        "rejected record {i} ({reason}) differs (- expected, + actual)"
+                    ),
                     diff: line_diff(&e, &a),
                 });
                 break;
@@ -429,7 +475,13 @@ mod tests {
         let by_window = parse_field_path("zscores[window=1m].z").expect("valid");
         assert_eq!(lookup(&record, &by_index), Some(&json!(2)));
         assert_eq!(lookup(&record, &by_window), Some(&json!(2)));
-        assert_eq!(lookup(&record, &parse_field_path("zscores[window=5m].z").expect("valid")), None);
+        assert_eq!(
+            lookup(
+                &record,
+                &parse_field_path("zscores[window=5m].z").expect("valid")
+            ),
+            None
+        );
     }
 
     #[test]

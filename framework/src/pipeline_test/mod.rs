@@ -31,7 +31,7 @@ use engine::Chain;
 use expect::Mismatch;
 use spec::{TestCase, TestFile, TestInput, Time};
 
-pub use report::{FileReport, Failure, TestReport};
+pub use report::{Failure, FileReport, TestReport};
 
 /// Why tests could not be run at all (a usage error, exit 2).
 #[derive(Debug, thiserror::Error)]
@@ -43,7 +43,10 @@ pub enum TestError {
         source: std::io::Error,
     },
     #[error("{pipeline} has no tests: write them in {expected}")]
-    NoTests { pipeline: PathBuf, expected: PathBuf },
+    NoTests {
+        pipeline: PathBuf,
+        expected: PathBuf,
+    },
 }
 
 /// The test file of a pipeline file (`x.yaml` → `x_test.yaml`); a test file is its own.
@@ -51,7 +54,10 @@ pub fn test_file_for(path: &Path) -> PathBuf {
     if is_test_file(path) {
         return path.to_path_buf();
     }
-    let stem = path.file_stem().and_then(|s| s.to_str()).unwrap_or_default();
+    let stem = path
+        .file_stem()
+        .and_then(|s| s.to_str())
+        .unwrap_or_default();
     path.with_file_name(format!("{stem}_test.yaml"))
 }
 
@@ -103,7 +109,10 @@ pub fn run_path(path: &Path) -> Result<FileReport, TestError> {
             .unwrap_or_else(|| Path::new(""))
             .join(relative),
         None => {
-            let name = test_path.file_name().and_then(|n| n.to_str()).unwrap_or_default();
+            let name = test_path
+                .file_name()
+                .and_then(|n| n.to_str())
+                .unwrap_or_default();
             test_path.with_file_name(name.replacen("_test.y", ".y", 1))
         }
     };
@@ -128,7 +137,9 @@ pub fn run_path(path: &Path) -> Result<FileReport, TestError> {
         }
     };
     for (i, case) in tests.tests.iter().enumerate() {
-        report.tests.push(run_case(&label, &positions, &pipeline, case, i));
+        report
+            .tests
+            .push(run_case(&label, &positions, &pipeline, case, i));
     }
     Ok(report)
 }
@@ -153,7 +164,9 @@ fn load_tests(
         }
     };
     let schema = validate::inline_schema_for::<TestFile>();
-    problems.extend(validate::schema_diagnostics(label, &positions, &schema, &document));
+    problems.extend(validate::schema_diagnostics(
+        label, &positions, &schema, &document,
+    ));
     if !problems.is_empty() {
         return None;
     }
@@ -215,32 +228,42 @@ fn run_case(
 
 /// Builds the stages and feeds them the test's input.
 fn execute(pipeline: &ValidatedPipeline, case: &TestCase, path: &str) -> Result<Chain, Mismatch> {
-    let mut chain =
-        Chain::build(pipeline, &case.stages).map_err(|e| Mismatch::new(child_key(path, "stages"), e))?;
+    let mut chain = Chain::build(pipeline, &case.stages)
+        .map_err(|e| Mismatch::new(child_key(path, "stages"), e))?;
     let inputs = chain.input_topics();
     let mut ended = false;
     for (j, item) in case.input.iter().enumerate() {
         let item_path = child_index(&child_key(path, "input"), j);
         let fail = |message: String| Mismatch::new(item_path.clone(), message);
         if ended {
-            return Err(fail("input after `end_of_input: true`: the input has ended".into()));
+            return Err(fail(
+                "input after `end_of_input: true`: the input has ended".into(),
+            ));
         }
         if item.end_of_input {
             if item.value.is_some() || item.raw.is_some() {
-                return Err(fail("`end_of_input: true` stands alone: give the record in the item before".into()));
+                return Err(fail(
+                    "`end_of_input: true` stands alone: give the record in the item before".into(),
+                ));
             }
             chain.end_of_input().map_err(fail)?;
             ended = true;
             continue;
         }
         let topic = input_topic(item, &chain, &inputs).map_err(&fail)?;
-        let (payload, value) = match (&item.value, &item.raw) {
-            (Some(value), None) => (serde_json::to_vec(value).unwrap_or_default(), Some(value)),
-            (None, Some(raw)) => (raw.clone().into_bytes(), None),
-            _ => return Err(fail("give the record as `value` (JSON) or `raw` (text), or `end_of_input: true`".into())),
-        };
+        let (payload, value) =
+            match (&item.value, &item.raw) {
+                (Some(value), None) => (serde_json::to_vec(value).unwrap_or_default(), Some(value)),
+                (None, Some(raw)) => (raw.clone().into_bytes(), None),
+                _ => return Err(fail(
+                    "give the record as `value` (JSON) or `raw` (text), or `end_of_input: true`"
+                        .into(),
+                )),
+            };
         let timestamp = match &item.at {
-            Some(at) => Some(time_millis(at).map_err(|e| Mismatch::new(child_key(&item_path, "at"), e))?),
+            Some(at) => {
+                Some(time_millis(at).map_err(|e| Mismatch::new(child_key(&item_path, "at"), e))?)
+            }
             None => value
                 .and_then(|v| v.get("timestamp"))
                 .and_then(Value::as_str)

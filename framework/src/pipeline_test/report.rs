@@ -51,8 +51,16 @@ impl FileReport {
 
 /// Counts over several files.
 pub fn totals(reports: &[FileReport]) -> (usize, usize) {
-    let passed = reports.iter().flat_map(|r| &r.tests).filter(|t| t.passed()).count();
-    let failed = reports.iter().flat_map(|r| &r.tests).filter(|t| !t.passed()).count();
+    let passed = reports
+        .iter()
+        .flat_map(|r| &r.tests)
+        .filter(|t| t.passed())
+        .count();
+    let failed = reports
+        .iter()
+        .flat_map(|r| &r.tests)
+        .filter(|t| !t.passed())
+        .count();
     (passed, failed)
 }
 
@@ -72,7 +80,11 @@ pub fn text(reports: &[FileReport]) -> String {
             }
             let _ = writeln!(out, "  FAIL  {} ({time})", test.name);
             for f in &test.failures {
-                let _ = writeln!(out, "        {}:{}:{}: {}: {}", f.file, f.line, f.column, f.path, f.message);
+                let _ = writeln!(
+                    out,
+                    "        {}:{}:{}: {}: {}",
+                    f.file, f.line, f.column, f.path, f.message
+                );
                 for line in &f.diff {
                     let _ = writeln!(out, "          {line}");
                 }
