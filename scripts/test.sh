@@ -118,6 +118,10 @@ phase_begin "install servers"
 bash "$SERVERS" install
 phase_end
 
+phase_begin "install test packages"
+bash "$SERVERS" test-deps
+phase_end
+
 if [[ "${CI:-}" == "true" ]]; then
     phase_begin "cargo clippy"
     cargo clippy --workspace --all-targets --release "${locked[@]}" -- -D warnings
