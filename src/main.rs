@@ -312,7 +312,14 @@ fn run(
         // The endpoints outlive the pipeline's own shutdown token by the linger time.
         let server_stop = CancellationToken::new();
         let server = match metrics_addr {
-            Some(addr) => match start_observability(&addr, &status, &server_stop, observe::LiveView::for_pipeline(&pipeline, &stages)).await {
+            Some(addr) => match start_observability(
+                &addr,
+                &status,
+                &server_stop,
+                observe::LiveView::for_pipeline(&pipeline, &stages),
+            )
+            .await
+            {
                 Ok(server) => Some(server),
                 Err(message) => {
                     eprintln!("error: {message}");

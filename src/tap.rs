@@ -72,9 +72,17 @@ async fn stream(args: &TapArgs, fields: &[(String, Vec<Step>)]) -> Result<()> {
         let header = if fields.is_empty() {
             "value".to_string()
         } else {
-            fields.iter().map(|(f, _)| f.as_str()).collect::<Vec<_>>().join("  ")
+            fields
+                .iter()
+                .map(|(f, _)| f.as_str())
+                .collect::<Vec<_>>()
+                .join("  ")
         };
-        writeln!(out, "{:<12}  {:<20}  {:<10}  {header}", "event time", "topic", "key")?;
+        writeln!(
+            out,
+            "{:<12}  {:<20}  {:<10}  {header}",
+            "event time", "topic", "key"
+        )?;
     }
     loop {
         for (i, topic) in args.topics.iter().enumerate() {
@@ -158,7 +166,10 @@ async fn fetch(client: &reqwest::Client, url: &str) -> Result<TapBatch, Fetch> {
         return Err(Fetch::Refused(format!("{url}: {}", body.trim())));
     }
     if !status.is_success() {
-        return Err(failed(anyhow::anyhow!("{url}: HTTP {status}: {}", body.trim())));
+        return Err(failed(anyhow::anyhow!(
+            "{url}: HTTP {status}: {}",
+            body.trim()
+        )));
     }
     serde_json::from_str(&body)
         .with_context(|| format!("{url}: not a tap answer"))
@@ -181,7 +192,12 @@ fn chosen(record: &TapRecord, fields: &[(String, Vec<Step>)]) -> Value {
     }
     let picked = fields
         .iter()
-        .map(|(name, path)| (name.clone(), lookup(&record.value, path).unwrap_or(Value::Null)))
+        .map(|(name, path)| {
+            (
+                name.clone(),
+                lookup(&record.value, path).unwrap_or(Value::Null),
+            )
+        })
         .collect();
     Value::Object(picked)
 }
@@ -338,7 +354,10 @@ mod tests {
             value: moving(),
             truncated: false,
         };
-        let fields = vec![("stats[30s].avg_price".to_string(), parse_path("stats[30s].avg_price").unwrap())];
+        let fields = vec![(
+            "stats[30s].avg_price".to_string(),
+            parse_path("stats[30s].avg_price").unwrap(),
+        )];
         let line: Value = serde_json::from_str(&json_line("t", &record, &fields)).unwrap();
         assert_eq!(line["value"], json!({"stats[30s].avg_price": 10.5}));
         assert_eq!(line["seq"], 7);

@@ -131,7 +131,10 @@ fn tap_streams_the_records_of_a_topic_while_the_pipeline_runs_and_exits_on_ctrl_
     for line in &lines {
         assert_eq!(line["topic"], prices.as_str());
         assert_eq!(line["value"]["symbol"], "BTCUSDT");
-        assert!(line["value"]["price"].as_f64().is_some_and(|p| p > 0.0), "{line}");
+        assert!(
+            line["value"]["price"].as_f64().is_some_and(|p| p > 0.0),
+            "{line}"
+        );
         assert!(line["timestamp_ms"].as_i64().is_some(), "{line}");
     }
     let seqs: Vec<u64> = lines.iter().map(|l| l["seq"].as_u64().unwrap()).collect();
@@ -156,7 +159,10 @@ fn tap_streams_the_records_of_a_topic_while_the_pipeline_runs_and_exits_on_ctrl_
     assert!(output.status.success(), "{}", stderr_of(&output));
     let table = String::from_utf8_lossy(&output.stdout).to_string();
     let rows: Vec<&str> = table.lines().collect();
-    assert!(rows[0].contains("stats[30s].avg_price  stats[30s].std_price"), "{table}");
+    assert!(
+        rows[0].contains("stats[30s].avg_price  stats[30s].std_price"),
+        "{table}"
+    );
     assert_eq!(rows.len(), 3, "{table}");
     for row in &rows[1..] {
         let numbers: Vec<f64> = row
@@ -181,7 +187,10 @@ fn tap_streams_the_records_of_a_topic_while_the_pipeline_runs_and_exits_on_ctrl_
     let output = wait_with_timeout(tap(&[&url, "no-such-topic"]), Duration::from_secs(10));
     assert_eq!(output.status.code(), Some(1));
     let stderr = stderr_of(&output);
-    assert!(stderr.contains("unknown topic \"no-such-topic\"") && stderr.contains(&prices), "{stderr}");
+    assert!(
+        stderr.contains("unknown topic \"no-such-topic\"") && stderr.contains(&prices),
+        "{stderr}"
+    );
 }
 
 /// Chromium from Debian (scripts/servers.sh test-deps installs it); missing, the test fails.
@@ -247,7 +256,10 @@ fn web_view_in_headless_chromium_shows_all_stages_ready_and_charts_with_points()
     assert_eq!(drawn, ["extract", "load", "moving", "zscore"], "{graph}");
     assert_eq!(graph.matches("class=\"stage ready\"").count(), 4, "{graph}");
     for topic in ["btc-price", "btc-price-moving", "btc-price-zscore"] {
-        assert!(graph.contains(&format!(">{}<", running.topic(topic))), "{topic} missing");
+        assert!(
+            graph.contains(&format!(">{}<", running.topic(topic))),
+            "{topic} missing"
+        );
     }
     // The stage table says `ready` for each.
     for (stage, connector) in [
@@ -273,9 +285,15 @@ fn web_view_in_headless_chromium_shows_all_stages_ready_and_charts_with_points()
     let zscores = &dom[dom.find("id=\"chart-1\"").unwrap()..];
     let prices = &charts[..charts.find("id=\"chart-1\"").unwrap()];
     assert!(prices.contains("-btc-price · price = "), "{prices}");
-    assert!(prices.contains("-btc-price-moving · stats[30s].avg_price = "), "{prices}");
+    assert!(
+        prices.contains("-btc-price-moving · stats[30s].avg_price = "),
+        "{prices}"
+    );
     assert!(prices.contains("<polygon"), "no std band: {prices}");
-    assert!(zscores.contains("-btc-price-zscore · zscores[1m].zscore_price = "), "{zscores}");
+    assert!(
+        zscores.contains("-btc-price-zscore · zscores[1m].zscore_price = "),
+        "{zscores}"
+    );
 
     // A screenshot that is not blank.
     let shot = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("live-view.png");
@@ -309,8 +327,15 @@ fn web_view_in_headless_chromium_shows_all_stages_ready_and_charts_with_points()
     }
     eprintln!("screenshot {} ({} colours)", shot.display(), colours.len());
     assert!((info.width, info.height) == (1400, 1300), "{info:?}");
-    assert!(colours.len() > 50, "blank screenshot: {} colours", colours.len());
-    assert!(background * 100 / total < 95, "mostly background: {background} of {total}");
+    assert!(
+        colours.len() > 50,
+        "blank screenshot: {} colours",
+        colours.len()
+    );
+    assert!(
+        background * 100 / total < 95,
+        "mostly background: {background} of {total}"
+    );
 }
 
 #[test]
@@ -352,7 +377,10 @@ fn a_thousand_half_open_connections_neither_starve_the_metrics_server_nor_its_fd
     // The header-read timeout closes the connections that never finished a request.
     std::thread::sleep(Duration::from_secs(6));
     let after = open_fds();
-    assert!(after <= before + 8, "{after} fds after the timeout (was {before})");
+    assert!(
+        after <= before + 8,
+        "{after} fds after the timeout (was {before})"
+    );
     let mut closed = 0;
     for stream in idle.iter_mut().rev().take(50) {
         stream
@@ -377,7 +405,10 @@ fn raise_fd_limit(wanted: u64) {
     use nix::sys::resource::{getrlimit, setrlimit, Resource};
     let (soft, hard) = getrlimit(Resource::RLIMIT_NOFILE).expect("getrlimit");
     if soft < wanted {
-        assert!(hard >= wanted, "this test needs {wanted} open files; the hard limit is {hard}");
+        assert!(
+            hard >= wanted,
+            "this test needs {wanted} open files; the hard limit is {hard}"
+        );
         setrlimit(Resource::RLIMIT_NOFILE, wanted, hard).expect("setrlimit");
     }
 }

@@ -104,7 +104,12 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
                         tally.record_out(r.payload.len());
                         let key = r.key.as_deref();
                         let topic = "btc-price-moving";
-                        framework::observe::tap::written(topic, key, &r.payload, Some(r.timestamp_ms));
+                        framework::observe::tap::written(
+                            topic,
+                            key,
+                            &r.payload,
+                            Some(r.timestamp_ms),
+                        );
                     }
                 }
                 produced += out.records.len() as u64;
@@ -141,7 +146,10 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
 
     let secs = busy.as_secs_f64();
     println!("events:        {events}");
-    println!("metrics/tap:   {with_metrics} / {}", if tap { "tapped" } else { "idle" });
+    println!(
+        "metrics/tap:   {with_metrics} / {}",
+        if tap { "tapped" } else { "idle" }
+    );
     println!(
         "records out:   {produced} ({:.1} MB of JSON)",
         out_bytes as f64 / 1e6

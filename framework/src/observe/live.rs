@@ -131,9 +131,8 @@ fn secure(mut response: Response<Full<Bytes>>) -> Response<Full<Bytes>> {
 }
 
 fn json(code: StatusCode, value: &impl Serialize) -> Response<Full<Bytes>> {
-    let body = serde_json::to_vec(value).unwrap_or_else(|e| {
-        format!("{{\"error\":{:?}}}", e.to_string()).into_bytes()
-    });
+    let body = serde_json::to_vec(value)
+        .unwrap_or_else(|e| format!("{{\"error\":{:?}}}", e.to_string()).into_bytes());
     let mut response = Response::new(Full::new(Bytes::from(body)));
     *response.status_mut() = code;
     response
@@ -219,12 +218,7 @@ fn tap_response(query: &str) -> Response<Full<Bytes>> {
     for pair in query.split('&').filter(|p| !p.is_empty()) {
         let (name, value) = pair.split_once('=').unwrap_or((pair, ""));
         let value = percent_decode(value);
-        let bad = |what: &str| {
-            text(
-                StatusCode::BAD_REQUEST,
-                format!("{what}: got {value:?}\n"),
-            )
-        };
+        let bad = |what: &str| text(StatusCode::BAD_REQUEST, format!("{what}: got {value:?}\n"));
         match name {
             "topic" => topic = Some(value.clone()),
             "after" => match value.parse() {

@@ -11,6 +11,6 @@ pub mod prom;
 pub mod server;
 pub mod tap;
 
-pub use progress::Progress;
 pub use live::LiveView;
+pub use progress::Progress;
 pub use server::{install_prometheus, serve, serve_live, ObserveError, ObserveServer};

@@ -389,7 +389,10 @@ mod tests {
         }
         assert!(connections.admit().is_none(), "all busy: refused");
         drop(held);
-        assert!(connections.admit().is_some(), "closed ones free their slots");
+        assert!(
+            connections.admit().is_some(),
+            "closed ones free their slots"
+        );
     }
 
     #[tokio::test]

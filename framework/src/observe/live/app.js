@@ -7,7 +7,8 @@ const COLORS = ["#2f6fde", "#e4572e", "#17a398", "#f3a712", "#8e44ad", "#c0392b"
   "#16a085", "#7f8c8d", "#d35400", "#2c3e50", "#6c5ce7", "#00a8cc"];
 const POLL_MS = 1000;
 const MAX_POINTS = 600; // per series, client side
-const view = { graph: null, prev: null, topics: {}, series: [], charts: [] };
+const RATE_WINDOW_MS = 5000;
+const view = { graph: null, history: [], topics: {}, series: [], charts: [] };
 
 function svg(tag, attrs, parent) {
   const e = document.createElementNS(SVG_NS, tag);
@@ -114,7 +115,11 @@ function fmtTime(ms) { return ms == null ? "–" : new Date(ms).toISOString().sl
 function fmtSeconds(s) { return s == null ? "–" : s < 100 ? s.toFixed(1) + " s" : Math.round(s) + " s"; }
 
 function drawStages(snapshot) {
-  const prev = view.prev;
+  // Rates over the last few seconds of snapshots: counters move in steps (the runtime
+  // publishes them at each commit), so one-second deltas would jump between 0 and 2x.
+  view.history.push(snapshot);
+  while (view.history.length > 2 && snapshot.time_ms - view.history[1].time_ms >= RATE_WINDOW_MS) view.history.shift();
+  const prev = snapshot.time_ms - view.history[0].time_ms >= 1000 ? view.history[0] : null;
   const dt = prev ? (snapshot.time_ms - prev.time_ms) / 1000 : 0;
   const rate = (name, field) => {
     if (!prev || dt <= 0 || !prev.stages[name]) return null;
@@ -144,7 +149,6 @@ function drawStages(snapshot) {
   const badge = document.getElementById("health");
   badge.className = "badge " + (failed ? "bad" : ready === total && total ? "ok" : "warn");
   badge.textContent = failed ? failed + " failed" : ready === total && total ? "all ready" : "starting";
-  view.prev = snapshot;
   colorGraph(snapshot.stages);
 }
 
@@ -188,9 +192,12 @@ function addRecords(topic, batch) {
       const id = topic + " · " + path;
       let s = t.series.get(id);
       if (!s) {
-        s = { id, topic, path, points: [], color: COLORS[view.series.length % COLORS.length] };
+        s = { id, topic, path, points: [], color: COLORS[view.series.length % COLORS.length],
+          order: t.order * 1e6 + t.series.size };
         t.series.set(id, s);
         view.series.push(s);
+        // Topics in graph order, fields in the order they were first seen.
+        view.series.sort((a, b) => a.order - b.order);
       }
       s.points.push([time, value]);
       if (s.points.length > MAX_POINTS) s.points.splice(0, s.points.length - MAX_POINTS);
@@ -232,7 +239,14 @@ function setupChart(index) {
 
 function chosenSeries(chart) {
   if (chart.chosen) return view.series.filter((s) => chart.chosen.has(s.id));
-  let picked = view.series.filter(CHART_DEFAULTS[chart.index].pick);
+  // By default a field path is plotted from the first topic that has it (the z-score
+  // records repeat the price, for instance).
+  const paths = new Set();
+  let picked = view.series.filter((s) => {
+    if (!CHART_DEFAULTS[chart.index].pick(s) || paths.has(s.path)) return false;
+    paths.add(s.path);
+    return true;
+  });
   if (!picked.length && chart.index === 0 && view.series.length) picked = [view.series[0]];
   return picked;
 }
@@ -281,13 +295,15 @@ function drawChart(chart) {
   if (x1 === x0) { x0 -= 1000; x1 += 1000; }
   if (y1 === y0) { y0 -= 1; y1 += 1; }
   const pad = (y1 - y0) * 0.05; y0 -= pad; y1 += pad;
+  // Enough decimals to tell the grid lines apart.
+  const decimals = Math.min(8, Math.max(0, Math.ceil(-Math.log10((y1 - y0) / 4)) + 1));
   const X = (t) => L + (t - x0) / (x1 - x0) * (W - L - R);
   const Y = (v) => T + (1 - (v - y0) / (y1 - y0)) * (H - T - B);
   for (let i = 0; i <= 4; i++) {
     const v = y0 + (y1 - y0) * i / 4, y = Y(v);
     svg("line", { x1: L, x2: W - R, y1: y, y2: y, class: "grid" }, plot);
     const label = svg("text", { x: L - 6, y: y + 4, "text-anchor": "end" }, plot);
-    label.textContent = Math.abs(v) >= 1000 ? v.toFixed(1) : v.toPrecision(4);
+    label.textContent = v.toFixed(decimals);
     const t = x0 + (x1 - x0) * i / 4;
     const tl = svg("text", { x: X(t), y: H - 6, "text-anchor": i === 0 ? "start" : i === 4 ? "end" : "middle" }, plot);
     tl.textContent = new Date(t).toISOString().slice(11, 19);
@@ -296,7 +312,7 @@ function drawChart(chart) {
   for (const b of bands) {
     const upper = b.pts.map(([t, , hi]) => `${X(t).toFixed(1)},${Y(hi).toFixed(1)}`);
     const lower = b.pts.slice().reverse().map(([t, lo]) => `${X(t).toFixed(1)},${Y(lo).toFixed(1)}`);
-    svg("polygon", { points: upper.concat(lower).join(" "), fill: b.s.color, "fill-opacity": 0.12, stroke: "none" }, plot);
+    svg("polygon", { points: upper.concat(lower).join(" "), fill: b.s.color, "fill-opacity": 0.08, stroke: "none" }, plot);
   }
   for (const s of picked) {
     if (!s.points.length) continue;
@@ -328,12 +344,11 @@ async function poll() {
     badge.className = "badge bad";
     badge.textContent = "unreachable";
   }
-  await Promise.all(Object.keys(view.topics).map(async (topic) => {
-    try {
-      const t = view.topics[topic];
-      addRecords(topic, await getJSON(`/api/tap?topic=${encodeURIComponent(topic)}&after=${t.after}&limit=500`));
-    } catch (e) { /* the next poll retries */ }
-  }));
+  const topics = Object.keys(view.topics);
+  const batches = await Promise.all(topics.map((topic) =>
+    getJSON(`/api/tap?topic=${encodeURIComponent(topic)}&after=${view.topics[topic].after}&limit=500`)
+      .catch(() => null))); // the next poll retries
+  topics.forEach((topic, i) => { if (batches[i]) addRecords(topic, batches[i]); });
   for (const chart of view.charts) drawChart(chart);
 }
 
@@ -348,7 +363,10 @@ async function start() {
   drawGraph(view.graph);
   for (const s of view.graph.stages) {
     for (const t of s.inputs.concat(s.output ? [s.output] : [])) {
-      if (!view.topics[t]) view.topics[t] = { after: 0, seen: 0, kept: 0, series: new Map() };
+      if (!view.topics[t]) {
+        const order = Object.keys(view.topics).length;
+        view.topics[t] = { after: 0, seen: 0, kept: 0, series: new Map(), order };
+      }
     }
   }
   setupChart(0);
