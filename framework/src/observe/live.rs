@@ -9,7 +9,10 @@
 //! The assets are compiled into the binary (no CDN, works offline) and the page loads
 //! nothing from elsewhere (its Content-Security-Policy says so). Everything is read-only.
 
-use std::collections::{BTreeMap, HashSet};
+use std::{
+    collections::{BTreeMap, HashSet, VecDeque},
+    sync::Mutex,
+};
 
 use http_body_util::Full;
 use hyper::{
@@ -46,11 +49,21 @@ pub struct GraphStage {
 }
 
 /// What the web view shows of the pipeline's structure.
-#[derive(Debug, Clone, Default, Serialize)]
+#[derive(Debug, Default, Serialize)]
 pub struct LiveView {
     pub pipeline: String,
     pub stages: Vec<GraphStage>,
+    /// Recent (time ms, stage -> records in, out) readings, for rates over a few seconds.
+    #[serde(skip)]
+    history: Mutex<VecDeque<Reading>>,
 }
+
+/// A reading of the counters: (time ms, stage -> (records in, records out)).
+type Reading = (i64, BTreeMap<String, (f64, f64)>);
+
+/// Rates are averaged over up to this long (counters move in steps: the runtime publishes
+/// them at each commit).
+const RATE_WINDOW_MS: i64 = 5_000;
 
 impl LiveView {
     /// The view of `pipeline` run with `--stage` names `selected` (empty: all), and enables
@@ -82,6 +95,7 @@ impl LiveView {
         LiveView {
             pipeline: pipeline.spec.name.clone(),
             stages,
+            history: Mutex::default(),
         }
     }
 }
@@ -98,7 +112,7 @@ pub fn respond(
         "/app.js" => asset(APP_JS, "text/javascript; charset=utf-8"),
         "/app.css" => asset(APP_CSS, "text/css; charset=utf-8"),
         "/api/graph" => json(StatusCode::OK, view),
-        "/api/stages" => json(StatusCode::OK, &stages(handle, status)),
+        "/api/stages" => json(StatusCode::OK, &stages(handle, status, view)),
         "/api/tap" => tap_response(uri.query().unwrap_or("")),
         _ => return None,
     };
@@ -150,6 +164,9 @@ pub struct StageRow {
     pub error: Option<String>,
     pub records_in: f64,
     pub records_out: f64,
+    /// Records in and out per second over the last few seconds (None on a first reading).
+    pub in_per_s: Option<f64>,
+    pub out_per_s: Option<f64>,
     pub rejected: f64,
     pub dead_lettered: f64,
     /// Records still to consume, summed over partitions (None: not a consumer or unknown).
@@ -167,7 +184,7 @@ pub struct StagesSnapshot {
     pub stages: BTreeMap<String, StageRow>,
 }
 
-fn stages(handle: &PrometheusHandle, status: &PipelineStatus) -> StagesSnapshot {
+fn stages(handle: &PrometheusHandle, status: &PipelineStatus, view: &LiveView) -> StagesSnapshot {
     // The recorder renders its own text; it always parses, but a failure must not break
     // the page: the table then shows states without counters.
     let samples = prom::parse(&handle.render()).unwrap_or_default();
@@ -201,13 +218,49 @@ fn stages(handle: &PrometheusHandle, status: &PipelineStatus) -> StagesSnapshot 
                 watermark_ms: prom::max(&samples, "pipeline_watermark_seconds", &wanted)
                     .map(|s| s * 1000.0),
                 event_time_lag_s: prom::max(&samples, "pipeline_event_time_lag_seconds", &wanted),
+                in_per_s: None,
+                out_per_s: None,
             };
             (name, row)
         })
         .collect();
-    StagesSnapshot {
+    let mut snapshot = StagesSnapshot {
         time_ms: chrono::Utc::now().timestamp_millis(),
         stages,
+    };
+    add_rates(&mut snapshot, &view.history);
+    snapshot
+}
+
+/// Fills the rates from the oldest reading within [`RATE_WINDOW_MS`] at least a second old,
+/// and remembers this one.
+fn add_rates(snapshot: &mut StagesSnapshot, history: &Mutex<VecDeque<Reading>>) {
+    let mut history = history.lock().unwrap_or_else(|p| p.into_inner());
+    let now = snapshot.time_ms;
+    while history
+        .front()
+        .is_some_and(|(at, _)| now - at > RATE_WINDOW_MS)
+    {
+        history.pop_front();
+    }
+    if let Some((at, counts)) = history.front().filter(|(at, _)| now - at >= 1000) {
+        let seconds = (now - at) as f64 / 1000.0;
+        for (name, row) in snapshot.stages.iter_mut() {
+            if let Some((was_in, was_out)) = counts.get(name) {
+                // A counter reset (restarted process) gives 0, not a negative rate.
+                row.in_per_s = Some((row.records_in - was_in).max(0.0) / seconds);
+                row.out_per_s = Some((row.records_out - was_out).max(0.0) / seconds);
+            }
+        }
+    }
+    // One reading per 250 ms is plenty, however many clients poll.
+    if history.back().is_none_or(|(at, _)| now - at >= 250) {
+        let counts = snapshot
+            .stages
+            .iter()
+            .map(|(name, row)| (name.clone(), (row.records_in, row.records_out)))
+            .collect();
+        history.push_back((now, counts));
     }
 }
 
@@ -270,6 +323,39 @@ fn percent_decode(value: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn rates_come_from_the_oldest_reading_of_the_last_seconds() {
+        let history = Mutex::default();
+        let reading = |time_ms, records_in: f64| {
+            let row = StageRow {
+                records_in,
+                records_out: records_in * 2.0,
+                ..StageRow::default()
+            };
+            StagesSnapshot {
+                time_ms,
+                stages: BTreeMap::from([("s".to_string(), row)]),
+            }
+        };
+        let mut first = reading(10_000, 100.0);
+        add_rates(&mut first, &history);
+        assert_eq!(first.stages["s"].in_per_s, None, "nothing to compare with");
+        let mut soon = reading(10_500, 150.0);
+        add_rates(&mut soon, &history);
+        assert_eq!(soon.stages["s"].in_per_s, None, "under a second");
+        let mut later = reading(12_000, 300.0);
+        add_rates(&mut later, &history);
+        assert_eq!(later.stages["s"].in_per_s, Some(100.0));
+        assert_eq!(later.stages["s"].out_per_s, Some(200.0));
+        // Readings older than the window are forgotten; a reset gives 0.
+        let mut much_later = reading(20_000, 10.0);
+        add_rates(&mut much_later, &history);
+        assert_eq!(much_later.stages["s"].in_per_s, None);
+        let mut after_reset = reading(21_000, 5.0);
+        add_rates(&mut after_reset, &history);
+        assert_eq!(after_reset.stages["s"].in_per_s, Some(0.0));
+    }
 
     #[test]
     fn query_values_are_percent_decoded_and_bad_escapes_kept() {

@@ -7,8 +7,7 @@ const COLORS = ["#2f6fde", "#e4572e", "#17a398", "#f3a712", "#8e44ad", "#c0392b"
   "#16a085", "#7f8c8d", "#d35400", "#2c3e50", "#6c5ce7", "#00a8cc"];
 const POLL_MS = 1000;
 const MAX_POINTS = 600; // per series, client side
-const RATE_WINDOW_MS = 5000;
-const view = { graph: null, history: [], topics: {}, series: [], charts: [] };
+const view = { graph: null, topics: {}, series: [], charts: [] };
 
 function svg(tag, attrs, parent) {
   const e = document.createElementNS(SVG_NS, tag);
@@ -115,16 +114,6 @@ function fmtTime(ms) { return ms == null ? "–" : new Date(ms).toISOString().sl
 function fmtSeconds(s) { return s == null ? "–" : s < 100 ? s.toFixed(1) + " s" : Math.round(s) + " s"; }
 
 function drawStages(snapshot) {
-  // Rates over the last few seconds of snapshots: counters move in steps (the runtime
-  // publishes them at each commit), so one-second deltas would jump between 0 and 2x.
-  view.history.push(snapshot);
-  while (view.history.length > 2 && snapshot.time_ms - view.history[1].time_ms >= RATE_WINDOW_MS) view.history.shift();
-  const prev = snapshot.time_ms - view.history[0].time_ms >= 1000 ? view.history[0] : null;
-  const dt = prev ? (snapshot.time_ms - prev.time_ms) / 1000 : 0;
-  const rate = (name, field) => {
-    if (!prev || dt <= 0 || !prev.stages[name]) return null;
-    return Math.max(0, snapshot.stages[name][field] - prev.stages[name][field]) / dt;
-  };
   const body = document.querySelector("#stages tbody");
   body.replaceChildren();
   let failed = 0, ready = 0, total = 0;
@@ -138,8 +127,8 @@ function drawStages(snapshot) {
     html("td", s.connector, null, tr);
     const st = html("td", s.state, "state-" + s.state, tr);
     if (s.error) st.title = s.error;
-    html("td", fmtRate(rate(name, "records_in")), null, tr);
-    html("td", fmtRate(rate(name, "records_out")), null, tr);
+    html("td", fmtRate(s.in_per_s), null, tr);
+    html("td", fmtRate(s.out_per_s), null, tr);
     html("td", fmtCount(s.rejected), null, tr);
     html("td", fmtCount(s.dead_lettered), null, tr);
     html("td", fmtCount(s.consumer_lag), null, tr);
