@@ -10,6 +10,7 @@
 # Usage: scripts/servers.sh COMMAND
 #   install                 install both servers and the build's system packages (skips what is installed)
 #   build-deps              only the system packages building the pipeline needs (libssl-dev, pkg-config)
+#   test-deps               system packages only the tests need (chromium, for the web view's browser test)
 #   start | stop | status   both servers
 #   start-kafka | stop-kafka | start-mongo | stop-mongo
 #   restart                 stop, then start
@@ -368,6 +369,15 @@ cmd_build_deps() {
     fi
 }
 
+# What only the tests need: Debian's headless-capable Chromium drives the web view's browser
+# test (tests/live_view_browser.rs); the run path never needs it.
+cmd_test_deps() {
+    if command -v dpkg-query >/dev/null 2>&1; then
+        apt_install "for the browser test of the web view" chromium
+    fi
+    command -v chromium >/dev/null 2>&1 || die "chromium is required by the browser test (Debian: apt-get install chromium)"
+}
+
 # Another `cargo install secantus-mdb` (e.g. a setup script) would just race us for the
 # same result: wait for it and then re-check the installed version.
 wait_for_other_secantus_install() {
@@ -611,6 +621,7 @@ main() {
     case "$command" in
     install) cmd_install ;;
     build-deps) cmd_build_deps ;;
+    test-deps) cmd_test_deps ;;
     start)
         start_server kafka "$KAFKA_PORT"
         start_server mongo "$MONGO_PORT"

@@ -4,7 +4,8 @@
 # Usage: scripts/test.sh [CARGO TEST ARGS...] [-- TEST BINARY ARGS...]
 #   e.g. scripts/test.sh -p some-crate -- --nocapture some_test_name
 #
-# Steps: install the servers if needed (scripts/servers.sh install); when CI=true also
+# Steps: install the servers if needed (scripts/servers.sh install) and the packages only
+# tests need (scripts/servers.sh test-deps: chromium for tests/live_view.rs); when CI=true also
 # `cargo fmt --check` and `cargo clippy -D warnings`; start the servers on test ports;
 # `cargo test --workspace --release` (--locked when Cargo.lock exists, --test-threads=2
 # unless given); stop the servers on exit, whatever happens.
@@ -116,6 +117,10 @@ fi
 
 phase_begin "install servers"
 bash "$SERVERS" install
+phase_end
+
+phase_begin "install test packages"
+bash "$SERVERS" test-deps
 phase_end
 
 if [[ "${CI:-}" == "true" ]]; then

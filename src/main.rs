@@ -24,6 +24,7 @@ mod describe;
 mod graph;
 mod logging;
 mod tooling;
+mod tap;
 mod top;
 
 #[derive(Parser)]
@@ -93,8 +94,9 @@ enum Command {
         /// Runs only this stage (repeatable); other processes run the others.
         #[arg(long = "stage", value_name = "NAME")]
         stages: Vec<String>,
-        /// Serves Prometheus metrics on /metrics, liveness on /health and readiness on
-        /// /ready at this address (e.g. 127.0.0.1:9898; port 0 picks a free one).
+        /// Serves Prometheus metrics on /metrics, liveness on /health, readiness on /ready
+        /// and the web view on / at this address (e.g. 127.0.0.1:9898; port 0 picks a free
+        /// one). Read-only, but unauthenticated: keep it on loopback or a trusted network.
         #[arg(long, value_name = "HOST:PORT")]
         metrics_addr: Option<String>,
         /// After the pipeline stopped, keep serving the endpoints this long (e.g. 30s), so
@@ -117,6 +119,26 @@ enum Command {
         /// Prints one screen as plain text (rates over one second) and exits.
         #[arg(long)]
         once: bool,
+    },
+    /// Streams the records a running pipeline (`pipeline run --metrics-addr`) reads or
+    /// writes on TOPICs: JSON lines or a table, sampled when the rate is high (the sampling
+    /// is shown). Ctrl-C quits. The web view at the same address charts them.
+    Tap {
+        /// The pipeline's metrics address, e.g. http://127.0.0.1:9898.
+        url: String,
+        /// Topics to tap.
+        #[arg(required = true)]
+        topics: Vec<String>,
+        /// Shows only this field of each record (repeatable), e.g. `price` or
+        /// `stats[30s].avg_price` (an array element by its first string field, or by index).
+        #[arg(long = "field", value_name = "PATH")]
+        fields: Vec<String>,
+        /// Stops after this many records.
+        #[arg(long, value_name = "N", value_parser = clap::value_parser!(u64).range(1..=1_000_000_000))]
+        limit: Option<u64>,
+        /// Output format.
+        #[arg(long, value_enum, default_value_t = tap::TapFormat::Json)]
+        format: tap::TapFormat,
     },
     /// Prints the stage/topic graph of a pipeline (validated first).
     Graph {
@@ -218,6 +240,28 @@ fn main() -> ExitCode {
                 }
             }
         }
+        Command::Tap {
+            url,
+            topics,
+            fields,
+            limit,
+            format,
+        } => {
+            let args = tap::TapArgs {
+                url,
+                topics,
+                fields,
+                limit,
+                format,
+            };
+            match tap::run(args) {
+                Ok(()) => ExitCode::SUCCESS,
+                Err(e) => {
+                    eprintln!("error: {e:#}");
+                    ExitCode::FAILURE
+                }
+            }
+        }
         Command::Graph { file, format } => match load(&file) {
             Ok(pipeline) => {
                 match format {
@@ -283,7 +327,14 @@ fn run(
         // The endpoints outlive the pipeline's own shutdown token by the linger time.
         let server_stop = CancellationToken::new();
         let server = match metrics_addr {
-            Some(addr) => match start_observability(&addr, &status, &server_stop).await {
+            Some(addr) => match start_observability(
+                &addr,
+                &status,
+                &server_stop,
+                observe::LiveView::for_pipeline(&pipeline, &stages),
+            )
+            .await
+            {
                 Ok(server) => Some(server),
                 Err(message) => {
                     eprintln!("error: {message}");
@@ -323,17 +374,18 @@ fn run(
     })
 }
 
-/// Installs the Prometheus recorder and serves /metrics, /health and /ready.
+/// Installs the Prometheus recorder and serves /metrics, /health, /ready and the web view.
 async fn start_observability(
     addr: &str,
     status: &PipelineStatus,
     stop: &CancellationToken,
+    view: observe::LiveView,
 ) -> Result<observe::ObserveServer, String> {
     let handle = observe::install_prometheus().map_err(|e| e.to_string())?;
-    let server = observe::serve(addr, handle, status.clone(), stop.clone())
+    let server = observe::serve_live(addr, handle, status.clone(), view, stop.clone())
         .await
         .map_err(|e| format!("--metrics-addr {e}"))?;
-    info!(addr = %server.local_addr, "metrics on http://{}/metrics", server.local_addr);
+    info!(addr = %server.local_addr, "metrics on http://{}/metrics, web view on http://{0}/", server.local_addr);
     Ok(server)
 }
 

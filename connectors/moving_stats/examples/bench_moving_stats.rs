@@ -38,13 +38,21 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     };
     // `metrics` as second argument: also do the runtime's metric accounting (batched
     // counters, watermark gauges) with the Prometheus recorder installed, to measure what
-    // metrics add to this benchmark.
-    let with_metrics = std::env::args().nth(2).as_deref() == Some("metrics");
+    // metrics add to this benchmark. The runtime's tap hooks (`pipeline tap`, the web view)
+    // run too: idle with `metrics`, filling their rings with `tapped` (a client is watching).
+    let mode = std::env::args().nth(2).unwrap_or_default();
+    let with_metrics = mode == "metrics" || mode == "tapped";
     let _prometheus = if with_metrics {
+        let topics = ["btc-price".to_string(), "btc-price-moving".to_string()];
+        framework::observe::tap::install(topics.clone(), topics[1..].to_vec());
         Some(framework::observe::install_prometheus()?)
     } else {
         None
     };
+    if mode == "tapped" {
+        framework::observe::tap::fetch("btc-price", 0, 1)?;
+    }
+    let tap = framework::observe::tap::is_active();
     let metrics = framework::metrics::StageMetrics::new("moving", "moving_stats");
     let mut tally = framework::metrics::Tally::default();
     let config = MovingStatsConfig::default();
@@ -88,11 +96,20 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
             transform.process(&record, &mut out);
             if with_metrics {
                 tally.record_in(end - start, &metrics);
+                framework::observe::tap::read("btc-price", record.key, record.payload, Some(ts));
             }
             if out.records.len() >= 256 {
                 if with_metrics {
                     for r in &out.records {
                         tally.record_out(r.payload.len());
+                        let key = r.key.as_deref();
+                        let topic = "btc-price-moving";
+                        framework::observe::tap::written(
+                            topic,
+                            key,
+                            &r.payload,
+                            Some(r.timestamp_ms),
+                        );
                     }
                 }
                 produced += out.records.len() as u64;
@@ -129,6 +146,10 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
 
     let secs = busy.as_secs_f64();
     println!("events:        {events}");
+    println!(
+        "metrics/tap:   {with_metrics} / {}",
+        if tap { "tapped" } else { "idle" }
+    );
     println!(
         "records out:   {produced} ({:.1} MB of JSON)",
         out_bytes as f64 / 1e6

@@ -2,9 +2,18 @@
 //!
 //! `metrics-exporter-prometheus` has an HTTP listener of its own, but it serves only the
 //! exposition; health and readiness need the pipeline's [`PipelineStatus`], so this module
-//! renders the recorder's handle behind its own hyper server.
+//! renders the recorder's handle behind its own hyper server, which also serves the web
+//! view ([`super::live`]) and bounds what clients can hold ([`limits`]).
 
-use std::{convert::Infallible, net::SocketAddr, time::Duration};
+use std::{
+    convert::Infallible,
+    net::SocketAddr,
+    sync::{
+        atomic::{AtomicU64, Ordering},
+        Arc,
+    },
+    time::Duration,
+};
 
 use http_body_util::Full;
 use hyper::{
@@ -14,12 +23,13 @@ use hyper::{
     service::service_fn,
     Method, Request, Response, StatusCode,
 };
-use hyper_util::rt::TokioIo;
+use hyper_util::rt::{TokioIo, TokioTimer};
 use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusHandle};
-use tokio::{net::TcpListener, task::JoinHandle};
+use tokio::{net::TcpListener, task::JoinHandle, time::Instant};
 use tokio_util::sync::CancellationToken;
 use tracing::{debug, info};
 
+use super::live::LiveView;
 use crate::runtime::{PipelineStatus, StageState};
 
 /// Buckets of `pipeline_sink_write_duration_seconds`: from a buffered file append (~100 µs)
@@ -66,6 +76,25 @@ pub fn install_prometheus() -> Result<PrometheusHandle, ObserveError> {
         .map_err(|e| ObserveError::Recorder(e.to_string()))
 }
 
+/// Limits that keep the endpoint server from being starved by slow or idle clients.
+pub mod limits {
+    use std::time::Duration;
+
+    /// Connections served at once; past it, the oldest that has not sent a request yet is
+    /// dropped for the new one (or the new one is closed when every slot is busy), so open
+    /// file descriptors stay bounded.
+    pub const MAX_CONNECTIONS: usize = 64;
+    /// A client must send its request headers within this time of connecting.
+    pub const HEADER_READ_TIMEOUT: Duration = Duration::from_secs(5);
+    /// A kept-alive connection is closed after this long without a request.
+    pub const IDLE_TIMEOUT: Duration = Duration::from_secs(15);
+    /// Bytes of request head (request line and headers) read at most; the endpoints take
+    /// no request bodies.
+    pub const MAX_REQUEST_HEAD: usize = 8192;
+    /// Request headers accepted at most.
+    pub const MAX_HEADERS: usize = 32;
+}
+
 /// A running endpoint server; it stops when the shutdown token given to [`serve`] is
 /// cancelled.
 pub struct ObserveServer {
@@ -88,19 +117,35 @@ pub async fn serve(
     status: PipelineStatus,
     shutdown: CancellationToken,
 ) -> Result<ObserveServer, ObserveError> {
+    serve_live(addr, handle, status, LiveView::default(), shutdown).await
+}
+
+/// [`serve`], plus the web view at `/` and its JSON under `/api/` (see [`super::live`]).
+pub async fn serve_live(
+    addr: &str,
+    handle: PrometheusHandle,
+    status: PipelineStatus,
+    view: LiveView,
+    shutdown: CancellationToken,
+) -> Result<ObserveServer, ObserveError> {
     let bind_error = |source| ObserveError::Bind {
         addr: addr.to_string(),
         source,
     };
     let listener = TcpListener::bind(addr).await.map_err(bind_error)?;
     let local_addr = listener.local_addr().map_err(bind_error)?;
-    info!(%local_addr, "serving /metrics, /health and /ready");
+    info!(%local_addr, "serving /metrics, /health, /ready and the web view at /");
+    let view = Arc::new(view);
     let task = tokio::spawn(async move {
         let mut upkeep = tokio::time::interval(UPKEEP_INTERVAL);
+        let mut connections = Connections::default();
         loop {
             tokio::select! {
                 _ = shutdown.cancelled() => break,
-                _ = upkeep.tick() => handle.run_upkeep(),
+                _ = upkeep.tick() => {
+                    handle.run_upkeep();
+                    super::tap::upkeep();
+                }
                 accepted = listener.accept() => {
                     let (stream, peer) = match accepted {
                         Ok(a) => a,
@@ -111,20 +156,17 @@ pub async fn serve(
                             continue;
                         }
                     };
+                    let Some(connection) = connections.admit() else {
+                        debug!(%peer, "metrics server busy: connection refused");
+                        drop(stream);
+                        continue;
+                    };
                     let handle = handle.clone();
                     let status = status.clone();
-                    tokio::spawn(async move {
-                        let service = service_fn(move |request: Request<Incoming>| {
-                            let response = respond(&request, &handle, &status);
-                            async move { Ok::<_, Infallible>(response) }
-                        });
-                        if let Err(e) = http1::Builder::new()
-                            .serve_connection(TokioIo::new(stream), service)
-                            .await
-                        {
-                            debug!(%peer, "metrics connection: {e}");
-                        }
-                    });
+                    let view = view.clone();
+                    tokio::spawn(serve_connection(stream, peer, connection, move |request| {
+                        respond(request, &handle, &status, &view)
+                    }));
                 }
             }
         }
@@ -132,13 +174,101 @@ pub async fn serve(
     Ok(ObserveServer { local_addr, task })
 }
 
+/// What the server knows of one open connection.
+#[derive(Default)]
+struct Connection {
+    /// Requests received (0: still waiting for the first one's headers).
+    requests: AtomicU64,
+    /// Cancelled to drop the connection (it was evicted for a newer one).
+    evict: CancellationToken,
+}
+
+/// The open connections, oldest first.
+#[derive(Default)]
+struct Connections {
+    open: Vec<Arc<Connection>>,
+}
+
+impl Connections {
+    /// A slot for a new connection, evicting the oldest one that has not sent a request
+    /// when all are taken; `None` when every connection is busy with requests.
+    fn admit(&mut self) -> Option<Arc<Connection>> {
+        // Connections whose task ended hold only our reference.
+        self.open.retain(|c| Arc::strong_count(c) > 1);
+        if self.open.len() >= limits::MAX_CONNECTIONS {
+            let idle = self
+                .open
+                .iter()
+                .position(|c| c.requests.load(Ordering::Relaxed) == 0)?;
+            self.open.remove(idle).evict.cancel();
+        }
+        let connection = Arc::new(Connection::default());
+        self.open.push(connection.clone());
+        Some(connection)
+    }
+}
+
+async fn serve_connection(
+    stream: tokio::net::TcpStream,
+    peer: SocketAddr,
+    state: Arc<Connection>,
+    respond: impl Fn(&Request<Incoming>) -> Response<Full<Bytes>> + Send + Sync + 'static,
+) {
+    let counted = state.clone();
+    let service = service_fn(move |request: Request<Incoming>| {
+        counted.requests.fetch_add(1, Ordering::Relaxed);
+        let response = respond(&request);
+        async move { Ok::<_, Infallible>(response) }
+    });
+    let mut builder = http1::Builder::new();
+    builder
+        .timer(TokioTimer::new())
+        .header_read_timeout(limits::HEADER_READ_TIMEOUT)
+        .max_buf_size(limits::MAX_REQUEST_HEAD)
+        .max_headers(limits::MAX_HEADERS);
+    let connection = builder.serve_connection(TokioIo::new(stream), service);
+    tokio::pin!(connection);
+    // Closes the connection when no request arrived within the header-read timeout (first
+    // request) or the idle timeout (later ones): hyper's own timeout only starts once a
+    // request's first byte arrived.
+    let mut seen = 0;
+    let mut deadline = Instant::now() + limits::HEADER_READ_TIMEOUT;
+    loop {
+        tokio::select! {
+            result = connection.as_mut() => {
+                if let Err(e) = result {
+                    debug!(%peer, "metrics connection: {e}");
+                }
+                return;
+            }
+            _ = state.evict.cancelled() => {
+                debug!(%peer, "metrics connection dropped for a newer one");
+                return;
+            }
+            _ = tokio::time::sleep_until(deadline) => {
+                let now = state.requests.load(Ordering::Relaxed);
+                if now == seen {
+                    debug!(%peer, "metrics connection timed out");
+                    return;
+                }
+                seen = now;
+                deadline = Instant::now() + limits::IDLE_TIMEOUT;
+            }
+        }
+    }
+}
+
 fn respond<B>(
     request: &Request<B>,
     handle: &PrometheusHandle,
     status: &PipelineStatus,
+    view: &LiveView,
 ) -> Response<Full<Bytes>> {
     if request.method() != Method::GET && request.method() != Method::HEAD {
         return text(StatusCode::METHOD_NOT_ALLOWED, "only GET and HEAD\n".into());
+    }
+    if let Some(response) = super::live::respond(request.uri(), handle, status, view) {
+        return response;
     }
     match request.uri().path() {
         "/metrics" => {
@@ -153,7 +283,7 @@ fn respond<B>(
         "/ready" => ready(status),
         _ => text(
             StatusCode::NOT_FOUND,
-            "not found: try /metrics, /health or /ready\n".into(),
+            "not found: try /, /metrics, /health or /ready\n".into(),
         ),
     }
 }
@@ -194,7 +324,7 @@ pub fn ready(status: &PipelineStatus) -> Response<Full<Bytes>> {
     response
 }
 
-fn text(code: StatusCode, body: String) -> Response<Full<Bytes>> {
+pub(crate) fn text(code: StatusCode, body: String) -> Response<Full<Bytes>> {
     let mut response = Response::new(Full::new(Bytes::from(body)));
     *response.status_mut() = code;
     response.headers_mut().insert(
@@ -241,6 +371,28 @@ mod tests {
         assert_eq!(json["stages"]["write"]["detail"]["ready"], false);
         status.mark_ready("write");
         assert_eq!(ready(&status).status(), StatusCode::OK);
+    }
+
+    #[test]
+    fn a_full_server_drops_the_oldest_connection_without_a_request_for_a_new_one() {
+        let mut connections = Connections::default();
+        let held: Vec<_> = (0..limits::MAX_CONNECTIONS)
+            .map(|_| connections.admit().expect("room"))
+            .collect();
+        held[0].requests.fetch_add(1, Ordering::Relaxed);
+        let newest = connections.admit().expect("room made for the new one");
+        assert!(!held[0].evict.is_cancelled(), "a busy connection is kept");
+        assert!(held[1].evict.is_cancelled(), "the oldest idle one goes");
+        assert!(held[2..].iter().all(|c| !c.evict.is_cancelled()));
+        for c in held.iter().chain([&newest]) {
+            c.requests.fetch_add(1, Ordering::Relaxed);
+        }
+        assert!(connections.admit().is_none(), "all busy: refused");
+        drop(held);
+        assert!(
+            connections.admit().is_some(),
+            "closed ones free their slots"
+        );
     }
 
     #[tokio::test]

@@ -180,6 +180,9 @@ impl Deliveries {
         timestamp_ms: Option<i64>,
         headers: Option<OwnedHeaders>,
     ) -> Result<(), FrameworkError> {
+        if let Some(payload) = payload {
+            crate::observe::tap::written(topic, key, payload, timestamp_ms);
+        }
         loop {
             let mut record: FutureRecord<'_, [u8], [u8]> = FutureRecord::to(topic);
             if let Some(key) = key {

@@ -110,6 +110,12 @@ pub async fn run(
                 let payload_len = message.payload().map_or(0, <[u8]>::len);
                 stage.metrics.records_in.increment(1);
                 stage.metrics.bytes_in.increment(payload_len as u64);
+                crate::observe::tap::read(
+                    message.topic(),
+                    message.key(),
+                    message.payload().unwrap_or_default(),
+                    message.timestamp().to_millis(),
+                );
                 batch.messages.push((index, message.detach()));
                 if batch.deadline.is_none() {
                     batch.deadline = Some(Instant::now() + max_wait);

@@ -153,6 +153,7 @@ fn handle<M: Message>(
             partition,
             offset,
         };
+        crate::observe::tap::read(message.topic(), record.key, payload, record.timestamp_ms);
         if let Some(transform) = state.transform.as_mut() {
             transform.process(&record, emitter);
         }
