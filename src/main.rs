@@ -23,8 +23,8 @@ include!(concat!(env!("OUT_DIR"), "/connectors.rs"));
 mod describe;
 mod graph;
 mod logging;
-mod tooling;
 mod tap;
+mod tooling;
 mod top;
 
 #[derive(Parser)]
