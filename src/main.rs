@@ -120,6 +120,7 @@ enum Format {
 fn main() -> ExitCode {
     let cli = Cli::parse();
     init_logging();
+    framework::redact::install_panic_hook();
     match cli.command {
         Command::Validate { files, format } => validate_files(&files, format),
         Command::Connectors { command: None } => {
