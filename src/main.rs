@@ -183,6 +183,7 @@ fn main() -> ExitCode {
         _ => logging::DEFAULT_FILTER,
     };
     logging::init(cli.log_format, default_filter);
+    framework::redact::install_panic_hook();
     match cli.command {
         Command::Validate {
             files,

@@ -62,6 +62,10 @@ pub enum FrameworkError {
     },
     #[error("stage {stage:?}: {message}")]
     Runtime { stage: String, message: String },
+    /// No usable connection to the Kafka cluster at start-up (TLS, authentication or
+    /// unreachable); `reason` is librdkafka's, naming the broker.
+    #[error("cannot connect to Kafka at {brokers}: {reason}")]
+    Connect { brokers: String, reason: String },
 }
 
 impl FrameworkError {

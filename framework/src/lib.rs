@@ -18,18 +18,22 @@ pub mod interpolate;
 pub mod join;
 pub mod json;
 pub mod lint;
+pub mod kafka_properties;
 pub mod metrics;
 pub mod observe;
 pub mod pipeline_test;
 pub mod record;
 pub mod redact;
+pub mod retype;
 pub mod runtime;
 pub mod schema;
 mod schema_text;
+pub mod settings;
 pub mod spec;
 pub mod suggest;
 pub mod validate;
 pub mod yaml;
+pub mod yaml_limits;
 
 /// Re-exported so connector crates register with the same `inventory` version.
 pub use inventory;

@@ -35,30 +35,33 @@ pub struct KafkaSpec {
     /// `security.protocol`, `sasl.mechanism`, `sasl.username`, `ssl.ca.location`).
     #[serde(default)]
     pub properties: BTreeMap<String, PropertyValue>,
-    /// Partitions of topics the runtime creates when they are missing.
+    /// Partitions of topics the runtime creates when they are missing (1 to 10000).
     #[serde(default = "default_partitions")]
-    #[schemars(range(min = 1))]
+    #[schemars(range(min = 1, max = 10_000))]
     pub partitions: i32,
-    /// Replication factor of topics the runtime creates.
+    /// Replication factor of every topic the runtime creates, checkpoint topics included
+    /// (1 to 32; at most the number of brokers of the cluster).
     #[serde(default = "default_replication")]
-    #[schemars(range(min = 1))]
+    #[schemars(range(min = 1, max = 32))]
     pub replication_factor: i32,
     /// Prefix of consumer group ids (`<prefix>.<stage>`); defaults to the pipeline name.
     #[serde(default)]
     pub group_prefix: Option<String>,
     /// How often consumed offsets are committed (after everything derived from them is
-    /// acknowledged downstream).
+    /// acknowledged downstream); 10ms to 1h.
     #[serde(default = "default_commit_interval")]
     pub commit_interval: DurationSpec,
 }
 
-/// A librdkafka property value; numbers and booleans are passed as their text.
-#[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
+/// A librdkafka property or topic config value; numbers and booleans are passed as their
+/// text.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[serde(untagged)]
 pub enum PropertyValue {
     Text(String),
     Integer(i64),
     Boolean(bool),
+    Float(f64),
 }
 
 impl std::fmt::Display for PropertyValue {
@@ -67,6 +70,7 @@ impl std::fmt::Display for PropertyValue {
             PropertyValue::Text(s) => f.write_str(s),
             PropertyValue::Integer(i) => write!(f, "{i}"),
             PropertyValue::Boolean(b) => write!(f, "{b}"),
+            PropertyValue::Float(x) => write!(f, "{x}"),
         }
     }
 }
@@ -77,8 +81,18 @@ impl std::fmt::Display for PropertyValue {
 pub struct TopicSpec {
     /// Partitions when the runtime creates the topic (default: `kafka.partitions`).
     #[serde(default)]
-    #[schemars(range(min = 1))]
+    #[schemars(range(min = 1, max = 10_000))]
     pub partitions: Option<i32>,
+    /// Replication factor when the runtime creates the topic (default:
+    /// `kafka.replication_factor`).
+    #[serde(default)]
+    #[schemars(range(min = 1, max = 32))]
+    pub replication_factor: Option<i32>,
+    /// Topic configs applied when the runtime creates the topic, with Kafka's names
+    /// (`retention.ms`, `cleanup.policy`, `min.insync.replicas`, ...). An existing topic
+    /// keeps its own.
+    #[serde(default)]
+    pub config: BTreeMap<String, PropertyValue>,
     /// The topic is written outside this pipeline; stages may read it.
     #[serde(default)]
     pub external: bool,
@@ -129,11 +143,11 @@ pub struct StageSpec {
 #[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct BatchSpec {
-    /// Most records in one write.
+    /// Most records in one write (1 to 100000).
     #[serde(default = "default_batch_records")]
-    #[schemars(range(min = 1))]
+    #[schemars(range(min = 1, max = 100_000))]
     pub max_records: usize,
-    /// Longest time a record waits for its batch to fill.
+    /// Longest time a record waits for its batch to fill (0ms to 10m).
     #[serde(default = "default_batch_wait")]
     pub max_wait: DurationSpec,
 }

@@ -99,9 +99,11 @@ pub fn inline_schema_for<T: JsonSchema>() -> Value {
 pub fn validate_file(
     path: &Path,
 ) -> Result<Result<ValidatedPipeline, Vec<Diagnostic>>, FrameworkError> {
-    let text = std::fs::read_to_string(path).map_err(|source| FrameworkError::ReadPipeline {
-        path: path.to_path_buf(),
-        source,
+    let text = crate::yaml_limits::read_bounded(path).map_err(|source| {
+        FrameworkError::ReadPipeline {
+            path: path.to_path_buf(),
+            source,
+        }
     })?;
     let lookup = |name: &str| std::env::var(name).ok();
     Ok(validate_source(&path.display().to_string(), &text, &lookup))
@@ -147,8 +149,12 @@ pub fn validate_source_with(
         options: *options,
         warnings: Vec::new(),
         unset_paths: Vec::new(),
+        retyped: HashMap::new(),
+        secrets: Vec::new(),
     };
     let result = v.run(text, env);
+    // Every later message of this process (logs, errors, /health) masks them too.
+    crate::redact::register_secrets(v.secrets.iter().cloned());
     let mut warnings = std::mem::take(&mut v.warnings);
     if let Some(pipeline) = &result {
         warnings.extend(crate::lint::warnings(file, &v.positions, pipeline));
@@ -240,6 +246,11 @@ struct Validator {
     warnings: Vec<Diagnostic>,
     /// Paths of values left unexpanded because a variable is unset (allowed by options).
     unset_paths: Vec<String>,
+    /// Paths of `${VAR}` values re-typed as numbers, booleans or lists, with their text
+    /// (restored where the schema wants a string).
+    retyped: HashMap<String, String>,
+    /// Values of secret settings, masked in every diagnostic.
+    secrets: Vec<String>,
 }
 
 /// Where in a node a diagnostic points.
@@ -292,6 +303,8 @@ impl Validator {
             return None;
         }
         self.interpolate_all(&mut document, "", env);
+        crate::retype::restore_strings(&mut document, &self.retyped);
+        self.secrets = crate::redact::secret_values(&document);
 
         let pipeline_schema = PipelineSpec::json_schema();
         self.check_schema(&pipeline_schema, &document, "");
@@ -320,14 +333,15 @@ impl Validator {
         match value {
             Value::String(text) if text.contains('$') => match interpolate(text, env) {
                 Ok(expanded) => {
-                    let retype = is_single_reference(text);
-                    *value = if retype {
-                        serde_yaml::from_str::<serde_json::Value>(&expanded)
-                            .ok()
-                            .filter(|v| v.is_number() || v.is_boolean() || v.is_array())
-                            .unwrap_or(Value::String(expanded))
-                    } else {
-                        Value::String(expanded)
+                    let retyped = is_single_reference(text)
+                        .then(|| crate::retype::retype(&expanded))
+                        .flatten();
+                    *value = match retyped {
+                        Some(typed) => {
+                            self.retyped.insert(path.to_string(), expanded);
+                            typed
+                        }
+                        None => Value::String(expanded),
                     };
                 }
                 Err(errors) => {
@@ -578,6 +592,10 @@ impl Validator {
                 At::Value,
                 "no brokers: give at least one host:port",
             );
+        }
+        for issue in crate::settings::issues(&spec) {
+            let at = if issue.at_key { At::Key } else { At::Value };
+            self.report(&issue.path, at, issue.message);
         }
         for (name, topic) in &spec.topics {
             if topic.record_type.is_some() && !topic.external {
@@ -927,7 +945,7 @@ fn leak_type_name(name: &str) -> &'static str {
     }
 }
 
-fn instance_path(base: &str, location: &jsonschema::paths::Location) -> String {
+pub(crate) fn instance_path(base: &str, location: &jsonschema::paths::Location) -> String {
     use jsonschema::paths::LocationSegment;
     let mut path = base.to_string();
     for segment in location.segments() {

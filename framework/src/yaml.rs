@@ -85,6 +85,8 @@ pub struct SyntaxError {
 
 /// Parses one YAML document into a JSON value plus the positions of its nodes.
 pub fn load(text: &str) -> Result<(serde_json::Value, Positions), SyntaxError> {
+    // Before serde_yaml expands any alias.
+    crate::yaml_limits::check(text)?;
     let value: serde_yaml::Value = serde_yaml::from_str(text).map_err(|e| {
         let position = e
             .location()

@@ -1,19 +1,16 @@
 //! Kafka plumbing shared by every stage: client configs, topic creation, tracked
 //! deliveries, end-of-input markers and dead-letter records.
 
-use std::{collections::HashMap, time::Duration};
+use std::time::Duration;
 
 use futures::{stream::FuturesUnordered, StreamExt};
 use rdkafka::{
-    admin::{AdminClient, AdminOptions, NewTopic, TopicReplication},
-    client::DefaultClientContext,
     config::ClientConfig,
     error::KafkaError,
     message::{Header, Headers, Message, OwnedHeaders},
     producer::{DeliveryFuture, FutureProducer, FutureRecord},
     types::RDKafkaErrorCode,
 };
-use tracing::{debug, info};
 
 use crate::{error::FrameworkError, redact::redact, spec::KafkaSpec};
 
@@ -87,65 +84,6 @@ pub fn create_producer(kafka: &KafkaSpec) -> Result<FutureProducer, FrameworkErr
             format!("creating a producer for {}", redact(&kafka.brokers)),
             e,
         )
-    })
-}
-
-/// Creates the topics that are missing, and returns the partition count of every topic.
-pub async fn ensure_topics(
-    kafka: &KafkaSpec,
-    wanted: &[(String, i32)],
-) -> Result<HashMap<String, i32>, FrameworkError> {
-    let admin: AdminClient<DefaultClientContext> = client_config(kafka)
-        .create()
-        .map_err(|e| FrameworkError::kafka("creating an admin client", e))?;
-    let topics: Vec<NewTopic<'_>> = wanted
-        .iter()
-        .map(|(name, partitions)| NewTopic::new(name, *partitions, TopicReplication::Fixed(1)))
-        .collect();
-    let options = AdminOptions::new().operation_timeout(Some(Duration::from_secs(10)));
-    let results = admin.create_topics(&topics, &options).await.map_err(|e| {
-        FrameworkError::kafka(format!("creating topics on {}", redact(&kafka.brokers)), e)
-    })?;
-    for result in results {
-        match result {
-            Ok(name) => info!(topic = %name, "created topic"),
-            Err((_, RDKafkaErrorCode::TopicAlreadyExists)) => {}
-            Err((name, code)) => {
-                return Err(FrameworkError::kafka(
-                    format!("creating topic {name}"),
-                    KafkaError::AdminOp(code),
-                ))
-            }
-        }
-    }
-    let mut counts = HashMap::new();
-    for (name, _) in wanted {
-        counts.insert(name.clone(), partition_count(&admin, name).await?);
-    }
-    Ok(counts)
-}
-
-/// Partition count from metadata, waiting briefly for a just-created topic to appear.
-async fn partition_count(
-    admin: &AdminClient<DefaultClientContext>,
-    topic: &str,
-) -> Result<i32, FrameworkError> {
-    for attempt in 0..50 {
-        let metadata = admin
-            .inner()
-            .fetch_metadata(Some(topic), Duration::from_secs(5))
-            .map_err(|e| FrameworkError::kafka(format!("reading metadata of topic {topic}"), e))?;
-        if let Some(t) = metadata.topics().iter().find(|t| t.name() == topic) {
-            if t.error().is_none() && !t.partitions().is_empty() {
-                return Ok(t.partitions().len() as i32);
-            }
-        }
-        debug!(topic, attempt, "waiting for topic metadata");
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-    Err(FrameworkError::Runtime {
-        stage: String::new(),
-        message: format!("topic {topic} did not appear in the broker's metadata"),
     })
 }
 
@@ -238,15 +176,19 @@ impl Deliveries {
         Ok(())
     }
 
-    /// Sends one record to `partition` and waits for it; returns its offset.
+    /// Sends one checkpoint record to `partition` and waits for it; returns its offset.
+    /// The key is the partition number: checkpoint topics are compacted, and compaction
+    /// keeps the latest record per key (a keyless record is refused there).
     pub async fn send_and_wait(
         &mut self,
         topic: &str,
         partition: i32,
         payload: &[u8],
     ) -> Result<i64, FrameworkError> {
+        let key = format!("partition-{partition}");
         let record: FutureRecord<'_, [u8], [u8]> = FutureRecord::to(topic)
             .partition(partition)
+            .key(key.as_bytes())
             .payload(payload);
         match self.producer.send(record, Duration::from_secs(30)).await {
             Ok(delivery) => Ok(delivery.offset),
@@ -305,6 +247,9 @@ pub fn is_end_of_input<M: Message>(message: &M) -> bool {
 
 /// Headers of a dead-letter copy.
 pub fn dead_letter_headers(stage: &str, reason: &str, detail: &str, source: &str) -> OwnedHeaders {
+    // A detail may quote configuration (e.g. a connection string): never a secret.
+    let detail = redact(detail);
+    let detail = detail.as_str();
     OwnedHeaders::new()
         .insert(Header {
             key: DEAD_LETTER_REASON,

@@ -17,6 +17,7 @@ pub mod kafka;
 mod sink;
 mod source;
 pub mod status;
+pub mod topics;
 mod transform;
 
 use std::{collections::HashMap, sync::Arc, time::Duration};
@@ -126,7 +127,7 @@ pub async fn run(pipeline: &ValidatedPipeline, options: RunOptions) -> Result<()
             ));
         }
     }
-    let partitions = Arc::new(kafka::ensure_topics(&spec.kafka, &wanted).await?);
+    let partitions = Arc::new(topics::ensure_topics(spec, &wanted).await?);
     // Keyed state lives per partition number, so every input of a stage must be
     // partitioned alike: the records of a key then meet in the same partition number.
     for stage in &selected {

@@ -36,6 +36,11 @@ pub struct PipelineStatus {
 
 impl PipelineStatus {
     pub fn set(&self, stage: &str, connector: &'static str, state: StageState) {
+        // Shown by /health and /ready: an error may quote configuration.
+        let state = match state {
+            StageState::Failed(message) => StageState::Failed(crate::redact::redact(&message)),
+            other => other,
+        };
         let mut stages = self.stages.lock().unwrap_or_else(|p| p.into_inner());
         stages.insert(stage.to_string(), StageStatus { connector, state });
     }
