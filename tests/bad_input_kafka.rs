@@ -31,7 +31,10 @@ fn read_dead_letters(topic: &str) -> Vec<Dead> {
     let metadata = consumer
         .fetch_metadata(Some(topic), Duration::from_secs(10))
         .expect("metadata");
-    let partitions = metadata.topics().first().map_or(0, |t| t.partitions().len());
+    let partitions = metadata
+        .topics()
+        .first()
+        .map_or(0, |t| t.partitions().len());
     let mut tpl = TopicPartitionList::new();
     for p in 0..partitions {
         tpl.add_partition_offset(topic, p as i32, Offset::Beginning)
@@ -139,8 +142,15 @@ stages:
     let mut reasons: Vec<&str> = dead.iter().map(reason).collect();
     reasons.sort();
     assert_eq!(reasons, vec!["invalid_utf8", "line_too_long"]);
-    let long = dead.iter().find(|d| reason(d) == "line_too_long").expect("long line");
-    assert_eq!(long.payload.len(), 1000, "only max_line_bytes of it is kept");
+    let long = dead
+        .iter()
+        .find(|d| reason(d) == "line_too_long")
+        .expect("long line");
+    assert_eq!(
+        long.payload.len(),
+        1000,
+        "only max_line_bytes of it is kept"
+    );
     assert!(long.headers["x-dead-letter-detail"].contains("line 53"));
 }
 

@@ -184,7 +184,12 @@ impl ConnectorConfig for BinanceConfig {
         const HOUR: DurationSpec = DurationSpec::from_secs(3_600);
         for (path, value, min, max) in [
             ("interval", self.interval, 1, HOUR),
-            ("request_timeout", self.request_timeout, 1, DurationSpec::from_secs(300)),
+            (
+                "request_timeout",
+                self.request_timeout,
+                1,
+                DurationSpec::from_secs(300),
+            ),
             ("backoff_initial", self.backoff_initial, 1, HOUR),
             ("backoff_max", self.backoff_max, 1, HOUR),
             ("max_retry_after", self.max_retry_after, 1_000, HOUR),

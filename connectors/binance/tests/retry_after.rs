@@ -81,7 +81,12 @@ fn max_retry_after_and_the_other_durations_have_ranges() {
             "request_timeout": "10m",
             "failures_before_rotate": 5000
         })),
-        ["failures_before_rotate", "interval", "request_timeout", "max_retry_after"]
+        [
+            "failures_before_rotate",
+            "interval",
+            "request_timeout",
+            "max_retry_after"
+        ]
     );
     assert_eq!(
         parse(serde_json::json!({"max_retry_after": "10ms"})),

@@ -288,7 +288,11 @@ impl ConnectorConfig for MongoSinkConfig {
         for (path, value, max) in [
             ("retry.initial_backoff", self.retry.initial_backoff, HOUR),
             ("retry.max_backoff", self.retry.max_backoff, HOUR),
-            ("server_selection_timeout", self.server_selection_timeout, HOUR),
+            (
+                "server_selection_timeout",
+                self.server_selection_timeout,
+                HOUR,
+            ),
         ]
         .into_iter()
         .chain(

@@ -40,7 +40,11 @@ async fn a_window_naming_an_invalid_collection_is_refused_and_the_rest_of_the_ba
         refused,
         vec![(3, "invalid_collection"), (7, "invalid_collection")]
     );
-    assert!(outcome.rejected[0].2.contains("namespace"), "{:?}", outcome.rejected);
+    assert!(
+        outcome.rejected[0].2.contains("namespace"),
+        "{:?}",
+        outcome.rejected
+    );
 
     let client = client(&uri).await;
     for window in WINDOWS {

@@ -4,7 +4,8 @@ use std::collections::HashMap;
 
 use framework::{
     connector::Attributes,
-    event_time::{guard, KeyLimits, SlidingWindows}, ConfigIssue, ConnectorConfig, DurationSpec,
+    event_time::{guard, KeyLimits, SlidingWindows},
+    ConfigIssue, ConnectorConfig, DurationSpec,
 };
 use schemars::JsonSchema;
 use serde::Deserialize;
@@ -99,7 +100,12 @@ impl MovingStatsConfig {
     /// Shortest idle timeout that cannot change the output: the longest window plus the
     /// lateness.
     fn min_idle_ms(&self) -> i64 {
-        let longest = self.windows.iter().map(|w| w.as_millis()).max().unwrap_or(0);
+        let longest = self
+            .windows
+            .iter()
+            .map(|w| w.as_millis())
+            .max()
+            .unwrap_or(0);
         longest.saturating_add(self.lateness.as_millis())
     }
 

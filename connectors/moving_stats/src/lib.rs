@@ -209,16 +209,16 @@ impl Transform for MovingStats {
             ),
             Admission::Late { watermark_ms } => ("late", {
                 let detail = format!(
-                "event time {} of {:?} is before its watermark {} (lateness {})",
-                format_millis(price.event_ms),
-                price.symbol,
-                if watermark_ms == i64::MAX {
-                    "+inf (its input ended)".to_string()
-                } else {
-                    format_millis(watermark_ms)
-                },
-                self.lateness
-            );
+                    "event time {} of {:?} is before its watermark {} (lateness {})",
+                    format_millis(price.event_ms),
+                    price.symbol,
+                    if watermark_ms == i64::MAX {
+                        "+inf (its input ended)".to_string()
+                    } else {
+                        format_millis(watermark_ms)
+                    },
+                    self.lateness
+                );
                 detail
             }),
         };

@@ -70,8 +70,16 @@ fn the_future_price_never_reaches_the_checkpoint_so_a_restart_does_not_loop_on_i
     let mut again = Emitter::new();
     feed(&mut restarted, &log, 0, &mut again);
     assert!(again.rejected.is_empty(), "{:?}", again.rejected);
-    feed(&mut restarted, &prices("BTCUSDT", T0 + 40 * 250, 40), 41, &mut again);
-    assert!(!again.records.is_empty(), "later prices still close windows");
+    feed(
+        &mut restarted,
+        &prices("BTCUSDT", T0 + 40 * 250, 40),
+        41,
+        &mut again,
+    );
+    assert!(
+        !again.records.is_empty(),
+        "later prices still close windows"
+    );
 }
 
 #[test]
@@ -111,9 +119,13 @@ fn symbols_beyond_max_keys_are_refused_and_the_checkpoint_of_the_most_keys_fits_
     assert_eq!(refused, vec!["too_many_keys"; 10]);
     let checkpoint = t.checkpoint().unwrap();
     // The runtime stores the checkpoint as a JSON string inside its own record.
-    let stored = serde_json::to_vec(&serde_json::json!({"state": checkpoint, "replay_from": [1]}))
-        .unwrap();
-    assert!(stored.len() < 1_000_000, "checkpoint of {} bytes", stored.len());
+    let stored =
+        serde_json::to_vec(&serde_json::json!({"state": checkpoint, "replay_from": [1]})).unwrap();
+    assert!(
+        stored.len() < 1_000_000,
+        "checkpoint of {} bytes",
+        stored.len()
+    );
     let too_long = Msg::price(&"S".repeat(33), 1.0, T0);
     let mut out = Emitter::new();
     feed(&mut t, &[too_long], 5_000, &mut out);

@@ -96,7 +96,10 @@ impl ConnectorConfig for ZScoreConfig {
         let day = DurationSpec::from_secs(86_400);
         for (path, value) in [("slide", self.slide), ("lateness", self.lateness)] {
             if value > day {
-                issues.push(ConfigIssue::new(path, format!("{path} must be at most {day}")));
+                issues.push(ConfigIssue::new(
+                    path,
+                    format!("{path} must be at most {day}"),
+                ));
             }
         }
         issues.extend(guard::check_settings(
@@ -129,4 +132,3 @@ impl ConnectorConfig for ZScoreConfig {
         )]
     }
 }
-

@@ -61,7 +61,11 @@ fn symbols_beyond_max_keys_are_refused_on_both_inputs_and_the_checkpoint_fits_a_
     assert_eq!(d.rejected.len(), 6);
     let checkpoint = d.transform.checkpoint().unwrap();
     let stored = serde_json::to_vec(&serde_json::json!({"state": checkpoint})).unwrap();
-    assert!(stored.len() < 1_000_000, "checkpoint of {} bytes", stored.len());
+    assert!(
+        stored.len() < 1_000_000,
+        "checkpoint of {} bytes",
+        stored.len()
+    );
 }
 
 #[test]

@@ -261,7 +261,11 @@ mod tests {
         let mut sweep = IdleSweep::default();
         assert_eq!(sweep.observe(10_000, &limits), Some(6_000));
         assert_eq!(sweep.observe(10_999, &limits), None);
-        assert_eq!(sweep.observe(5, &limits), None, "older records change nothing");
+        assert_eq!(
+            sweep.observe(5, &limits),
+            None,
+            "older records change nothing"
+        );
         assert_eq!(sweep.observe(11_000, &limits), Some(7_000));
         assert_eq!(sweep.cutoff(&limits), Some(7_000));
         assert_eq!(IdleSweep::default().observe(1, &KeyLimits::UNBOUNDED), None);

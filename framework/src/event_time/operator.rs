@@ -28,11 +28,15 @@ pub enum Admission {
         watermark_ms: i64,
     },
     /// A new key while the partition already holds `KeyLimits::max_keys` keys.
-    TooManyKeys { max_keys: usize },
+    TooManyKeys {
+        max_keys: usize,
+    },
     /// A key without state (new, or evicted as idle) whose record trails the partition's
     /// newest event time by more than the idle timeout: accepting it could re-open
     /// windows already reported when the key was evicted.
-    BeforeIdleHorizon { horizon_ms: i64 },
+    BeforeIdleHorizon {
+        horizon_ms: i64,
+    },
 }
 
 /// The windows of one key that closed at one end `e`.
@@ -556,14 +560,23 @@ mod tests {
             idle_ms: i64::MAX,
         });
         let mut out = Out::new();
-        assert_eq!(o.process("A", 0, &1.0, collect(&mut out)), Admission::Accepted);
-        assert_eq!(o.process("B", 0, &1.0, collect(&mut out)), Admission::Accepted);
+        assert_eq!(
+            o.process("A", 0, &1.0, collect(&mut out)),
+            Admission::Accepted
+        );
+        assert_eq!(
+            o.process("B", 0, &1.0, collect(&mut out)),
+            Admission::Accepted
+        );
         assert_eq!(
             o.process("C", 0, &1.0, collect(&mut out)),
             Admission::TooManyKeys { max_keys: 2 }
         );
         assert_eq!(o.key_count(), 2);
-        assert_eq!(o.process("A", 5_000, &1.0, collect(&mut out)), Admission::Accepted);
+        assert_eq!(
+            o.process("A", 5_000, &1.0, collect(&mut out)),
+            Admission::Accepted
+        );
     }
 
     #[test]
@@ -572,7 +585,15 @@ mod tests {
             max_keys: 2,
             idle_ms: 10_000,
         };
-        let feed = [("A", 0), ("B", 500), ("A", 1_500), ("B", 30_000), ("C", 31_000), ("B", 40_000), ("A", 60_000)];
+        let feed = [
+            ("A", 0),
+            ("B", 500),
+            ("A", 1_500),
+            ("B", 30_000),
+            ("C", 31_000),
+            ("B", 40_000),
+            ("A", 60_000),
+        ];
         let mut bounded = op(&[3_000, 6_000], 1_000, 1_000).with_limits(limits);
         let mut unbounded = op(&[3_000, 6_000], 1_000, 1_000);
         let (mut a, mut b) = (Out::new(), Out::new());

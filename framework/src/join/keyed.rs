@@ -396,7 +396,8 @@ where
     where
         F: FnMut(JoinEvent<'_, K, P, T>),
     {
-        let newest = |s: &KeyState<K, P, T>| s.probe_wm.max_event_ms().max(s.table_wm.max_event_ms());
+        let newest =
+            |s: &KeyState<K, P, T>| s.probe_wm.max_event_ms().max(s.table_wm.max_event_ms());
         let mut idle: Vec<K> = self
             .keys
             .values()

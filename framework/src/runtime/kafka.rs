@@ -196,10 +196,10 @@ impl Deliveries {
         let copy = policy.copy(topic, key, payload, headers);
         loop {
             let mut record: FutureRecord<'_, [u8], [u8]> = FutureRecord::to(dead_letter)
-                .payload(&copy.payload)
+                .payload(copy.payload.as_slice())
                 .headers(copy.headers.clone());
             if let Some(key) = &copy.key {
-                record = record.key(key);
+                record = record.key(key.as_slice());
             }
             if let Some(ts) = timestamp_ms {
                 record = record.timestamp(ts);
@@ -292,7 +292,7 @@ impl Deliveries {
             ))) = &result
             {
                 if self.oversize.is_some() {
-                    let headers = message.headers().map(|h| h.detach());
+                    let headers = message.headers().cloned();
                     self.refuse_too_large(
                         message.topic(),
                         message.key(),

@@ -36,7 +36,7 @@ pub struct Policy {
 }
 
 /// A truncated dead-letter copy of a refused record.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone)]
 pub struct Copy {
     pub key: Option<Vec<u8>>,
     pub payload: Vec<u8>,
@@ -193,7 +193,8 @@ mod tests {
         let p = policy(100_000);
         let detail = "d".repeat(500_000);
         let original = dead_letter_headers("stage", "late", &detail, "topic");
-        let copy = p.copy("dlq", Some(&[7; 5000]), &[b'x'; 2_000_000], Some(&original));
+        let (key, payload) = (vec![7; 5000], vec![b'x'; 2_000_000]);
+        let copy = p.copy("dlq", Some(&key), &payload, Some(&original));
         assert!(size(&copy) + OVERHEAD <= 100_000, "{}", size(&copy));
         assert!(copy.payload.len() > 90_000, "keeps as much payload as fits");
         let fields = dead_letter_fields(Some(&copy.headers)).unwrap();
@@ -204,7 +205,8 @@ mod tests {
     #[test]
     fn a_plain_record_becomes_a_too_large_copy() {
         let p = policy(DEFAULT_MESSAGE_MAX_BYTES);
-        let copy = p.copy("out", None, &[b'y'; 3_000_000], None::<&OwnedHeaders>);
+        let payload = vec![b'y'; 3_000_000];
+        let copy = p.copy("out", None, &payload, None::<&OwnedHeaders>);
         let fields = dead_letter_fields(Some(&copy.headers)).unwrap();
         assert_eq!(fields[0], TOO_LARGE);
         assert!(fields[1].contains("3000000 bytes for out"));

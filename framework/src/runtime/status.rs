@@ -69,11 +69,14 @@ impl PipelineStatus {
     ) {
         let state = match wait {
             Some((reason, duration)) => {
-                let until = chrono::Utc::now()
-                    + chrono::Duration::from_std(duration).unwrap_or(chrono::Duration::MAX);
+                let until = chrono::Duration::from_std(duration)
+                    .ok()
+                    .and_then(|d| chrono::Utc::now().checked_add_signed(d))
+                    .map(|t| t.to_rfc3339_opts(chrono::SecondsFormat::Secs, true))
+                    .unwrap_or_default();
                 StageState::Waiting {
                     reason: reason.to_string(),
-                    until: until.to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
+                    until,
                     seconds: duration.as_secs(),
                 }
             }
@@ -140,7 +143,11 @@ mod tests {
     fn a_waiting_source_is_not_ready_and_shows_its_reason_and_wait() {
         let status = PipelineStatus::default();
         status.set("a", "binance", StageState::Running { ready: true });
-        status.set_waiting("a", "binance", Some(("rate_limited", std::time::Duration::from_secs(300))));
+        status.set_waiting(
+            "a",
+            "binance",
+            Some(("rate_limited", std::time::Duration::from_secs(300))),
+        );
         assert!(!status.is_ready());
         assert!(status.is_healthy());
         let json = serde_json::to_value(status.snapshot()).unwrap();
