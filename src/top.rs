@@ -142,6 +142,11 @@ fn state_word(entry: &serde_json::Value) -> String {
         Some("running") if entry["detail"]["ready"] == true => "ready".into(),
         Some("running") => "joining".into(),
         Some("finished") => "done".into(),
+        Some("waiting") => format!(
+            "waiting {}s ({})",
+            entry["detail"]["seconds"].as_u64().unwrap_or(0),
+            entry["detail"]["reason"].as_str().unwrap_or("?")
+        ),
         Some("failed") => "FAILED".into(),
         Some(other) => other.into(),
         None => "?".into(),

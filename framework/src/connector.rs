@@ -132,10 +132,14 @@ pub enum SourceEvent {
     },
 }
 
+/// Told when a source pauses on purpose (reason, how long) and when it runs again.
+pub type WaitHook = Arc<dyn Fn(Option<(&'static str, std::time::Duration)>) + Send + Sync>;
+
 /// The runtime's side of a running source: where it emits, and when it must stop.
 pub struct SourceContext {
     events: mpsc::Sender<SourceEvent>,
     shutdown: CancellationToken,
+    wait_hook: Option<WaitHook>,
 }
 
 impl SourceContext {
@@ -146,7 +150,26 @@ impl SourceContext {
         shutdown: CancellationToken,
     ) -> (SourceContext, mpsc::Receiver<SourceEvent>) {
         let (events, receiver) = mpsc::channel(capacity);
-        (SourceContext { events, shutdown }, receiver)
+        let ctx = SourceContext {
+            events,
+            shutdown,
+            wait_hook: None,
+        };
+        (ctx, receiver)
+    }
+
+    /// Where [`SourceContext::report_wait`] goes (the runtime shows it in `/ready`).
+    pub fn with_wait_hook(mut self, hook: WaitHook) -> Self {
+        self.wait_hook = Some(hook);
+        self
+    }
+
+    /// Reports that the source deliberately sends nothing for a while (e.g. a rate-limit
+    /// `Retry-After`), so operators see why it is silent; `None` once it runs again.
+    pub fn report_wait(&self, wait: Option<(&'static str, std::time::Duration)>) {
+        if let Some(hook) = &self.wait_hook {
+            hook(wait);
+        }
     }
 
     /// Emits a record; waits while the output is congested (backpressure).

@@ -24,7 +24,13 @@ pub struct StageMetrics {
     pub sink_write_retries: Counter,
     pub sink_write_seconds: Histogram,
     pub up: Gauge,
+    /// Keys with a watermark series: a flood of distinct keys must not grow the label
+    /// sets without bound.
+    watermark_keys: std::sync::Arc<std::sync::Mutex<std::collections::HashSet<String>>>,
 }
+
+/// Most keys per stage with their own `pipeline_watermark_seconds` series.
+pub const MAX_WATERMARK_KEYS: usize = 100;
 
 impl StageMetrics {
     pub fn new(stage: &str, connector: &'static str) -> Self {
@@ -44,11 +50,25 @@ impl StageMetrics {
             sink_write_retries: counter!("pipeline_sink_write_retries_total", &labels),
             sink_write_seconds: histogram!("pipeline_sink_write_duration_seconds", &labels),
             up: gauge!("pipeline_stage_up", &labels),
+            watermark_keys: Default::default(),
         }
     }
 
     /// Publishes a key's event-time watermark and how far it trails the wall clock.
-    pub fn watermark(&self, key: &str, watermark_ms: i64, now_ms: i64) {
+    /// Only the first [`MAX_WATERMARK_KEYS`] keys get series; returns whether `key` has one.
+    pub fn watermark(&self, key: &str, watermark_ms: i64, now_ms: i64) -> bool {
+        {
+            let mut keys = self
+                .watermark_keys
+                .lock()
+                .unwrap_or_else(|p| p.into_inner());
+            if !keys.contains(key) {
+                if keys.len() >= MAX_WATERMARK_KEYS {
+                    return false;
+                }
+                keys.insert(key.to_string());
+            }
+        }
         let labels = [
             ("stage", self.stage.clone()),
             ("connector", self.connector.to_string()),
@@ -57,6 +77,7 @@ impl StageMetrics {
         gauge!("pipeline_watermark_seconds", &labels).set(watermark_ms as f64 / 1000.0);
         gauge!("pipeline_event_time_lag_seconds", &labels)
             .set((now_ms - watermark_ms) as f64 / 1000.0);
+        true
     }
 
     /// Publishes how many records of `topic`/`partition` this stage has yet to consume
@@ -163,5 +184,21 @@ impl RateLimitedLog {
                 self.last.insert(reason, (now, 0));
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod label_tests {
+    use super::*;
+
+    #[test]
+    fn watermark_series_are_capped_per_stage_however_many_keys_arrive() {
+        let metrics = StageMetrics::new("stage", "connector");
+        let published = (0..1_000)
+            .filter(|i| metrics.watermark(&format!("key-{i}"), 0, 0))
+            .count();
+        assert_eq!(published, MAX_WATERMARK_KEYS);
+        assert!(metrics.watermark("key-0", 5, 5), "known keys stay updated");
+        assert!(!metrics.watermark("key-999", 5, 5));
     }
 }

@@ -52,7 +52,17 @@ pub struct BinanceConfig {
     pub backoff_max: DurationSpec,
     /// Consecutive network errors or 5xx answers after which the next base URL is used.
     #[serde(default = "default_failures_before_rotate")]
+    #[schemars(range(min = 1, max = 1000))]
     pub failures_before_rotate: u32,
+    /// Longest wait honoured after a 429/418 answer (1s to 1h): a larger `Retry-After`
+    /// is cut to this, so a hostile or broken answer cannot silence the source for good.
+    /// The wait is shown in `/ready` and `pipeline top`.
+    #[serde(default = "default_max_retry_after")]
+    pub max_retry_after: DurationSpec,
+}
+
+fn default_max_retry_after() -> DurationSpec {
+    DurationSpec::from_secs(300)
 }
 
 fn default_base_urls() -> Vec<String> {
@@ -87,6 +97,7 @@ impl Default for BinanceConfig {
             backoff_initial: default_backoff_initial(),
             backoff_max: default_backoff_max(),
             failures_before_rotate: default_failures_before_rotate(),
+            max_retry_after: default_max_retry_after(),
         }
     }
 }
@@ -163,6 +174,32 @@ impl ConnectorConfig for BinanceConfig {
                 "failures_before_rotate",
                 "must be at least 1",
             ));
+        } else if self.failures_before_rotate > 1000 {
+            issues.push(ConfigIssue::new(
+                "failures_before_rotate",
+                "must be at most 1000",
+            ));
+        }
+        // Upper bounds: beyond them a setting is a typo or silences the source.
+        const HOUR: DurationSpec = DurationSpec::from_secs(3_600);
+        for (path, value, min, max) in [
+            ("interval", self.interval, 1, HOUR),
+            (
+                "request_timeout",
+                self.request_timeout,
+                1,
+                DurationSpec::from_secs(300),
+            ),
+            ("backoff_initial", self.backoff_initial, 1, HOUR),
+            ("backoff_max", self.backoff_max, 1, HOUR),
+            ("max_retry_after", self.max_retry_after, 1_000, HOUR),
+        ] {
+            let millis = value.as_millis();
+            if millis >= min && value > max {
+                issues.push(ConfigIssue::new(path, format!("must be at most {max}")));
+            } else if millis < min && path == "max_retry_after" {
+                issues.push(ConfigIssue::new(path, "must be at least 1s"));
+            }
         }
         issues
     }

@@ -276,10 +276,16 @@ impl BinanceSource {
             } else {
                 DEFAULT_RETRY_AFTER_418
             };
-            let wait = answer
+            let asked = answer
                 .retry_after_secs
                 .map(Duration::from_secs)
                 .unwrap_or(fallback);
+            let cap = self.config.max_retry_after.as_std();
+            let wait = asked.min(cap);
+            if asked > cap {
+                warn!(stage = %self.stage, retry_after_s = asked.as_secs(), max_retry_after = %self.config.max_retry_after,
+                    "Retry-After longer than max_retry_after: waiting max_retry_after");
+            }
             self.stats.rate_limited(wait);
             warn!(
                 stage = %self.stage,
@@ -366,11 +372,13 @@ impl BinanceSource {
                 }
             };
             if let Next::Pause(delay) = next {
+                ctx.report_wait(Some(("rate_limited", delay)));
                 tokio::select! {
                     biased;
                     _ = shutdown.cancelled() => return Ok(()),
                     _ = tokio::time::sleep(delay) => {}
                 }
+                ctx.report_wait(None);
                 ticker.reset_immediately();
             }
         }

@@ -4,6 +4,7 @@
 //! Together they give every pipeline a way to be tested offline and replayed
 //! deterministically.
 
+mod lines;
 mod sink;
 mod source;
 

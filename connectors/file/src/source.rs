@@ -8,7 +8,9 @@ use framework::{
 };
 use schemars::JsonSchema;
 use serde::Deserialize;
-use tokio::io::{AsyncBufReadExt, BufReader};
+use tokio::io::BufReader;
+
+use crate::lines::{read_line, Line};
 use tracing::info;
 
 /// Replays a JSON-lines file.
@@ -25,6 +27,19 @@ pub struct FileSourceConfig {
     /// Without it the timestamp is the time the line was read.
     #[serde(default)]
     pub timestamp_field: Option<String>,
+    /// Longest line accepted, in bytes (1 B to 64 MiB; default 1 MiB). A longer line is
+    /// refused as `line_too_long` (its first bytes are dead-lettered) without being
+    /// buffered whole.
+    #[serde(default = "default_max_line_bytes")]
+    #[schemars(range(min = 1, max = 67_108_864))]
+    pub max_line_bytes: u64,
+}
+
+/// Largest `max_line_bytes`: a line is one record, far beyond any broker's message size.
+pub const MAX_LINE_BYTES_LIMIT: u64 = 64 << 20;
+
+fn default_max_line_bytes() -> u64 {
+    1 << 20
 }
 
 impl ConnectorConfig for FileSourceConfig {
@@ -34,6 +49,12 @@ impl ConnectorConfig for FileSourceConfig {
             issues.push(ConfigIssue::new(
                 "path",
                 "path is empty: name the JSON-lines file to replay",
+            ));
+        }
+        if !(1..=MAX_LINE_BYTES_LIMIT).contains(&self.max_line_bytes) {
+            issues.push(ConfigIssue::new(
+                "max_line_bytes",
+                format!("max_line_bytes must be between 1 and {MAX_LINE_BYTES_LIMIT}"),
             ));
         }
         for (field, value) in [
@@ -145,7 +166,9 @@ impl Source for FileSource {
             .filter(|m| m.is_file())
             .map(|m| m.len());
         let mut progress = Progress::new(&self.stage, size);
-        let mut lines = BufReader::with_capacity(1 << 16, file).lines();
+        let mut reader = BufReader::with_capacity(1 << 16, file);
+        let limit = usize::try_from(self.config.max_line_bytes).unwrap_or(usize::MAX);
+        let mut buf = Vec::new();
         let mut line_number = 0u64;
         let mut emitted = 0u64;
         loop {
@@ -156,7 +179,7 @@ impl Source for FileSource {
                     info!(stage = %self.stage, emitted, "stopped before the end of {}", path.display());
                     return Ok(SourceEnd::Stopped);
                 }
-                next = lines.next_line() => next,
+                next = read_line(&mut reader, &mut buf, limit) => next,
             };
             let Some(line) =
                 next.map_err(|e| ConnectorError::io(format!("reading {}", path.display()), e))?
@@ -164,17 +187,39 @@ impl Source for FileSource {
                 break;
             };
             line_number += 1;
-            // The line plus its newline (the reader strips it).
-            let bytes = line.len() as u64 + 1;
-            if line.trim().is_empty() {
+            let bytes = match line {
+                Line::Complete { bytes } => bytes,
+                Line::TooLong { bytes } => {
+                    let detail = format!(
+                        "line {line_number}: {} bytes, longer than max_line_bytes {}",
+                        bytes.saturating_sub(1),
+                        self.config.max_line_bytes
+                    );
+                    ctx.reject("line_too_long", detail, std::mem::take(&mut buf))
+                        .await?;
+                    progress.advance(bytes, 0);
+                    continue;
+                }
+            };
+            let text = match std::str::from_utf8(&buf) {
+                Ok(text) => text,
+                Err(e) => {
+                    let detail = format!("line {line_number}: {e}");
+                    ctx.reject("invalid_utf8", detail, std::mem::take(&mut buf))
+                        .await?;
+                    progress.advance(bytes, 0);
+                    continue;
+                }
+            };
+            if text.trim().is_empty() {
                 progress.advance(bytes, 0);
                 continue;
             }
-            match self.parse_line(line_number, &line) {
+            match self.parse_line(line_number, text) {
                 Ok((key, timestamp_ms)) => {
                     ctx.emit(OutputRecord {
                         key,
-                        payload: line.into_bytes(),
+                        payload: std::mem::take(&mut buf),
                         timestamp_ms,
                     })
                     .await?;
@@ -182,7 +227,7 @@ impl Source for FileSource {
                     progress.advance(bytes, 1);
                 }
                 Err((reason, detail)) => {
-                    ctx.reject(reason, detail, line.into_bytes()).await?;
+                    ctx.reject(reason, detail, std::mem::take(&mut buf)).await?;
                     progress.advance(bytes, 0);
                 }
             }

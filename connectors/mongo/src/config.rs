@@ -24,6 +24,9 @@ fn default_max_backoff() -> DurationSpec {
 fn default_server_selection_timeout() -> DurationSpec {
     DurationSpec::from_secs(5)
 }
+/// Upper bound of the sink's durations.
+const HOUR: DurationSpec = DurationSpec::from_secs(3_600);
+
 fn default_journal() -> bool {
     true
 }
@@ -181,6 +184,24 @@ fn database_name_problem(name: &str) -> Option<&'static str> {
     }
 }
 
+/// Longest namespace (`<database>.<collection>`) MongoDB accepts, in bytes.
+pub const MAX_NAMESPACE_BYTES: usize = 255;
+
+/// Why `<database>.<collection>` cannot be a MongoDB collection (a window name from the
+/// input makes the collection name, so this is checked per record).
+pub fn namespace_problem(database: &str, collection: &str) -> Option<String> {
+    if collection.is_empty() {
+        return Some("collection name is empty".into());
+    }
+    if let Some(problem) = collection_name_problem(collection) {
+        return Some(format!("collection names {problem}"));
+    }
+    let length = database.len() + 1 + collection.len();
+    (length > MAX_NAMESPACE_BYTES).then(|| {
+        format!("namespace of {length} bytes is longer than MongoDB's {MAX_NAMESPACE_BYTES}")
+    })
+}
+
 /// MongoDB's rules for collection names, applied to a prefix or a full name.
 pub(crate) fn collection_name_problem(name: &str) -> Option<&'static str> {
     if name.contains('$') || name.contains('\0') {
@@ -261,6 +282,43 @@ impl ConnectorConfig for MongoSinkConfig {
             issues.push(ConfigIssue::new(
                 "server_selection_timeout",
                 "must be positive",
+            ));
+        }
+        // Upper bounds: beyond them a setting only hides an outage or a typo.
+        for (path, value, max) in [
+            ("retry.initial_backoff", self.retry.initial_backoff, HOUR),
+            ("retry.max_backoff", self.retry.max_backoff, HOUR),
+            (
+                "server_selection_timeout",
+                self.server_selection_timeout,
+                HOUR,
+            ),
+        ]
+        .into_iter()
+        .chain(
+            self.write_concern
+                .wtimeout
+                .map(|t| ("write_concern.wtimeout", t, HOUR)),
+        ) {
+            if value > max {
+                issues.push(ConfigIssue::new(path, format!("must be at most {max}")));
+            }
+        }
+        if let Some(WriteAcknowledgment::Nodes(n)) = self.write_concern.w {
+            if n > 50 {
+                issues.push(ConfigIssue::new(
+                    "write_concern.w",
+                    "a replica set has at most 50 members: use 1 to 50, or \"majority\"",
+                ));
+            }
+        }
+        if self.collection_prefix.len() + self.database.len() + 1 >= MAX_NAMESPACE_BYTES {
+            issues.push(ConfigIssue::new(
+                "collection_prefix",
+                format!(
+                    "database and prefix leave no room for a window name in MongoDB's \
+                     {MAX_NAMESPACE_BYTES}-byte namespaces"
+                ),
             ));
         }
         issues

@@ -33,7 +33,7 @@ use rand::Rng;
 use tracing::{debug, info, warn};
 
 use crate::{
-    config::{MongoSinkConfig, WriteCommand},
+    config::{namespace_problem, MongoSinkConfig, WriteCommand},
     counters::SinkCounters,
     decode::decode,
     error::MongoSinkError,
@@ -409,14 +409,17 @@ impl MongoSink {
     }
 
     /// Creates the key index (and, in time-series mode, the collection) of every
-    /// collection not seen before.
+    /// collection not seen before. Returns the collections the server refused for good
+    /// (their records are dead-lettered, the others written); only errors that affect
+    /// every record (authentication, authorization) fail the batch.
     async fn ensure_collections(
         &mut self,
         client: &Client,
         names: &[Arc<str>],
         ctx: &SinkContext,
-    ) -> Result<(), MongoSinkError> {
+    ) -> Result<HashMap<Arc<str>, String>, MongoSinkError> {
         let database = client.database(&self.config.database);
+        let mut refused = HashMap::new();
         for name in names {
             if self.ready.contains(name.as_ref()) {
                 continue;
@@ -425,22 +428,28 @@ impl MongoSink {
             if self.config.time_series {
                 let db = database.clone();
                 let coll_name = name.to_string();
-                self.retry_transient("time-series collection creation", &target, ctx, || {
-                    let db = db.clone();
-                    let coll_name = coll_name.clone();
-                    async move {
-                        let options = TimeseriesOptions::builder()
-                            .time_field("timestamp".to_string())
-                            .meta_field(Some("symbol".to_string()))
-                            .granularity(Some(TimeseriesGranularity::Seconds))
-                            .build();
-                        match db.create_collection(coll_name).timeseries(options).await {
-                            Err(e) if command_code(&e) == Some(NAMESPACE_EXISTS) => Ok(()),
-                            other => other,
+                let created = self
+                    .retry_transient("time-series collection creation", &target, ctx, || {
+                        let db = db.clone();
+                        let coll_name = coll_name.clone();
+                        async move {
+                            let options = TimeseriesOptions::builder()
+                                .time_field("timestamp".to_string())
+                                .meta_field(Some("symbol".to_string()))
+                                .granularity(Some(TimeseriesGranularity::Seconds))
+                                .build();
+                            let result = db.create_collection(coll_name).timeseries(options).await;
+                            match result {
+                                Err(e) if command_code(&e) == Some(NAMESPACE_EXISTS) => Ok(Ok(())),
+                                other => per_collection_outcome(other),
+                            }
                         }
-                    }
-                })
-                .await?;
+                    })
+                    .await?;
+                if let Err(message) = created {
+                    refused.insert(Arc::clone(name), self.redact(&message));
+                    continue;
+                }
             }
             let collection = database.collection::<Document>(name);
             // The server forbids unique indexes on time-series collections; there the
@@ -455,14 +464,21 @@ impl MongoSink {
                         .build(),
                 )
                 .build();
-            self.retry_transient("key index creation", &target, ctx, || {
-                collection.create_index(index.clone())
-            })
-            .await?;
+            let indexed = self
+                .retry_transient("key index creation", &target, ctx, || {
+                    let collection = collection.clone();
+                    let index = index.clone();
+                    async move { per_collection_outcome(collection.create_index(index).await) }
+                })
+                .await?;
+            if let Err(message) = indexed {
+                refused.insert(Arc::clone(name), self.redact(&message));
+                continue;
+            }
             debug!(stage = %self.stage.stage, collection = %target, unique, "collection ready");
             self.ready.insert(name.to_string());
         }
-        Ok(())
+        Ok(refused)
     }
 
     fn namespace(&self, op: &DocOp) -> Namespace {
@@ -872,7 +888,8 @@ impl MongoSink {
         let started = Instant::now();
         let mut rejected: BTreeMap<usize, (&'static str, String)> = BTreeMap::new();
         let mut collections: Vec<Arc<str>> = Vec::new();
-        let mut interned: HashMap<String, Arc<str>> = HashMap::new();
+        // Window -> its collection, or why the window cannot name one.
+        let mut interned: HashMap<String, Result<Arc<str>, String>> = HashMap::new();
         let mut ops: Vec<DocOp> = Vec::with_capacity(batch.len() * 6);
         // (collection, symbol, timestamp) -> op: a later record of the batch replaces an
         // earlier one, as a later write would (and two upserts of one key in one
@@ -887,17 +904,49 @@ impl MongoSink {
                     continue;
                 }
             };
+            // Every window of the record must name a valid collection, or none is written.
+            let mut names = Vec::with_capacity(decoded.zscores.len());
+            for score in &decoded.zscores {
+                let name = interned.entry(score.window.clone()).or_insert_with(|| {
+                    let name = self.config.collection_for(&score.window);
+                    match namespace_problem(&self.config.database, &name) {
+                        Some(problem) => Err(format!(
+                            "window {:?} makes an invalid collection name: {problem}",
+                            truncate_chars(&score.window, 80)
+                        )),
+                        None => {
+                            let name: Arc<str> = Arc::from(name);
+                            collections.push(Arc::clone(&name));
+                            Ok(name)
+                        }
+                    }
+                });
+                names.push(name.clone());
+            }
+            if let Some(Err(problem)) = names.iter().find(|n| n.is_err()) {
+                rejected.insert(index, ("invalid_collection", problem.clone()));
+                continue;
+            }
+            let largest_window = decoded.zscores.iter().map(|z| z.window.len()).max();
+            let document_bytes = decoded.symbol.len() + largest_window.unwrap_or(0) + 256;
+            if document_bytes > MAX_DOCUMENT_BYTES {
+                rejected.insert(
+                    index,
+                    (
+                        "too_large",
+                        format!(
+                            "a document of about {document_bytes} bytes exceeds MongoDB's \
+                             {MAX_DOCUMENT_BYTES}-byte limit"
+                        ),
+                    ),
+                );
+                continue;
+            }
             let symbol: Arc<str> = Arc::from(decoded.symbol.as_str());
             let timestamp = DateTime::from_millis(decoded.timestamp_ms);
-            for score in decoded.zscores {
-                let collection = match interned.get(&score.window) {
-                    Some(name) => Arc::clone(name),
-                    None => {
-                        let name: Arc<str> = Arc::from(self.config.collection_for(&score.window));
-                        interned.insert(score.window.clone(), Arc::clone(&name));
-                        collections.push(Arc::clone(&name));
-                        name
-                    }
+            for (score, collection) in decoded.zscores.into_iter().zip(names) {
+                let Ok(collection) = collection else {
+                    continue;
                 };
                 let op = DocOp {
                     record: index,
@@ -920,7 +969,20 @@ impl MongoSink {
 
         if !ops.is_empty() {
             let client = self.client(ctx).await?;
-            self.ensure_collections(&client, &collections, ctx).await?;
+            let refused = self.ensure_collections(&client, &collections, ctx).await?;
+            if !refused.is_empty() {
+                // Records with a refused collection are dead-lettered whole; the rest of
+                // the batch is written.
+                for op in ops.iter().filter(|op| refused.contains_key(&op.collection)) {
+                    let detail = format!(
+                        "{}: {}",
+                        self.target(&op.collection),
+                        refused[&op.collection]
+                    );
+                    rejected.insert(op.record, ("write_error", detail));
+                }
+                ops.retain(|op| !rejected.contains_key(&op.record));
+            }
             for (op, reason) in self.write_ops(&client, &ops, ctx).await? {
                 let record = ops[op].record;
                 let detail = format!("{}: {reason}", self.target(&ops[op].collection));
@@ -956,6 +1018,47 @@ impl MongoSink {
                 .map(|(index, (reason, detail))| (index, reason, detail))
                 .collect(),
         })
+    }
+}
+
+/// Largest BSON document the server accepts.
+const MAX_DOCUMENT_BYTES: usize = 16 * 1024 * 1024;
+
+/// Server error codes that concern the client, not a collection: every record would fail
+/// the same way, so the stage stops with a clear error instead of dead-lettering them all.
+const EVERY_RECORD_CODES: &[i32] = &[
+    11,   // UserNotFound
+    13,   // Unauthorized
+    18,   // AuthenticationFailed
+    8000, // AtlasError (authentication on Atlas)
+];
+
+/// Whether a permanent error is the client's (authentication, authorization, no usable
+/// server) rather than one collection's.
+fn affects_every_record(error: &DriverError) -> bool {
+    match command_code(error) {
+        Some(code) => EVERY_RECORD_CODES.contains(&code),
+        None => true,
+    }
+}
+
+/// A collection-level operation's result for `retry_transient`: transient and
+/// every-record errors stay errors; others refuse only this collection (`Ok(Err)`).
+fn per_collection_outcome<T>(
+    result: Result<T, DriverError>,
+) -> Result<Result<(), String>, DriverError> {
+    match result {
+        Ok(_) => Ok(Ok(())),
+        Err(e) if is_transient(&e) || affects_every_record(&e) => Err(e),
+        Err(e) => Ok(Err(e.to_string())),
+    }
+}
+
+/// `text` cut to `max` characters, for details that quote input.
+fn truncate_chars(text: &str, max: usize) -> String {
+    match text.char_indices().nth(max) {
+        Some((end, _)) => format!("{}...", &text[..end]),
+        None => text.to_string(),
     }
 }
 

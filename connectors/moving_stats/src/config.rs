@@ -3,10 +3,19 @@
 use std::collections::HashMap;
 
 use framework::{
-    connector::Attributes, event_time::SlidingWindows, ConfigIssue, ConnectorConfig, DurationSpec,
+    connector::Attributes,
+    event_time::{guard, KeyLimits, SlidingWindows},
+    ConfigIssue, ConnectorConfig, DurationSpec,
 };
 use schemars::JsonSchema;
 use serde::Deserialize;
+
+/// Most windows per stage (each costs state per symbol and bytes per output record).
+pub const MAX_WINDOWS: usize = 32;
+/// Longest slide.
+pub const MAX_SLIDE: DurationSpec = DurationSpec::from_secs(86_400);
+/// Longest window.
+pub const MAX_WINDOW: DurationSpec = DurationSpec::from_secs(30 * 86_400);
 
 /// Configuration of a `moving_stats` stage.
 #[derive(Debug, Clone, Deserialize, JsonSchema)]
@@ -28,6 +37,30 @@ pub struct MovingStatsConfig {
     /// also the output delay. Must be shorter than the longest window.
     #[serde(default = "default_lateness")]
     pub lateness: DurationSpec,
+    /// How far ahead of the wall clock a price's time may be (0s to 7d). Later ones are
+    /// refused as `future` and never move a watermark (a year-9999 price would otherwise
+    /// make every later price of its symbol late).
+    #[serde(default = "default_max_future_skew")]
+    pub max_future_skew: DurationSpec,
+    /// Most symbols with state per input partition (1 to 4000): a price of a new symbol
+    /// beyond it is refused as `too_many_keys`. Bounds memory, checkpoints and metrics.
+    #[serde(default = "default_max_keys")]
+    #[schemars(range(min = 1, max = 4000))]
+    pub max_keys: usize,
+    /// A symbol whose newest price trails the partition's newest price by more than this
+    /// is evicted, its open windows written first (default: the longer of 1d and the
+    /// longest window plus the lateness; at least the longest window plus the lateness,
+    /// at most 365d).
+    #[serde(default)]
+    pub key_idle_timeout: Option<DurationSpec>,
+}
+
+fn default_max_future_skew() -> DurationSpec {
+    DurationSpec::from_millis(guard::DEFAULT_MAX_FUTURE_SKEW_MS)
+}
+
+fn default_max_keys() -> usize {
+    guard::MAX_KEYS_LIMIT
 }
 
 fn default_windows() -> Vec<DurationSpec> {
@@ -51,6 +84,9 @@ impl Default for MovingStatsConfig {
             windows: default_windows(),
             slide: default_slide(),
             lateness: default_lateness(),
+            max_future_skew: default_max_future_skew(),
+            max_keys: default_max_keys(),
+            key_idle_timeout: None,
         }
     }
 }
@@ -59,6 +95,29 @@ impl MovingStatsConfig {
     /// Names of the windows as written in the output (`window` field), in order.
     pub fn window_names(&self) -> Vec<String> {
         self.windows.iter().map(ToString::to_string).collect()
+    }
+
+    /// Shortest idle timeout that cannot change the output: the longest window plus the
+    /// lateness.
+    fn min_idle_ms(&self) -> i64 {
+        let longest = self
+            .windows
+            .iter()
+            .map(|w| w.as_millis())
+            .max()
+            .unwrap_or(0);
+        longest.saturating_add(self.lateness.as_millis())
+    }
+
+    /// The bounds on keyed state per partition.
+    pub fn key_limits(&self) -> KeyLimits {
+        KeyLimits {
+            max_keys: self.max_keys,
+            idle_ms: self.key_idle_timeout.map_or_else(
+                || guard::DEFAULT_KEY_IDLE_MS.max(self.min_idle_ms()),
+                DurationSpec::as_millis,
+            ),
+        }
     }
 
     /// The window geometry, when the config is usable.
@@ -82,6 +141,17 @@ impl ConnectorConfig for MovingStatsConfig {
                 "windows",
                 "at least one window is required",
             ));
+        } else if self.windows.len() > MAX_WINDOWS {
+            issues.push(ConfigIssue::new(
+                "windows",
+                format!("at most {MAX_WINDOWS} windows are supported"),
+            ));
+        }
+        if self.slide > MAX_SLIDE {
+            issues.push(ConfigIssue::new(
+                "slide",
+                format!("the slide must be at most {MAX_SLIDE}"),
+            ));
         }
         let mut seen: HashMap<String, usize> = HashMap::new();
         for (i, window) in self.windows.iter().enumerate() {
@@ -89,6 +159,11 @@ impl ConnectorConfig for MovingStatsConfig {
             let length = window.as_millis();
             if length <= 0 {
                 issues.push(ConfigIssue::new(&path, "a window must be longer than 0"));
+            } else if *window > MAX_WINDOW {
+                issues.push(ConfigIssue::new(
+                    &path,
+                    format!("a window must be at most {MAX_WINDOW}"),
+                ));
             } else if slide > 0 && length % slide != 0 {
                 issues.push(ConfigIssue::new(
                     &path,
@@ -141,6 +216,12 @@ impl ConnectorConfig for MovingStatsConfig {
                 ));
             }
         }
+        issues.extend(guard::check_settings(
+            self.max_future_skew.as_millis(),
+            self.max_keys,
+            self.key_idle_timeout.map(DurationSpec::as_millis),
+            self.min_idle_ms(),
+        ));
         issues
     }
 

@@ -29,7 +29,10 @@ use std::collections::HashMap;
 
 use framework::{
     connector::{InputPort, Resume, StageContext},
-    event_time::{format_millis, Admission, KeyedWindowOperator, MomentStats},
+    event_time::{
+        format_millis, guard, system_clock, Admission, Clock, FutureGuard, KeyedWindowOperator,
+        MomentStats,
+    },
     ConnectorError, Emitter, InputRecord, RecordType, Transform, TransformConnector,
 };
 
@@ -70,6 +73,7 @@ framework::register_transform!(MovingStatsConnector);
 /// One instance per input partition.
 pub struct MovingStats {
     operator: KeyedWindowOperator<String, MomentStats>,
+    future: FutureGuard,
     format: output::OutputFormat,
     lateness: String,
     stage: String,
@@ -83,6 +87,12 @@ pub struct MovingStats {
 
 impl MovingStats {
     pub fn new(config: &MovingStatsConfig) -> Result<Self, ConnectorError> {
+        Self::with_clock(config, system_clock())
+    }
+
+    /// Like [`MovingStats::new`], with the wall clock `max_future_skew` is measured
+    /// against (tests replay with a virtual one).
+    pub fn with_clock(config: &MovingStatsConfig, clock: Clock) -> Result<Self, ConnectorError> {
         use framework::ConnectorConfig;
         let issues = config.check();
         if !issues.is_empty() {
@@ -96,7 +106,9 @@ impl MovingStats {
             .sliding_windows()
             .map_err(|e| ConnectorError::Config(e.to_string()))?;
         Ok(MovingStats {
-            operator: KeyedWindowOperator::new(windows, config.lateness.as_millis()),
+            operator: KeyedWindowOperator::new(windows, config.lateness.as_millis())
+                .with_limits(config.key_limits()),
+            future: FutureGuard::new(config.max_future_skew.as_millis(), clock),
             format: output::OutputFormat::new(&config.window_names()),
             lateness: config.lateness.to_string(),
             stage: String::from("moving_stats"),
@@ -142,6 +154,28 @@ impl Transform for MovingStats {
             Ok(price) => price,
             Err(bad) => return self.refuse(record, bad.reason, bad.detail, out),
         };
+        if let Err(detail) = guard::check_key(&price.symbol) {
+            return self.refuse(record, "invalid_symbol", detail, out);
+        }
+        if let Err(now_ms) = self.future.check(price.event_ms) {
+            let detail = format!(
+                "event time {} of {:?} is more than {} ahead of the wall clock {}",
+                format_millis(price.event_ms),
+                price.symbol,
+                framework::DurationSpec::from_millis(self.future.max_skew_ms()),
+                format_millis(now_ms)
+            );
+            return self.refuse(record, guard::FUTURE, detail, out);
+        }
+        if self
+            .replayed_below
+            .is_some_and(|below| record.offset < below)
+            && !self.operator.has_key(price.symbol.as_ref())
+        {
+            // Replayed after a restart, of a symbol the checkpoint does not hold: it was
+            // evicted or refused before the restart, and its windows were written then.
+            return;
+        }
         let format = &self.format;
         let admission = self.operator.process(
             price.symbol.as_ref(),
@@ -153,20 +187,42 @@ impl Transform for MovingStats {
                 out.emit(Some(symbol.as_bytes().to_vec()), payload, closed.end_ms);
             },
         );
-        if let Admission::Late { watermark_ms } = admission {
-            let detail = format!(
-                "event time {} of {:?} is before its watermark {} (lateness {})",
-                format_millis(price.event_ms),
-                price.symbol,
-                if watermark_ms == i64::MAX {
-                    "+inf (its input ended)".to_string()
-                } else {
-                    format_millis(watermark_ms)
-                },
-                self.lateness
-            );
-            self.refuse(record, "late", detail, out);
-        }
+        let (reason, detail) = match admission {
+            Admission::Accepted => return,
+            Admission::TooManyKeys { max_keys } => (
+                guard::TOO_MANY_KEYS,
+                format!(
+                    "{:?} would be symbol number {} of this partition; max_keys is {max_keys}",
+                    price.symbol,
+                    max_keys + 1
+                ),
+            ),
+            Admission::BeforeIdleHorizon { horizon_ms } => (
+                "late",
+                format!(
+                    "event time {} of {:?} is before {}, the idle-key horizon (symbols idle \
+                     longer than key_idle_timeout are evicted)",
+                    format_millis(price.event_ms),
+                    price.symbol,
+                    format_millis(horizon_ms)
+                ),
+            ),
+            Admission::Late { watermark_ms } => ("late", {
+                let detail = format!(
+                    "event time {} of {:?} is before its watermark {} (lateness {})",
+                    format_millis(price.event_ms),
+                    price.symbol,
+                    if watermark_ms == i64::MAX {
+                        "+inf (its input ended)".to_string()
+                    } else {
+                        format_millis(watermark_ms)
+                    },
+                    self.lateness
+                );
+                detail
+            }),
+        };
+        self.refuse(record, reason, detail, out);
     }
 
     fn end_of_input(&mut self, out: &mut Emitter) {

@@ -27,14 +27,17 @@
 //! arrive after the checkpoint below `P_c` are necessarily late; they are not counted
 //! again either, so the `late` count may miss a few of them across a restart.)
 
+mod config;
 mod records;
+
+pub use config::ZScoreConfig;
 
 use std::{borrow::Borrow, collections::HashMap, fmt, hash::Hash};
 
 use framework::{
     connector::{InputPort, Resume, StageContext},
-    event_time::format_millis,
-    join::{JoinCheckpoint, JoinEvent, KeyedJoin, TableOutcome, UnmatchedCause},
+    event_time::{format_millis, guard, system_clock, Clock, FutureGuard, KeyLimits},
+    join::{JoinCheckpoint, JoinEvent, KeyedJoin, Refusal, TableOutcome, UnmatchedCause},
     record::Rejected,
     schemars::JsonSchema,
     ConfigIssue, ConnectorConfig, ConnectorError, DurationSpec, Emitter, InputRecord, RecordType,
@@ -81,78 +84,6 @@ impl TransformConnector for ZScore {
 }
 
 framework::register_transform!(ZScore);
-
-fn default_slide() -> DurationSpec {
-    DurationSpec::from_secs(1)
-}
-
-fn default_lateness() -> DurationSpec {
-    DurationSpec::from_secs(10)
-}
-
-/// Configuration of the `zscore` transform.
-#[derive(Debug, Clone, Deserialize, JsonSchema)]
-#[serde(deny_unknown_fields)]
-pub struct ZScoreConfig {
-    /// Slide `S` of the moving statistics: a price at time `t` is compared with the
-    /// statistics record of its symbol ending at `floor(t / S) * S`. Must equal the `slide`
-    /// of the stage writing the statistics topic.
-    #[serde(default = "default_slide")]
-    pub slide: DurationSpec,
-    /// Allowed lateness, per symbol and per input: a price (or statistics record) whose
-    /// time is more than this behind the newest one of its symbol is dropped as `late`.
-    #[serde(default = "default_lateness")]
-    pub lateness: DurationSpec,
-}
-
-impl Default for ZScoreConfig {
-    fn default() -> Self {
-        ZScoreConfig {
-            slide: default_slide(),
-            lateness: default_lateness(),
-        }
-    }
-}
-
-impl ConnectorConfig for ZScoreConfig {
-    fn check(&self) -> Vec<ConfigIssue> {
-        let mut issues = Vec::new();
-        if self.slide.as_millis() <= 0 {
-            issues.push(ConfigIssue::new(
-                "slide",
-                format!("slide must be positive, got {}", self.slide),
-            ));
-        }
-        if self.lateness.as_millis() < 0 {
-            issues.push(ConfigIssue::new(
-                "lateness",
-                format!("lateness must not be negative, got {}", self.lateness),
-            ));
-        }
-        issues
-    }
-
-    fn check_inputs(&self, inputs: &ValidationContext) -> Vec<ConfigIssue> {
-        let Some(Some(writer)) = inputs.input_attributes.get(STATS) else {
-            return Vec::new();
-        };
-        let Some(theirs) = writer.get("slide") else {
-            return Vec::new();
-        };
-        // Compared as durations: "60s" and "1m" are the same slide.
-        if theirs.parse::<DurationSpec>().ok() == Some(self.slide) {
-            return Vec::new();
-        }
-        vec![ConfigIssue::new(
-            "slide",
-            format!(
-                "slide {} differs from the slide {theirs} of the statistics writer; \
-                 z-scores would match no statistics",
-                self.slide
-            ),
-        )]
-    }
-}
 
 /// A join key: the symbol, with its JSON string literal computed once.
 #[derive(Debug, Clone)]
@@ -313,6 +244,10 @@ fn on_join_event(
                     "input ended before the statistics for {} at {e} arrived",
                     key.name
                 ),
+                UnmatchedCause::Evicted => format!(
+                    "{} was evicted as idle (key_idle_timeout) before the statistics at {e} arrived",
+                    key.name
+                ),
             };
             log.note("unmatched", &detail);
             out.rejected.push(probe.into_rejected("unmatched", detail));
@@ -332,8 +267,36 @@ fn on_join_event(
             log.note("late", &detail);
             out.rejected.push(probe.into_rejected("late", detail));
         }
+        JoinEvent::Refused {
+            key,
+            time_ms,
+            probe,
+            cause,
+        } => {
+            let (reason, detail) = refusal(&key.name, time_ms, cause);
+            log.note(reason, &detail);
+            out.rejected.push(probe.into_rejected(reason, detail));
+        }
         // Decided, emitted and counted before the restart.
         JoinEvent::Fenced { .. } => {}
+    }
+}
+
+/// Reason and details of a record the join refused for its key.
+fn refusal(symbol: &str, time_ms: i64, cause: Refusal) -> (&'static str, String) {
+    match cause {
+        Refusal::TooManyKeys { max_keys } => (
+            guard::TOO_MANY_KEYS,
+            format!("{symbol:?} would exceed max_keys {max_keys} symbols in this partition"),
+        ),
+        Refusal::BeforeIdleHorizon { horizon_ms } => (
+            "late",
+            format!(
+                "time {} of {symbol:?} is before the idle-key horizon {}",
+                format_millis(time_ms),
+                format_millis(horizon_ms)
+            ),
+        ),
     }
 }
 
@@ -342,14 +305,34 @@ pub struct ZScoreTransform {
     join: Join,
     slide: DurationSpec,
     log: RejectLog,
+    future: FutureGuard,
 }
 
 impl ZScoreTransform {
     pub fn new(config: &ZScoreConfig, stage: &str) -> Result<Self, ConnectorError> {
+        Self::with_clock(config, stage, system_clock())
+    }
+
+    /// Like [`ZScoreTransform::new`], with the wall clock `max_future_skew` is measured
+    /// against (tests replay with a virtual one).
+    pub fn with_clock(
+        config: &ZScoreConfig,
+        stage: &str,
+        clock: Clock,
+    ) -> Result<Self, ConnectorError> {
+        let issues = config.check();
+        if let Some(issue) = issues.first() {
+            return Err(ConnectorError::Config(format!(
+                "{}: {}",
+                issue.path, issue.message
+            )));
+        }
         let join = Join::new(config.slide.as_millis(), config.lateness.as_millis())
-            .map_err(|e| ConnectorError::Config(e.to_string()))?;
+            .map_err(|e| ConnectorError::Config(e.to_string()))?
+            .with_limits(config.key_limits());
         Ok(ZScoreTransform {
             join,
+            future: FutureGuard::new(config.max_future_skew.as_millis(), clock),
             slide: config.slide,
             log: RejectLog {
                 stage: stage.to_string(),
@@ -368,11 +351,31 @@ impl ZScoreTransform {
         out.reject(record, invalid.reason, invalid.detail);
     }
 
+    /// Refuses symbols keyed state cannot hold and times too far ahead of the wall clock.
+    fn guard(&mut self, symbol: &str, time_ms: i64) -> Result<(), Invalid> {
+        guard::check_key(symbol).map_err(|detail| Invalid {
+            reason: "invalid_symbol",
+            detail,
+        })?;
+        self.future.check(time_ms).map_err(|now_ms| Invalid {
+            reason: guard::FUTURE,
+            detail: format!(
+                "time {} of {symbol:?} is more than {} ahead of the wall clock {}",
+                format_millis(time_ms),
+                DurationSpec::from_millis(self.future.max_skew_ms()),
+                format_millis(now_ms)
+            ),
+        })
+    }
+
     fn process_price(&mut self, record: &InputRecord<'_>, out: &mut Emitter) {
         let price = match parse_price(record.payload) {
             Ok(price) => price,
             Err(invalid) => return self.reject(out, record, invalid),
         };
+        if let Err(invalid) = self.guard(&price.symbol, price.time_ms) {
+            return self.reject(out, record, invalid);
+        }
         let pending = PendingPrice::new(price.price, record);
         let (log, slide_ms) = (&mut self.log, self.slide.as_millis());
         self.join.push_probe(
@@ -388,6 +391,9 @@ impl ZScoreTransform {
             Ok(stats) => stats,
             Err(invalid) => return self.reject(out, record, invalid),
         };
+        if let Err(invalid) = self.guard(&stats.symbol, stats.time_ms) {
+            return self.reject(out, record, invalid);
+        }
         let (log, slide_ms) = (&mut self.log, self.slide.as_millis());
         let outcome = self.join.push_table(
             stats.symbol.as_ref(),
@@ -398,6 +404,10 @@ impl ZScoreTransform {
         let at = format_millis(stats.time_ms);
         let invalid = match outcome {
             TableOutcome::Accepted | TableOutcome::Duplicate => return,
+            TableOutcome::Refused(cause) => {
+                let (reason, detail) = refusal(&stats.symbol, stats.time_ms, cause);
+                Invalid { reason, detail }
+            }
             TableOutcome::Misaligned => Invalid {
                 reason: "misaligned_stats",
                 detail: format!(

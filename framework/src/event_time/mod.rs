@@ -4,6 +4,7 @@
 //! records say, so tests drive it with a virtual clock and replays give identical results.
 
 pub mod aggregate;
+pub mod guard;
 pub mod operator;
 pub mod sliding;
 pub mod timestamp;
@@ -11,6 +12,7 @@ pub mod watermark;
 pub mod window;
 
 pub use aggregate::{Aggregate, MomentStats};
+pub use guard::{system_clock, Clock, FutureGuard, KeyLimits};
 pub use operator::{Admission, ClosedWindows, KeyedWindowOperator};
 pub use sliding::AlignedSlidingWindow;
 pub use timestamp::{format_millis, parse_millis, write_millis, TimestampError};

@@ -14,6 +14,7 @@
 use std::{borrow::Borrow, collections::HashMap, collections::VecDeque, hash::Hash};
 
 use super::aggregate::Aggregate;
+use super::guard::{IdleSweep, KeyLimits};
 use super::sliding::AlignedSlidingWindow;
 use super::watermark::Watermark;
 use super::window::{floor_div, SlidingWindows};
@@ -25,6 +26,16 @@ pub enum Admission {
     /// Earlier than the key's watermark (as it was before the record): joined nothing.
     Late {
         watermark_ms: i64,
+    },
+    /// A new key while the partition already holds `KeyLimits::max_keys` keys.
+    TooManyKeys {
+        max_keys: usize,
+    },
+    /// A key without state (new, or evicted as idle) whose record trails the partition's
+    /// newest event time by more than the idle timeout: accepting it could re-open
+    /// windows already reported when the key was evicted.
+    BeforeIdleHorizon {
+        horizon_ms: i64,
     },
 }
 
@@ -241,6 +252,8 @@ pub struct KeyedWindowOperator<K, A> {
     index: HashMap<K, usize>,
     keys: Vec<K>,
     states: Vec<KeyState<A>>,
+    limits: KeyLimits,
+    sweep: IdleSweep,
 }
 
 impl<K, A> KeyedWindowOperator<K, A>
@@ -255,7 +268,62 @@ where
             index: HashMap::new(),
             keys: Vec::new(),
             states: Vec::new(),
+            limits: KeyLimits::UNBOUNDED,
+            sweep: IdleSweep::default(),
         }
+    }
+
+    /// Bounds the keys held (see [`KeyLimits`]). Evicting a key reports its open windows
+    /// as at end of input; with an idle timeout of at least the longest window plus the
+    /// lateness, the output is the same as without eviction.
+    pub fn with_limits(mut self, limits: KeyLimits) -> Self {
+        self.limits = limits;
+        self
+    }
+
+    /// Whether `key` has state (seen and not evicted, or restored by `resume`).
+    pub fn has_key<Q>(&self, key: &Q) -> bool
+    where
+        K: Borrow<Q>,
+        Q: Hash + Eq + ?Sized,
+    {
+        self.index.contains_key(key)
+    }
+
+    /// Evicts every key whose newest event time is below `cutoff`, reporting its open
+    /// windows first (keys in ascending order). Returns how many were evicted.
+    fn evict_idle<F>(&mut self, cutoff: i64, emit: &mut F) -> usize
+    where
+        F: FnMut(&K, &ClosedWindows<'_, A>),
+    {
+        let mut idle: Vec<usize> = (0..self.states.len())
+            .filter(|&i| {
+                self.states[i]
+                    .watermark
+                    .max_event_ms()
+                    .is_some_and(|m| m < cutoff)
+            })
+            .collect();
+        if idle.is_empty() {
+            return 0;
+        }
+        idle.sort_by(|&a, &b| self.keys[a].cmp(&self.keys[b]));
+        for &i in &idle {
+            let state = &mut self.states[i];
+            state.watermark.end();
+            state.advance(&self.keys[i], &self.windows, emit);
+        }
+        // Highest index first, so swap_remove never moves a key still to be removed.
+        idle.sort_unstable_by(|a, b| b.cmp(a));
+        for &i in &idle {
+            self.index.remove(&self.keys[i]);
+            self.keys.swap_remove(i);
+            self.states.swap_remove(i);
+            if let Some(moved) = self.keys.get(i) {
+                self.index.insert(moved.clone(), i);
+            }
+        }
+        idle.len()
     }
 
     pub fn windows(&self) -> &SlidingWindows {
@@ -312,6 +380,21 @@ where
         Q: Hash + Eq + ToOwned<Owned = K> + ?Sized,
         F: FnMut(&K, &ClosedWindows<'_, A>),
     {
+        if let Some(cutoff) = self.sweep.observe(event_ms, &self.limits) {
+            self.evict_idle(cutoff, &mut emit);
+        }
+        if !self.index.contains_key(key) {
+            if let Some(horizon_ms) = self.sweep.cutoff(&self.limits) {
+                if event_ms < horizon_ms {
+                    return Admission::BeforeIdleHorizon { horizon_ms };
+                }
+            }
+            if self.keys.len() >= self.limits.max_keys {
+                return Admission::TooManyKeys {
+                    max_keys: self.limits.max_keys,
+                };
+            }
+        }
         let i = self.slot(key);
         let state = &mut self.states[i];
         if state.watermark.is_late(event_ms) {
@@ -468,6 +551,70 @@ mod tests {
             vec![(1, -1_000, 1, 1.0)],
             "only the 3s window is non-empty"
         );
+    }
+
+    #[test]
+    fn a_new_key_beyond_the_cap_is_refused_and_known_keys_go_on() {
+        let mut o = op(&[2_000], 1_000, 0).with_limits(KeyLimits {
+            max_keys: 2,
+            idle_ms: i64::MAX,
+        });
+        let mut out = Out::new();
+        assert_eq!(
+            o.process("A", 0, &1.0, collect(&mut out)),
+            Admission::Accepted
+        );
+        assert_eq!(
+            o.process("B", 0, &1.0, collect(&mut out)),
+            Admission::Accepted
+        );
+        assert_eq!(
+            o.process("C", 0, &1.0, collect(&mut out)),
+            Admission::TooManyKeys { max_keys: 2 }
+        );
+        assert_eq!(o.key_count(), 2);
+        assert_eq!(
+            o.process("A", 5_000, &1.0, collect(&mut out)),
+            Admission::Accepted
+        );
+    }
+
+    #[test]
+    fn idle_keys_are_evicted_with_their_windows_reported_as_without_eviction() {
+        let limits = KeyLimits {
+            max_keys: 2,
+            idle_ms: 10_000,
+        };
+        let feed = [
+            ("A", 0),
+            ("B", 500),
+            ("A", 1_500),
+            ("B", 30_000),
+            ("C", 31_000),
+            ("B", 40_000),
+            ("A", 60_000),
+        ];
+        let mut bounded = op(&[3_000, 6_000], 1_000, 1_000).with_limits(limits);
+        let mut unbounded = op(&[3_000, 6_000], 1_000, 1_000);
+        let (mut a, mut b) = (Out::new(), Out::new());
+        for (key, t) in feed {
+            assert_eq!(
+                bounded.process(key, t, &(t as f64), collect(&mut a)),
+                Admission::Accepted,
+                "{key} at {t}: A idle-evicted makes room for C"
+            );
+            unbounded.process(key, t, &(t as f64), collect(&mut b));
+        }
+        assert!(bounded.key_count() <= 2);
+        bounded.end_of_input(collect(&mut a));
+        unbounded.end_of_input(collect(&mut b));
+        a.sort_by(|x, y| (&x.0, x.1).cmp(&(&y.0, y.1)));
+        b.sort_by(|x, y| (&x.0, x.1).cmp(&(&y.0, y.1)));
+        assert_eq!(a, b);
+        assert!(matches!(
+            bounded.process("D", 100, &1.0, collect(&mut a)),
+            Admission::BeforeIdleHorizon { .. }
+        ));
     }
 
     #[test]

@@ -6,7 +6,10 @@ use std::{
     hash::{BuildHasher, Hash},
 };
 
-use crate::event_time::Watermark;
+use crate::event_time::{
+    guard::{IdleSweep, KeyLimits},
+    Watermark,
+};
 
 use super::checkpoint::JoinCheckpoint;
 
@@ -32,6 +35,18 @@ pub enum UnmatchedCause {
     Superseded { latest_table_ms: i64 },
     /// The inputs ended before the probe's table record arrived.
     EndOfInput,
+    /// The key was evicted as idle (see [`KeyLimits`]) before its table record arrived.
+    Evicted,
+}
+
+/// Why a record of a key without state was refused (see [`KeyLimits`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Refusal {
+    /// The partition already holds the most keys allowed.
+    TooManyKeys { max_keys: usize },
+    /// The record trails the partition's newest event time by more than the idle timeout:
+    /// its key may have been evicted with decisions this record could contradict.
+    BeforeIdleHorizon { horizon_ms: i64 },
 }
 
 /// A decision about one probe, handed to the caller's callback.
@@ -63,6 +78,13 @@ pub enum JoinEvent<'a, K, P, T> {
     /// result emitted or counted) before the restart, so it must be neither emitted nor
     /// counted again.
     Fenced { key: &'a K, time_ms: i64, probe: P },
+    /// The probe's key has no state and cannot get any (see [`Refusal`]).
+    Refused {
+        key: &'a K,
+        time_ms: i64,
+        probe: P,
+        cause: Refusal,
+    },
 }
 
 /// What happened to a table record.
@@ -80,6 +102,8 @@ pub enum TableOutcome {
     /// Older than the latest accepted table record of the key and never seen: probes at its
     /// time were (or will be) declared unmatched already, so it is ignored.
     Superseded { latest_table_ms: i64 },
+    /// The key has no state and cannot get any (see [`Refusal`]).
+    Refused(Refusal),
 }
 
 /// How much the join holds, for metrics and tests of bounded state.
@@ -300,6 +324,8 @@ pub struct KeyedJoin<K, P, T, S = RandomState> {
     slide_ms: i64,
     lateness_ms: i64,
     keys: HashMap<K, KeyState<K, P, T>, S>,
+    limits: KeyLimits,
+    sweep: IdleSweep,
 }
 
 impl<K, P, T, S> KeyedJoin<K, P, T, S>
@@ -320,7 +346,78 @@ where
             slide_ms,
             lateness_ms,
             keys: HashMap::default(),
+            limits: KeyLimits::UNBOUNDED,
+            sweep: IdleSweep::default(),
         })
+    }
+
+    /// Bounds the keys held (see [`KeyLimits`]): an evicted key's pending probes are
+    /// reported unmatched ([`UnmatchedCause::Evicted`]).
+    pub fn with_limits(mut self, limits: KeyLimits) -> Self {
+        self.limits = limits;
+        self
+    }
+
+    /// Number of keys with state.
+    pub fn key_count(&self) -> usize {
+        self.keys.len()
+    }
+
+    /// Notes a record's time; evicts idle keys when a sweep is due. Then, for a key
+    /// without state, whether it may get one.
+    fn admit<Q, F>(&mut self, key: &Q, time_ms: i64, on_event: &mut F) -> Result<(), Refusal>
+    where
+        K: Borrow<Q>,
+        Q: Hash + Eq + ?Sized,
+        F: FnMut(JoinEvent<'_, K, P, T>),
+    {
+        if let Some(cutoff) = self.sweep.observe(time_ms, &self.limits) {
+            self.evict_idle(cutoff, on_event);
+        }
+        if self.keys.contains_key(key) {
+            return Ok(());
+        }
+        if let Some(horizon_ms) = self.sweep.cutoff(&self.limits) {
+            if time_ms < horizon_ms {
+                return Err(Refusal::BeforeIdleHorizon { horizon_ms });
+            }
+        }
+        if self.keys.len() >= self.limits.max_keys {
+            return Err(Refusal::TooManyKeys {
+                max_keys: self.limits.max_keys,
+            });
+        }
+        Ok(())
+    }
+
+    /// Evicts every key whose newest record (probe or table) is older than `cutoff`; its
+    /// pending probes are unmatched (keys in ascending order).
+    fn evict_idle<F>(&mut self, cutoff: i64, on_event: &mut F)
+    where
+        F: FnMut(JoinEvent<'_, K, P, T>),
+    {
+        let newest =
+            |s: &KeyState<K, P, T>| s.probe_wm.max_event_ms().max(s.table_wm.max_event_ms());
+        let mut idle: Vec<K> = self
+            .keys
+            .values()
+            .filter(|s| newest(s).is_some_and(|m| m < cutoff))
+            .map(|s| s.key.clone())
+            .collect();
+        idle.sort();
+        for key in idle {
+            if let Some(mut state) = self.keys.remove(&key) {
+                let key = &state.key;
+                for p in state.pending.drain(..) {
+                    on_event(JoinEvent::Unmatched {
+                        key,
+                        time_ms: p.time_ms,
+                        probe: p.probe,
+                        cause: UnmatchedCause::Evicted,
+                    });
+                }
+            }
+        }
     }
 
     pub fn slide_ms(&self) -> i64 {
@@ -355,6 +452,16 @@ where
         Q: Hash + Eq + ?Sized,
         F: FnMut(JoinEvent<'_, K, P, T>),
     {
+        if let Err(cause) = self.admit(key, time_ms, on_event) {
+            let key = K::from(key);
+            on_event(JoinEvent::Refused {
+                key: &key,
+                time_ms,
+                probe,
+                cause,
+            });
+            return;
+        }
         let slide_ms = self.slide_ms;
         self.with_state(key, |state| {
             state.push_probe(slide_ms, time_ms, probe, on_event)
@@ -377,6 +484,9 @@ where
     {
         if e_ms.rem_euclid(self.slide_ms) != 0 {
             return TableOutcome::Misaligned;
+        }
+        if let Err(cause) = self.admit(key, e_ms, on_event) {
+            return TableOutcome::Refused(cause);
         }
         let slide_ms = self.slide_ms;
         self.with_state(key, |state| {

@@ -35,5 +35,6 @@ mod tests;
 
 pub use checkpoint::JoinCheckpoint;
 pub use keyed::{
-    bucket_of, Buffered, JoinConfigError, JoinEvent, KeyedJoin, TableOutcome, UnmatchedCause,
+    bucket_of, Buffered, JoinConfigError, JoinEvent, KeyedJoin, Refusal, TableOutcome,
+    UnmatchedCause,
 };

@@ -16,6 +16,7 @@ enum Decision {
     Unmatched(String, u32),
     Late(String, u32),
     Fenced(String, u32),
+    Refused(String, u32),
 }
 
 fn record(
@@ -33,6 +34,7 @@ fn record(
             JoinEvent::Unmatched { key, probe, .. } => Decision::Unmatched(key.clone(), probe),
             JoinEvent::Late { key, probe, .. } => Decision::Late(key.clone(), probe),
             JoinEvent::Fenced { key, probe, .. } => Decision::Fenced(key.clone(), probe),
+            JoinEvent::Refused { key, probe, .. } => Decision::Refused(key.clone(), probe),
         })
     }
 }
@@ -429,4 +431,56 @@ proptest! {
         let got: BTreeSet<_> = d.into_iter().collect();
         prop_assert_eq!(got, reference(&s));
     }
+}
+
+#[test]
+fn a_new_key_beyond_the_cap_is_refused_on_both_inputs() {
+    let mut j = join().with_limits(crate::event_time::KeyLimits {
+        max_keys: 1,
+        idle_ms: i64::MAX,
+    });
+    let mut decisions = Vec::new();
+    j.push_probe("A", 1_500, 1, &mut record(&mut decisions));
+    j.push_probe("B", 1_500, 2, &mut record(&mut decisions));
+    assert_eq!(
+        j.push_table("B", 1_000, "b", &mut record(&mut decisions)),
+        TableOutcome::Refused(Refusal::TooManyKeys { max_keys: 1 })
+    );
+    j.push_table("A", 1_000, "a", &mut record(&mut decisions));
+    assert_eq!(
+        decisions,
+        vec![
+            Decision::Refused("B".into(), 2),
+            Decision::Matched("A".into(), 1, 1_000, "a"),
+        ]
+    );
+    assert_eq!(j.key_count(), 1);
+}
+
+#[test]
+fn idle_keys_are_evicted_with_their_pending_probes_unmatched_and_leave_the_checkpoint() {
+    let mut j = join().with_limits(crate::event_time::KeyLimits {
+        max_keys: 2,
+        idle_ms: 60_000,
+    });
+    let mut decisions = Vec::new();
+    j.push_probe("A", 1_500, 1, &mut record(&mut decisions));
+    j.push_probe("B", 2_500, 2, &mut record(&mut decisions));
+    j.push_table("B", 2_000, "b", &mut record(&mut decisions));
+    // 100 s later only B is active: A is evicted, which makes room for C.
+    j.push_probe("B", 100_000, 3, &mut record(&mut decisions));
+    j.push_probe("C", 100_000, 4, &mut record(&mut decisions));
+    assert_eq!(
+        decisions,
+        vec![
+            Decision::Matched("B".into(), 2, 2_000, "b"),
+            Decision::Unmatched("A".into(), 1),
+        ]
+    );
+    assert_eq!(j.key_count(), 2);
+    let checkpoint = j.checkpoint();
+    assert!(!checkpoint.decided_before.contains_key("A"));
+    // A record of an evicted key older than the idle horizon is refused, not re-decided.
+    j.push_probe("A", 1_600, 5, &mut record(&mut decisions));
+    assert_eq!(decisions.last(), Some(&Decision::Refused("A".into(), 5)));
 }

@@ -93,6 +93,8 @@ pub struct Deliveries {
     producer: FutureProducer,
     in_flight: FuturesUnordered<DeliveryFuture>,
     delivered: u64,
+    /// What to do with records too large for the broker; without it they fail the stage.
+    oversize: Option<super::oversize::Policy>,
 }
 
 impl Deliveries {
@@ -101,6 +103,60 @@ impl Deliveries {
             producer,
             in_flight: FuturesUnordered::new(),
             delivered: 0,
+            oversize: None,
+        }
+    }
+
+    /// Records too large for the broker are dead-lettered truncated (or counted and
+    /// dropped) as `policy` says, instead of failing the stage.
+    pub fn with_oversize(mut self, policy: super::oversize::Policy) -> Self {
+        self.oversize = Some(policy);
+        self
+    }
+
+    /// Dead-letters a truncated copy of a record refused as too large, or counts and
+    /// drops it. Never fails: the stage keeps running.
+    async fn refuse_too_large(
+        &mut self,
+        topic: &str,
+        key: Option<&[u8]>,
+        payload: &[u8],
+        timestamp_ms: Option<i64>,
+        headers: Option<&OwnedHeaders>,
+    ) {
+        let Some(policy) = self.oversize.clone() else {
+            return;
+        };
+        let dead_letter = match &policy.dead_letter {
+            Some(dlq) if !super::oversize::is_truncated_copy(headers) => dlq,
+            _ => return policy.count(topic, payload.len(), false),
+        };
+        let copy = policy.copy(topic, key, payload, headers);
+        loop {
+            let mut record: FutureRecord<'_, [u8], [u8]> = FutureRecord::to(dead_letter)
+                .payload(copy.payload.as_slice())
+                .headers(copy.headers.clone());
+            if let Some(key) = &copy.key {
+                record = record.key(key.as_slice());
+            }
+            if let Some(ts) = timestamp_ms {
+                record = record.timestamp(ts);
+            }
+            match self.producer.send_result(record) {
+                Ok(future) => {
+                    self.in_flight.push(future);
+                    return policy.count(topic, payload.len(), true);
+                }
+                // The queue drains in the background; waiting here on acknowledgements
+                // would recurse into this function.
+                Err((KafkaError::MessageProduction(RDKafkaErrorCode::QueueFull), _)) => {
+                    tokio::time::sleep(Duration::from_millis(5)).await;
+                }
+                Err((e, _)) => {
+                    debug!(topic = %dead_letter, "truncated copy refused too: {e}");
+                    return policy.count(topic, payload.len(), false);
+                }
+            }
         }
     }
 
@@ -146,6 +202,14 @@ impl Deliveries {
                     }
                     return Ok(());
                 }
+                Err((KafkaError::MessageProduction(RDKafkaErrorCode::MessageSizeTooLarge), _))
+                    if self.oversize.is_some() =>
+                {
+                    let payload = payload.unwrap_or_default();
+                    self.refuse_too_large(topic, key, payload, timestamp_ms, headers.as_ref())
+                        .await;
+                    return Ok(());
+                }
                 Err((KafkaError::MessageProduction(RDKafkaErrorCode::QueueFull), _)) => {
                     if self.in_flight.is_empty() {
                         tokio::time::sleep(Duration::from_millis(5)).await;
@@ -162,6 +226,25 @@ impl Deliveries {
 
     async fn wait_one(&mut self) -> Result<(), FrameworkError> {
         if let Some(result) = self.in_flight.next().await {
+            // The broker may accept less than the producer's `message.max.bytes`.
+            if let Ok(Err((
+                KafkaError::MessageProduction(RDKafkaErrorCode::MessageSizeTooLarge),
+                message,
+            ))) = &result
+            {
+                if self.oversize.is_some() {
+                    let headers = message.headers().cloned();
+                    self.refuse_too_large(
+                        message.topic(),
+                        message.key(),
+                        message.payload().unwrap_or_default(),
+                        message.timestamp().to_millis(),
+                        headers.as_ref(),
+                    )
+                    .await;
+                    return Ok(());
+                }
+            }
             check_delivery(result)?;
             self.delivered += 1;
         }

@@ -14,6 +14,7 @@
 mod checkpoint;
 mod consumer;
 pub mod kafka;
+pub mod oversize;
 mod sink;
 mod source;
 pub mod status;
@@ -64,6 +65,18 @@ impl StageRuntime {
 
     fn partitions_of(&self, topic: &str) -> i32 {
         self.partitions.get(topic).copied().unwrap_or(1)
+    }
+
+    /// A producer's acknowledgement tracker that dead-letters records too large for the
+    /// broker instead of failing the stage.
+    fn deliveries(&self, producer: rdkafka::producer::FutureProducer) -> kafka::Deliveries {
+        kafka::Deliveries::new(producer).with_oversize(oversize::Policy {
+            stage: self.name.clone(),
+            connector: self.connector,
+            dead_letter: self.dead_letter.clone(),
+            metrics: self.metrics.clone(),
+            max_message_bytes: oversize::max_message_bytes(&kafka::producer_config(&self.kafka)),
+        })
     }
 }
 

@@ -30,7 +30,7 @@ pub async fn run(
     shutdown: CancellationToken,
 ) -> Result<(), FrameworkError> {
     let producer = kafka::create_producer(&stage.kafka)?;
-    let mut deliveries = kafka::Deliveries::new(producer.clone());
+    let mut deliveries = stage.deliveries(producer.clone());
     let (hooks, shared) = StageHooks::new(&stage, None, Some(producer));
     let consumer = subscribe(&stage, hooks)?;
     let mut topic_index: HashMap<String, usize> = HashMap::new();

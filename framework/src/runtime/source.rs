@@ -22,8 +22,13 @@ pub async fn run(
         .output
         .clone()
         .ok_or_else(|| stage.error("a source needs an output topic"))?;
-    let mut deliveries = kafka::Deliveries::new(kafka::create_producer(&stage.kafka)?);
-    let (mut ctx, mut events) = SourceContext::channel(SOURCE_CHANNEL, shutdown.clone());
+    let mut deliveries = stage.deliveries(kafka::create_producer(&stage.kafka)?);
+    let (ctx, mut events) = SourceContext::channel(SOURCE_CHANNEL, shutdown.clone());
+    let (status, stage_name, stage_connector) =
+        (stage.status.clone(), stage.name.clone(), stage.connector);
+    let mut ctx = ctx.with_wait_hook(std::sync::Arc::new(move |wait| {
+        status.set_waiting(&stage_name, stage_connector, wait)
+    }));
     let name = stage.name.clone();
     let connector = stage.connector;
     let runner = tokio::spawn(async move {

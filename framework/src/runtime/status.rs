@@ -15,6 +15,13 @@ pub enum StageState {
     Starting,
     /// Running; a source is ready once started, a consumer once it has its partitions.
     Running { ready: bool },
+    /// Running but deliberately sending nothing until `until` (RFC 3339), e.g. a
+    /// rate-limit `Retry-After`: not ready meanwhile.
+    Waiting {
+        reason: String,
+        until: String,
+        seconds: u64,
+    },
     /// Ended normally (bounded input done, or stopped on request).
     Finished,
     /// Ended with an error (the pipeline is stopping).
@@ -56,6 +63,38 @@ impl PipelineStatus {
                 status.state = StageState::Running { ready: true };
             }
         }
+    }
+
+    /// Marks a running stage as waiting for `duration` (`None`: running and ready again).
+    pub fn set_waiting(
+        &self,
+        stage: &str,
+        connector: &'static str,
+        wait: Option<(&str, std::time::Duration)>,
+    ) {
+        let state = match wait {
+            Some((reason, duration)) => {
+                let until = chrono::Duration::from_std(duration)
+                    .ok()
+                    .and_then(|d| chrono::Utc::now().checked_add_signed(d))
+                    .map(|t| t.to_rfc3339_opts(chrono::SecondsFormat::Secs, true))
+                    .unwrap_or_default();
+                StageState::Waiting {
+                    reason: reason.to_string(),
+                    until,
+                    seconds: duration.as_secs(),
+                }
+            }
+            None => StageState::Running { ready: true },
+        };
+        let mut stages = self.stages.lock().unwrap_or_else(|p| p.into_inner());
+        // Never overrides a final state.
+        if let Some(status) = stages.get(stage) {
+            if matches!(status.state, StageState::Finished | StageState::Failed(_)) {
+                return;
+            }
+        }
+        stages.insert(stage.to_string(), StageStatus { connector, state });
     }
 
     pub fn snapshot(&self) -> BTreeMap<String, StageStatus> {
@@ -103,5 +142,24 @@ mod tests {
         status.set("b", "file_sink", StageState::Failed("boom".into()));
         assert!(!status.is_healthy());
         assert!(!status.is_ready());
+    }
+
+    #[test]
+    fn a_waiting_source_is_not_ready_and_shows_its_reason_and_wait() {
+        let status = PipelineStatus::default();
+        status.set("a", "binance", StageState::Running { ready: true });
+        status.set_waiting(
+            "a",
+            "binance",
+            Some(("rate_limited", std::time::Duration::from_secs(300))),
+        );
+        assert!(!status.is_ready());
+        assert!(status.is_healthy());
+        let json = serde_json::to_value(status.snapshot()).unwrap();
+        assert_eq!(json["a"]["state"], "waiting");
+        assert_eq!(json["a"]["detail"]["reason"], "rate_limited");
+        assert_eq!(json["a"]["detail"]["seconds"], 300);
+        status.set_waiting("a", "binance", None);
+        assert!(status.is_ready());
     }
 }

@@ -31,7 +31,7 @@ pub async fn run(
         .clone()
         .ok_or_else(|| stage.error("a transform needs an output topic"))?;
     let producer = kafka::create_producer(&stage.kafka)?;
-    let mut deliveries = kafka::Deliveries::new(producer.clone());
+    let mut deliveries = stage.deliveries(producer.clone());
     let checkpoints = Checkpoints {
         topic: checkpoint::topic_for_group(&stage.group),
         factory: factory.clone(),

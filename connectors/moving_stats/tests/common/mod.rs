@@ -27,6 +27,7 @@ pub fn config(windows: &[&str], slide: &str, lateness: &str) -> MovingStatsConfi
             .collect(),
         slide: slide.parse().unwrap(),
         lateness: lateness.parse().unwrap(),
+        ..MovingStatsConfig::default()
     }
 }
 
