@@ -208,6 +208,8 @@ pub fn schema_diagnostics(
         options: Options::default(),
         warnings: Vec::new(),
         unset_paths: Vec::new(),
+        retyped: HashMap::new(),
+        secrets: Vec::new(),
     };
     v.check_schema(schema, instance, "");
     tidy(v.diagnostics)

@@ -197,6 +197,7 @@ fn stages(handle: &PrometheusHandle, status: &PipelineStatus, view: &LiveView) -
                 StageState::Starting => ("starting", None),
                 StageState::Running { ready: true } => ("ready", None),
                 StageState::Running { ready: false } => ("running", None),
+                StageState::Waiting { .. } => ("waiting", None),
                 StageState::Finished => ("finished", None),
                 StageState::Failed(e) => ("failed", Some(e)),
             };

@@ -12,6 +12,8 @@ use rdkafka::{
     types::RDKafkaErrorCode,
 };
 
+use tracing::debug;
+
 use crate::{error::FrameworkError, redact::redact, spec::KafkaSpec};
 
 /// Header marking the end of a bounded input on one partition; its value is the writer
