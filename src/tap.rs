@@ -218,12 +218,16 @@ fn table_line(topic: &str, record: &TapRecord, fields: &[(String, Vec<Step>)]) -
     let value = if fields.is_empty() {
         record.value.to_string()
     } else {
+        // Each value under its field's name in the header.
         fields
             .iter()
-            .map(|(_, path)| match lookup(&record.value, path) {
-                Some(Value::String(s)) => s,
-                Some(v) => v.to_string(),
-                None => "-".to_string(),
+            .map(|(name, path)| {
+                let value = match lookup(&record.value, path) {
+                    Some(Value::String(s)) => s,
+                    Some(v) => v.to_string(),
+                    None => "-".to_string(),
+                };
+                format!("{value:<width$}", width = name.len())
             })
             .collect::<Vec<_>>()
             .join("  ")
@@ -236,6 +240,8 @@ fn table_line(topic: &str, record: &TapRecord, fields: &[(String, Vec<Step>)]) -
     };
     let key = record.key.as_deref().unwrap_or("-");
     format!("{time:<12}  {topic:<20}  {key:<10}  {value}")
+        .trim_end()
+        .to_string()
 }
 
 /// `HH:MM:SS.mmm` (UTC) of a time in ms since the epoch.

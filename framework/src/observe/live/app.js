@@ -171,9 +171,12 @@ function eventTime(record) {
 
 function addRecords(topic, batch) {
   const t = view.topics[topic];
+  // The first answer holds the backlog: what fell out of the ring before is not sampling.
+  if (t.after > 0) {
+    t.seen += batch.seen;
+    t.kept += batch.kept;
+  }
   t.after = batch.last_seq;
-  t.seen += batch.seen;
-  t.kept += batch.kept;
   for (const record of batch.records) {
     const time = eventTime(record);
     if (time == null) continue;
