@@ -36,12 +36,11 @@ use std::{borrow::Borrow, collections::HashMap, fmt, hash::Hash};
 
 use framework::{
     connector::{InputPort, Resume, StageContext},
-    event_time::{format_millis, guard, system_clock, Clock, FutureGuard, KeyLimits},
+    event_time::{format_millis, guard, system_clock, Clock, FutureGuard},
     join::{JoinCheckpoint, JoinEvent, KeyedJoin, Refusal, TableOutcome, UnmatchedCause},
     record::Rejected,
-    schemars::JsonSchema,
-    ConfigIssue, ConnectorConfig, ConnectorError, DurationSpec, Emitter, InputRecord, RecordType,
-    Transform, TransformConnector, ValidationContext,
+    ConnectorConfig, ConnectorError, DurationSpec, Emitter, InputRecord, RecordType, Transform,
+    TransformConnector,
 };
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
