@@ -29,7 +29,7 @@ use std::collections::HashMap;
 
 use framework::{
     connector::{InputPort, Resume, StageContext},
-    event_time::{format_millis, Admission, KeyedWindowOperator, MomentStats},
+    event_time::{format_millis, Admission, ClosedWindows, KeyedWindowOperator, MomentStats},
     ConnectorError, Emitter, InputRecord, RecordType, Transform, TransformConnector,
 };
 
@@ -132,6 +132,20 @@ impl MovingStats {
     }
 }
 
+/// Writes each closed (symbol, end) as one record; asks the operator to pause once `out`
+/// is full (the runtime then produces it and calls `emit_pending`).
+fn emit_into<'a>(
+    format: &'a output::OutputFormat,
+    out: &'a mut Emitter,
+) -> impl FnMut(&String, &ClosedWindows<'_, MomentStats>) -> bool + 'a {
+    move |symbol, closed| {
+        let mut payload = Vec::with_capacity(96 + 160 * closed.aggregates.len());
+        format.write(&mut payload, symbol, closed);
+        out.emit(Some(symbol.as_bytes().to_vec()), payload, closed.end_ms);
+        !out.is_full()
+    }
+}
+
 impl Transform for MovingStats {
     fn process(&mut self, record: &InputRecord<'_>, out: &mut Emitter) {
         self.next_offset = Some(
@@ -142,16 +156,11 @@ impl Transform for MovingStats {
             Ok(price) => price,
             Err(bad) => return self.refuse(record, bad.reason, bad.detail, out),
         };
-        let format = &self.format;
-        let admission = self.operator.process(
+        let admission = self.operator.process_bounded(
             price.symbol.as_ref(),
             price.event_ms,
             &price.price,
-            |symbol, closed| {
-                let mut payload = Vec::with_capacity(96 + 160 * closed.aggregates.len());
-                format.write(&mut payload, symbol, closed);
-                out.emit(Some(symbol.as_bytes().to_vec()), payload, closed.end_ms);
-            },
+            emit_into(&self.format, out),
         );
         if let Admission::Late { watermark_ms } = admission {
             let detail = format!(
@@ -170,12 +179,12 @@ impl Transform for MovingStats {
     }
 
     fn end_of_input(&mut self, out: &mut Emitter) {
-        let format = &self.format;
-        self.operator.end_of_input(|symbol, closed| {
-            let mut payload = Vec::with_capacity(96 + 160 * closed.aggregates.len());
-            format.write(&mut payload, symbol, closed);
-            out.emit(Some(symbol.as_bytes().to_vec()), payload, closed.end_ms);
-        });
+        self.operator
+            .end_of_input_bounded(emit_into(&self.format, out));
+    }
+
+    fn emit_pending(&mut self, out: &mut Emitter) {
+        self.operator.emit_pending(emit_into(&self.format, out));
     }
 
     fn watermarks(&self) -> Vec<(String, i64)> {

@@ -103,13 +103,26 @@ pub struct ZScoreConfig {
     /// time is more than this behind the newest one of its symbol is dropped as `late`.
     #[serde(default = "default_lateness")]
     pub lateness: DurationSpec,
+    /// Most prices of one partition waiting for their statistics (1 to 10,000,000). While
+    /// that many wait (the statistics lag far behind), a new price is dropped as
+    /// `too_many_pending` (counted, dead-lettered) instead of growing memory.
+    #[serde(default = "default_max_pending_prices")]
+    pub max_pending_prices: usize,
 }
+
+fn default_max_pending_prices() -> usize {
+    100_000
+}
+
+/// Range of `max_pending_prices`.
+pub const MAX_PENDING_PRICES_RANGE: std::ops::RangeInclusive<usize> = 1..=10_000_000;
 
 impl Default for ZScoreConfig {
     fn default() -> Self {
         ZScoreConfig {
             slide: default_slide(),
             lateness: default_lateness(),
+            max_pending_prices: default_max_pending_prices(),
         }
     }
 }
@@ -121,6 +134,17 @@ impl ConnectorConfig for ZScoreConfig {
             issues.push(ConfigIssue::new(
                 "slide",
                 format!("slide must be positive, got {}", self.slide),
+            ));
+        }
+        if !MAX_PENDING_PRICES_RANGE.contains(&self.max_pending_prices) {
+            issues.push(ConfigIssue::new(
+                "max_pending_prices",
+                format!(
+                    "{} is out of range: {} to {}",
+                    self.max_pending_prices,
+                    MAX_PENDING_PRICES_RANGE.start(),
+                    MAX_PENDING_PRICES_RANGE.end()
+                ),
             ));
         }
         if self.lateness.as_millis() < 0 {
@@ -277,13 +301,14 @@ impl RejectLog {
 
 type Join = KeyedJoin<Symbol, PendingPrice, Stats>;
 
-/// Turns the join's decisions about prices into output records and rejections.
+/// Turns the join's decisions about prices into output records and rejections. Returns
+/// whether `out` can take more (the join pauses otherwise; see `emit_pending`).
 fn on_join_event(
     out: &mut Emitter,
     log: &mut RejectLog,
     slide_ms: i64,
     event: JoinEvent<'_, Symbol, PendingPrice, Stats>,
-) {
+) -> bool {
     match event {
         JoinEvent::Matched {
             key,
@@ -335,6 +360,19 @@ fn on_join_event(
         // Decided, emitted and counted before the restart.
         JoinEvent::Fenced { .. } => {}
     }
+    !out.is_full()
+}
+
+/// A decision about a price that was waiting for its statistics: one fewer waits.
+fn on_waiting_decided(
+    out: &mut Emitter,
+    log: &mut RejectLog,
+    slide_ms: i64,
+    pending: &mut usize,
+    event: JoinEvent<'_, Symbol, PendingPrice, Stats>,
+) -> bool {
+    *pending = pending.saturating_sub(1);
+    on_join_event(out, log, slide_ms, event)
 }
 
 /// One partition's z-score join.
@@ -342,6 +380,9 @@ pub struct ZScoreTransform {
     join: Join,
     slide: DurationSpec,
     log: RejectLog,
+    /// Prices in the join waiting for their statistics, and their bound.
+    pending: usize,
+    max_pending: usize,
 }
 
 impl ZScoreTransform {
@@ -355,6 +396,8 @@ impl ZScoreTransform {
                 stage: stage.to_string(),
                 counts: HashMap::new(),
             },
+            pending: 0,
+            max_pending: config.max_pending_prices,
         })
     }
 
@@ -373,14 +416,37 @@ impl ZScoreTransform {
             Ok(price) => price,
             Err(invalid) => return self.reject(out, record, invalid),
         };
+        if self.pending >= self.max_pending {
+            let detail = format!(
+                "{} prices already wait for their statistics (max_pending_prices); price of {} at {} dropped",
+                self.pending,
+                price.symbol,
+                format_millis(price.time_ms)
+            );
+            return self.reject(
+                out,
+                record,
+                Invalid {
+                    reason: "too_many_pending",
+                    detail,
+                },
+            );
+        }
         let pending = PendingPrice::new(price.price, record);
         let (log, slide_ms) = (&mut self.log, self.slide.as_millis());
+        let mut decided = false;
         self.join.push_probe(
             price.symbol.as_ref(),
             price.time_ms,
             pending,
-            &mut |event| on_join_event(out, log, slide_ms, event),
+            &mut |event| {
+                decided = true;
+                on_join_event(out, log, slide_ms, event);
+            },
         );
+        if !decided {
+            self.pending += 1;
+        }
     }
 
     fn process_stats(&mut self, record: &InputRecord<'_>, out: &mut Emitter) {
@@ -388,12 +454,12 @@ impl ZScoreTransform {
             Ok(stats) => stats,
             Err(invalid) => return self.reject(out, record, invalid),
         };
-        let (log, slide_ms) = (&mut self.log, self.slide.as_millis());
-        let outcome = self.join.push_table(
+        let (log, slide_ms, pending) = (&mut self.log, self.slide.as_millis(), &mut self.pending);
+        let outcome = self.join.push_table_bounded(
             stats.symbol.as_ref(),
             stats.time_ms,
             stats.stats,
-            &mut |event| on_join_event(out, log, slide_ms, event),
+            &mut |event| on_waiting_decided(out, log, slide_ms, pending, event),
         );
         let at = format_millis(stats.time_ms);
         let invalid = match outcome {
@@ -443,9 +509,17 @@ impl Transform for ZScoreTransform {
     }
 
     fn end_of_input(&mut self, out: &mut Emitter) {
-        let (log, slide_ms) = (&mut self.log, self.slide.as_millis());
-        self.join
-            .end_of_input(&mut |event| on_join_event(out, log, slide_ms, event));
+        let (log, slide_ms, pending) = (&mut self.log, self.slide.as_millis(), &mut self.pending);
+        self.join.end_of_input_bounded(&mut |event| {
+            on_waiting_decided(out, log, slide_ms, pending, event)
+        });
+    }
+
+    fn emit_pending(&mut self, out: &mut Emitter) {
+        let (log, slide_ms, pending) = (&mut self.log, self.slide.as_millis(), &mut self.pending);
+        self.join.emit_pending(&mut |event| {
+            on_waiting_decided(out, log, slide_ms, pending, event)
+        });
     }
 
     fn watermarks(&self) -> Vec<(String, i64)> {

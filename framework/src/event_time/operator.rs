@@ -18,6 +18,8 @@ use super::sliding::AlignedSlidingWindow;
 use super::watermark::Watermark;
 use super::window::{floor_div, SlidingWindows};
 
+mod pending;
+
 /// What happened to a record offered to [`KeyedWindowOperator::process`].
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Admission {
@@ -133,15 +135,16 @@ impl<A: Aggregate> KeyState<A> {
             .map(|(i, _)| self.base + i as i64)
     }
 
-    /// Closes and reports every window end `e <= W`.
+    /// Closes and reports every window end `e <= W`, unless `emit` asks to pause (returns
+    /// `false`): then returns `false`, and calling it again continues where it paused.
     fn advance<K>(
         &mut self,
         key: &K,
         windows: &SlidingWindows,
-        emit: &mut impl FnMut(&K, &ClosedWindows<'_, A>),
-    ) {
+        emit: &mut impl FnMut(&K, &ClosedWindows<'_, A>) -> bool,
+    ) -> bool {
         let Some(w) = self.watermark.current() else {
-            return;
+            return true;
         };
         let ended = w == i64::MAX;
         // Every end E with E*S <= W is closed.
@@ -154,9 +157,10 @@ impl<A: Aggregate> KeyState<A> {
         let mut e = match self.next_end {
             Some(e) => e,
             // First record: nothing is stored, so every end up to the limit is empty.
-            None if ended => return,
+            None if ended => return true,
             None => limit.saturating_add(1),
         };
+        let mut go_on = true;
         while e <= limit {
             if !self.pane(e - 1).is_empty() {
                 self.latest_closed_data = Some(e - 1);
@@ -180,9 +184,12 @@ impl<A: Aggregate> KeyState<A> {
             }
             let end_ms = windows.pane_start_ms(e);
             if self.fence_ms.is_none_or(|fence| end_ms >= fence) {
-                self.report(key, e, end_ms, windows, emit);
+                go_on = self.report(key, e, end_ms, windows, emit);
             }
             e += 1;
+            if !go_on {
+                break;
+            }
         }
         self.next_end = Some(e);
         let keep_from = e.saturating_sub(longest);
@@ -193,6 +200,7 @@ impl<A: Aggregate> KeyState<A> {
         if self.panes.is_empty() {
             self.base = keep_from;
         }
+        go_on
     }
 
     fn report<K>(
@@ -201,17 +209,18 @@ impl<A: Aggregate> KeyState<A> {
         e: i64,
         end_ms: i64,
         windows: &SlidingWindows,
-        emit: &mut impl FnMut(&K, &ClosedWindows<'_, A>),
-    ) {
+        emit: &mut impl FnMut(&K, &ClosedWindows<'_, A>) -> bool,
+    ) -> bool {
         let mut results = std::mem::take(&mut self.results);
         let mut sliders = std::mem::take(&mut self.sliders);
         let mut any = false;
+        let mut go_on = true;
         for (slot, slider) in results.iter_mut().zip(sliders.iter_mut()) {
             *slot = slider.window(e, |i| self.pane(i));
             any |= !slot.is_empty();
         }
         if any {
-            emit(
+            go_on = emit(
                 key,
                 &ClosedWindows {
                     end_ms,
@@ -222,6 +231,7 @@ impl<A: Aggregate> KeyState<A> {
         }
         self.results = results;
         self.sliders = sliders;
+        go_on
     }
 
     /// What a checkpoint records for the key: its watermark, never below its fence.
@@ -241,6 +251,7 @@ pub struct KeyedWindowOperator<K, A> {
     index: HashMap<K, usize>,
     keys: Vec<K>,
     states: Vec<KeyState<A>>,
+    paused: Option<pending::Paused>,
 }
 
 impl<K, A> KeyedWindowOperator<K, A>
@@ -255,6 +266,7 @@ where
             index: HashMap::new(),
             keys: Vec::new(),
             states: Vec::new(),
+            paused: None,
         }
     }
 
@@ -300,7 +312,23 @@ where
 
     /// One record of `key` at `event_ms`. Windows it closes are passed to `emit`, oldest
     /// first, before this returns.
-    pub fn process<Q, F>(
+    pub fn process<Q, F>(&mut self, key: &Q, event_ms: i64, value: &A::Value, mut emit: F) -> Admission
+    where
+        K: Borrow<Q>,
+        Q: Hash + Eq + ToOwned<Owned = K> + ?Sized,
+        F: FnMut(&K, &ClosedWindows<'_, A>),
+    {
+        self.process_bounded(key, event_ms, value, |k, c| {
+            emit(k, c);
+            true
+        })
+    }
+
+    /// [`process`](Self::process) with backpressure: when `emit` returns `false` the
+    /// operator pauses (the record itself is taken) and the rest of its windows come from
+    /// [`emit_pending`](Self::emit_pending), which must be called until it returns `true`
+    /// before anything else is given to the operator.
+    pub fn process_bounded<Q, F>(
         &mut self,
         key: &Q,
         event_ms: i64,
@@ -310,7 +338,7 @@ where
     where
         K: Borrow<Q>,
         Q: Hash + Eq + ToOwned<Owned = K> + ?Sized,
-        F: FnMut(&K, &ClosedWindows<'_, A>),
+        F: FnMut(&K, &ClosedWindows<'_, A>) -> bool,
     {
         let i = self.slot(key);
         let state = &mut self.states[i];
@@ -321,25 +349,13 @@ where
         }
         state.watermark.observe(event_ms);
         // The record itself never lands in a window this closes (its end is > t >= W),
-        // so closing first keeps the pane buffer short across gaps.
-        state.advance(&self.keys[i], &self.windows, &mut emit);
+        // so closing first keeps the pane buffer short across gaps; for the same reason
+        // inserting it before a paused close finishes changes nothing that close reports.
+        if !state.advance(&self.keys[i], &self.windows, &mut emit) {
+            self.paused = Some(pending::Paused::Key(i));
+        }
         state.insert(self.windows.pane_of(event_ms), value);
         Admission::Accepted
-    }
-
-    /// Bounded input ended: every key's watermark becomes plus infinity and every window
-    /// is reported (keys in ascending order).
-    pub fn end_of_input<F>(&mut self, mut emit: F)
-    where
-        F: FnMut(&K, &ClosedWindows<'_, A>),
-    {
-        let mut order: Vec<usize> = (0..self.keys.len()).collect();
-        order.sort_by(|&a, &b| self.keys[a].cmp(&self.keys[b]));
-        for i in order {
-            let state = &mut self.states[i];
-            state.watermark.end();
-            state.advance(&self.keys[i], &self.windows, &mut emit);
-        }
     }
 
     /// Every key's current watermark (keys still at minus infinity are left out).

@@ -26,6 +26,7 @@ use tokio_util::sync::CancellationToken;
 use tracing::{error, info};
 
 pub use status::{PipelineStatus, StageState};
+pub use transform::{EMIT_CHUNK, EMIT_HARD_LIMIT};
 
 use crate::{
     connector::{Builder, StageContext},

@@ -14,6 +14,7 @@ pub fn config(slide_ms: i64, lateness_ms: i64) -> ZScoreConfig {
     ZScoreConfig {
         slide: DurationSpec::from_millis(slide_ms),
         lateness: DurationSpec::from_millis(lateness_ms),
+        ..ZScoreConfig::default()
     }
 }
 
