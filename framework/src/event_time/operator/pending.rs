@@ -136,11 +136,11 @@ mod tests {
     fn chunked(limit: usize) -> (Vec<Report>, usize) {
         let mut o = operator();
         let (mut all, mut chunk, mut most) = (Vec::new(), Vec::new(), 0);
-        let mut emit = |chunk: &mut Vec<Report>, k: &String, c: &ClosedWindows<'_, MomentStats>| {
+        let emit = |chunk: &mut Vec<Report>, k: &String, c: &ClosedWindows<'_, MomentStats>| {
             chunk.push(report(k, c));
             chunk.len() < limit
         };
-        let mut flush = |chunk: &mut Vec<Report>, all: &mut Vec<Report>, most: &mut usize| {
+        let flush = |chunk: &mut Vec<Report>, all: &mut Vec<Report>, most: &mut usize| {
             *most = (*most).max(chunk.len());
             let full = chunk.len() >= limit;
             all.append(chunk);

@@ -183,7 +183,7 @@ mod tests {
     fn unbounded() -> Vec<Decision> {
         let mut join = Join::new(1_000, 10_000).unwrap();
         let mut out = Vec::new();
-        let mut on = |e| out.extend(decision(e));
+        let mut on = |e: JoinEvent<'_, String, u32, u32>| out.extend(decision(e));
         for item in input() {
             match item {
                 Input::Probe(k, t, p) => join.push_probe(k.as_str(), t, p, &mut on),
