@@ -19,8 +19,7 @@ use std::time::Instant;
 use connector_moving_stats::{MovingStats, MovingStatsConfig};
 use connector_zscore::{ZScoreConfig, ZScoreTransform, PRICES, STATS};
 use framework::{
-    event_time::write_millis, runtime::EMIT_CHUNK, DurationSpec, Emitter, InputRecord,
-    Transform,
+    event_time::write_millis, runtime::EMIT_CHUNK, DurationSpec, Emitter, InputRecord, Transform,
 };
 
 /// 2025-05-07T15:30:30.000Z
@@ -70,7 +69,12 @@ impl Driver {
             self.most_held = self.most_held.max(self.out.len());
             let full = self.out.is_full();
             self.records += self.out.records.len() as u64;
-            self.bytes += self.out.records.iter().map(|r| r.payload.len() as u64).sum::<u64>();
+            self.bytes += self
+                .out
+                .records
+                .iter()
+                .map(|r| r.payload.len() as u64)
+                .sum::<u64>();
             self.rejected += self.out.rejected.len() as u64;
             self.out.clear();
             if !full {
@@ -196,7 +200,12 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
                 let base = T0 + tick * 100;
                 for (k, s) in symbols.iter().enumerate() {
                     let t = base + (k as i64 * 7 + tick * 13) % 100;
-                    price(&mut buf, s, 97_000.0 + ((tick + k as i64) % 200) as f64 / 4.0, t);
+                    price(
+                        &mut buf,
+                        s,
+                        97_000.0 + ((tick + k as i64) % 200) as f64 / 4.0,
+                        t,
+                    );
                     d.feed(PRICES, s.as_bytes(), &buf, t);
                     inputs += 1;
                 }

@@ -11,7 +11,10 @@ async fn an_answer_larger_than_max_body_bytes_is_refused_and_a_smaller_one_is_re
     let mock = common::mock().await;
     let mut config = common::config(&mock, &["BTCUSDT", "ETHUSDT", "BNBUSDT"]);
     let client = PriceClient::new(&config).expect("client");
-    let answer = client.fetch().await.expect("an answer within the default limit");
+    let answer = client
+        .fetch()
+        .await
+        .expect("an answer within the default limit");
     assert!(answer.status.is_success());
     let size = answer.body.len();
     assert!(size > 64, "three symbols take more than 64 bytes: {size}");
@@ -25,7 +28,15 @@ async fn an_answer_larger_than_max_body_bytes_is_refused_and_a_smaller_one_is_re
     }
     config.max_body_bytes = size;
     let client = PriceClient::new(&config).expect("client");
-    assert_eq!(client.fetch().await.expect("exactly at the limit").body.len(), size);
+    assert_eq!(
+        client
+            .fetch()
+            .await
+            .expect("exactly at the limit")
+            .body
+            .len(),
+        size
+    );
 }
 
 #[test]

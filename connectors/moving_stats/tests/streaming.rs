@@ -12,7 +12,13 @@ use framework::{event_time::format_millis, Emitter, InputRecord, OutputRecord, T
 /// One price per symbol, each a different symbol, a few ms apart (the replay).
 fn one_price_per_symbol(keys: usize) -> Vec<Msg> {
     (0..keys)
-        .map(|i| Msg::price(&format!("S{i:05}"), 100.0 + i as f64 / 8.0, T0 + 123 + i as i64))
+        .map(|i| {
+            Msg::price(
+                &format!("S{i:05}"),
+                100.0 + i as f64 / 8.0,
+                T0 + 123 + i as i64,
+            )
+        })
         .collect()
 }
 

@@ -517,9 +517,8 @@ impl Transform for ZScoreTransform {
 
     fn emit_pending(&mut self, out: &mut Emitter) {
         let (log, slide_ms, pending) = (&mut self.log, self.slide.as_millis(), &mut self.pending);
-        self.join.emit_pending(&mut |event| {
-            on_waiting_decided(out, log, slide_ms, pending, event)
-        });
+        self.join
+            .emit_pending(&mut |event| on_waiting_decided(out, log, slide_ms, pending, event));
     }
 
     fn watermarks(&self) -> Vec<(String, i64)> {

@@ -27,7 +27,11 @@ fn prices_beyond_max_pending_prices_are_dropped_with_a_reason_until_some_are_dec
     d.stats("BTCUSDT", T0, &[("30s", 97_000.0, 2.0)]);
     assert_eq!(d.records.len(), 5);
     d.price("BTCUSDT", T0 + 1_500, 97_001.0);
-    assert_eq!(d.rejected.len(), 2, "accepted again once the others were decided");
+    assert_eq!(
+        d.rejected.len(),
+        2,
+        "accepted again once the others were decided"
+    );
     assert_eq!(d.transform.buffered().probes, 1);
 }
 

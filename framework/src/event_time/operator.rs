@@ -312,7 +312,13 @@ where
 
     /// One record of `key` at `event_ms`. Windows it closes are passed to `emit`, oldest
     /// first, before this returns.
-    pub fn process<Q, F>(&mut self, key: &Q, event_ms: i64, value: &A::Value, mut emit: F) -> Admission
+    pub fn process<Q, F>(
+        &mut self,
+        key: &Q,
+        event_ms: i64,
+        value: &A::Value,
+        mut emit: F,
+    ) -> Admission
     where
         K: Borrow<Q>,
         Q: Hash + Eq + ToOwned<Owned = K> + ?Sized,

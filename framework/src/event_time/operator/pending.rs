@@ -83,7 +83,6 @@ where
     pub fn has_pending(&self) -> bool {
         self.paused.is_some()
     }
-
 }
 
 #[cfg(test)]
@@ -94,12 +93,12 @@ mod tests {
     /// (key, window end, per window: (index, start, count, mean bits)).
     type Report = (String, i64, Vec<(usize, i64, u64, u64)>);
 
-    fn report(k: &String, c: &ClosedWindows<'_, MomentStats>) -> Report {
+    fn report(k: &str, c: &ClosedWindows<'_, MomentStats>) -> Report {
         let stats = c
             .non_empty()
             .map(|(i, start, a)| (i, start, a.count(), a.mean().unwrap_or(f64::NAN).to_bits()))
             .collect();
-        (k.clone(), c.end_ms, stats)
+        (k.to_string(), c.end_ms, stats)
     }
 
     fn operator() -> KeyedWindowOperator<String, MomentStats> {
@@ -165,7 +164,10 @@ mod tests {
     #[test]
     fn output_paused_whenever_the_caller_is_full_is_identical_to_the_unbounded_output() {
         let want = unbounded();
-        assert!(want.len() > 25 * 3_600, "end of input alone closes 3,600 ends per key");
+        assert!(
+            want.len() > 25 * 3_600,
+            "end of input alone closes 3,600 ends per key"
+        );
         for limit in [1, 7, 1_024] {
             let (got, most) = chunked(limit);
             assert_eq!(got.len(), want.len(), "limit {limit}");

@@ -64,8 +64,7 @@ where
         let slide_ms = self.slide_ms;
         let (outcome, paused) = self.with_state(key, |state| {
             let outcome = state.push_table(e_ms, table);
-            let done =
-                outcome != TableOutcome::Accepted || state.resolve(slide_ms, e_ms, on_event);
+            let done = outcome != TableOutcome::Accepted || state.resolve(slide_ms, e_ms, on_event);
             (outcome, (!done).then(|| state.key.clone()))
         });
         if let Some(key) = paused {
@@ -153,7 +152,12 @@ mod tests {
             } => Some((key.clone(), probe, Some(*table), false)),
             JoinEvent::Unmatched {
                 key, probe, cause, ..
-            } => Some((key.clone(), probe, None, cause == UnmatchedCause::EndOfInput)),
+            } => Some((
+                key.clone(),
+                probe,
+                None,
+                cause == UnmatchedCause::EndOfInput,
+            )),
             _ => None,
         }
     }
