@@ -31,10 +31,6 @@ pub struct Answer {
 pub enum FetchError {
     #[error("GET {url} timed out after {timeout:?}")]
     Timeout { url: String, timeout: Duration },
-    /// The body is larger than `max_body_bytes`: dropped unread past the limit, so a
-    /// hostile or broken server cannot grow the process.
-    #[error("GET {url}: the answer's body is larger than max_body_bytes ({limit} bytes)")]
-    TooLarge { url: String, limit: usize },
     #[error("GET {url} failed: {source}")]
     Network {
         url: String,
@@ -52,7 +48,6 @@ pub struct PriceClient {
     current: usize,
     symbols: Vec<String>,
     timeout: Duration,
-    max_body_bytes: usize,
 }
 
 /// `base` + `path`, keeping any path prefix of the base (`http://host/prefix`).
@@ -107,7 +102,6 @@ impl PriceClient {
             current: 0,
             symbols: config.symbols.clone(),
             timeout,
-            max_body_bytes: config.max_body_bytes,
         })
     }
 
@@ -162,7 +156,7 @@ impl PriceClient {
                 }
             }
         };
-        let mut response = self
+        let response = self
             .http
             .get(url.clone())
             .send()
@@ -178,25 +172,7 @@ impl PriceClient {
         };
         let retry_after_secs = header_u64(RETRY_AFTER.as_str());
         let used_weight = header_u64(USED_WEIGHT_HEADER);
-        let too_large = || FetchError::TooLarge {
-            url: url.to_string(),
-            limit: self.max_body_bytes,
-        };
-        if response
-            .content_length()
-            .is_some_and(|n| n > self.max_body_bytes as u64)
-        {
-            return Err(too_large());
-        }
-        // Chunk by chunk: a body without (or lying about) its length stops at the limit.
-        let mut body = bytes::BytesMut::new();
-        while let Some(chunk) = response.chunk().await.map_err(|e| wrap(&url, e))? {
-            if body.len() + chunk.len() > self.max_body_bytes {
-                return Err(too_large());
-            }
-            body.extend_from_slice(&chunk);
-        }
-        let body = body.freeze();
+        let body = response.bytes().await.map_err(|e| wrap(&url, e))?;
         Ok(Answer {
             status,
             retry_after_secs,

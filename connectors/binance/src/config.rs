@@ -53,15 +53,7 @@ pub struct BinanceConfig {
     /// Consecutive network errors or 5xx answers after which the next base URL is used.
     #[serde(default = "default_failures_before_rotate")]
     pub failures_before_rotate: u32,
-    /// Largest answer body accepted, in bytes (64 to 67,108,864). A larger one is dropped
-    /// at the limit without reading the rest and counts as a failed request (retried with
-    /// backoff). A `ticker/price` answer for every Binance symbol is about 200 KB.
-    #[serde(default = "default_max_body_bytes")]
-    pub max_body_bytes: usize,
 }
-
-/// Range of `max_body_bytes`.
-pub const MAX_BODY_BYTES_RANGE: std::ops::RangeInclusive<usize> = 64..=64 * 1024 * 1024;
 
 fn default_base_urls() -> Vec<String> {
     DEFAULT_BASE_URLS.iter().map(|s| s.to_string()).collect()
@@ -84,9 +76,6 @@ fn default_backoff_max() -> DurationSpec {
 fn default_failures_before_rotate() -> u32 {
     3
 }
-fn default_max_body_bytes() -> usize {
-    1024 * 1024
-}
 
 impl Default for BinanceConfig {
     fn default() -> Self {
@@ -98,7 +87,6 @@ impl Default for BinanceConfig {
             backoff_initial: default_backoff_initial(),
             backoff_max: default_backoff_max(),
             failures_before_rotate: default_failures_before_rotate(),
-            max_body_bytes: default_max_body_bytes(),
         }
     }
 }
@@ -137,17 +125,6 @@ impl ConnectorConfig for BinanceConfig {
                     format!("{symbol:?} is listed more than once"),
                 ));
             }
-        }
-        if !MAX_BODY_BYTES_RANGE.contains(&self.max_body_bytes) {
-            issues.push(ConfigIssue::new(
-                "max_body_bytes",
-                format!(
-                    "{} is out of range: {} to {} bytes",
-                    self.max_body_bytes,
-                    MAX_BODY_BYTES_RANGE.start(),
-                    MAX_BODY_BYTES_RANGE.end()
-                ),
-            ));
         }
         if self.base_urls.is_empty() {
             issues.push(ConfigIssue::new(

@@ -357,7 +357,7 @@ impl BinanceSource {
                 Err(e) => {
                     self.stats.network_error();
                     let text = match &e {
-                        FetchError::Timeout { .. } | FetchError::TooLarge { .. } => e.to_string(),
+                        FetchError::Timeout { .. } => e.to_string(),
                         FetchError::Network { source, .. } => {
                             format!("{e} ({})", root_cause(source))
                         }

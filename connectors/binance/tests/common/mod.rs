@@ -30,7 +30,6 @@ pub fn config(mock: &MockHandle, symbols: &[&str]) -> BinanceConfig {
         backoff_initial: DurationSpec::from_millis(50),
         backoff_max: DurationSpec::from_millis(1_000),
         failures_before_rotate: 3,
-        max_body_bytes: 1024 * 1024,
     }
 }
 
