@@ -244,6 +244,13 @@ pub trait Transform: Send {
     fn process(&mut self, record: &InputRecord<'_>, out: &mut Emitter);
     /// Every input of this partition has ended (bounded input): emit what is pending.
     fn end_of_input(&mut self, _out: &mut Emitter) {}
+    /// Continues output that `process`, `end_of_input` or a previous call left pending
+    /// because `out` was full ([`Emitter::is_full`]). The runtime calls it, after producing
+    /// what `out` holds, whenever the previous call left `out` full, and hands the
+    /// transform nothing else (no record, no checkpoint) until a call leaves `out` not
+    /// full. Transforms that never emit more than one record per call need not implement
+    /// it.
+    fn emit_pending(&mut self, _out: &mut Emitter) {}
     /// Small state stored with every offset commit, handed to `resume` after a restart.
     fn checkpoint(&self) -> Option<String> {
         None

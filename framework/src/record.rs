@@ -65,15 +65,58 @@ pub struct Rejected {
 }
 
 /// Where a transform puts its results for one call; the runtime drains it.
-#[derive(Debug, Default)]
+///
+/// An emitter made by [`Emitter::with_limit`] is *full* at `limit` records (or rejections): a transform
+/// that can produce many records from one call (a watermark jump, end of input, a join
+/// resolving buffered probes) checks [`Emitter::is_full`] before each record and, when
+/// full, stops and keeps the rest pending. The runtime produces what was emitted and calls
+/// [`Transform::emit_pending`](crate::Transform::emit_pending) while the previous call
+/// left the emitter full, so output is streamed in chunks of `limit` records as the
+/// producer accepts them, never materialised whole. [`Emitter::new`] has no limit
+/// (tests and in-process tools that want everything at once).
+#[derive(Debug)]
 pub struct Emitter {
     pub records: Vec<OutputRecord>,
     pub rejected: Vec<Rejected>,
+    limit: usize,
+}
+
+impl Default for Emitter {
+    fn default() -> Self {
+        Self::new()
+    }
 }
 
 impl Emitter {
+    /// An emitter that is never full.
     pub fn new() -> Self {
-        Self::default()
+        Self::with_limit(usize::MAX)
+    }
+
+    /// An emitter that is full at `limit` records (at least 1).
+    pub fn with_limit(limit: usize) -> Self {
+        Emitter {
+            records: Vec::new(),
+            rejected: Vec::new(),
+            limit: limit.max(1),
+        }
+    }
+
+    /// Records after which the emitter is full.
+    pub fn limit(&self) -> usize {
+        self.limit
+    }
+
+    /// Whether a transform must stop emitting and keep the rest for `emit_pending`
+    /// (records and rejections both count).
+    #[inline]
+    pub fn is_full(&self) -> bool {
+        self.len() >= self.limit
+    }
+
+    /// Records and rejections held.
+    pub fn len(&self) -> usize {
+        self.records.len() + self.rejected.len()
     }
 
     pub fn emit(&mut self, key: Option<Vec<u8>>, payload: Vec<u8>, timestamp_ms: i64) {

@@ -30,8 +30,8 @@ use std::collections::HashMap;
 use framework::{
     connector::{InputPort, Resume, StageContext},
     event_time::{
-        format_millis, guard, system_clock, Admission, Clock, FutureGuard, KeyedWindowOperator,
-        MomentStats,
+        format_millis, guard, system_clock, Admission, Clock, ClosedWindows, FutureGuard,
+        KeyedWindowOperator, MomentStats,
     },
     ConnectorError, Emitter, InputRecord, RecordType, Transform, TransformConnector,
 };
@@ -144,6 +144,20 @@ impl MovingStats {
     }
 }
 
+/// Writes each closed (symbol, end) as one record; asks the operator to pause once `out`
+/// is full (the runtime then produces it and calls `emit_pending`).
+fn emit_into<'a>(
+    format: &'a output::OutputFormat,
+    out: &'a mut Emitter,
+) -> impl FnMut(&String, &ClosedWindows<'_, MomentStats>) -> bool + 'a {
+    move |symbol, closed| {
+        let mut payload = Vec::with_capacity(96 + 160 * closed.aggregates.len());
+        format.write(&mut payload, symbol, closed);
+        out.emit(Some(symbol.as_bytes().to_vec()), payload, closed.end_ms);
+        !out.is_full()
+    }
+}
+
 impl Transform for MovingStats {
     fn process(&mut self, record: &InputRecord<'_>, out: &mut Emitter) {
         self.next_offset = Some(
@@ -176,16 +190,11 @@ impl Transform for MovingStats {
             // evicted or refused before the restart, and its windows were written then.
             return;
         }
-        let format = &self.format;
-        let admission = self.operator.process(
+        let admission = self.operator.process_bounded(
             price.symbol.as_ref(),
             price.event_ms,
             &price.price,
-            |symbol, closed| {
-                let mut payload = Vec::with_capacity(96 + 160 * closed.aggregates.len());
-                format.write(&mut payload, symbol, closed);
-                out.emit(Some(symbol.as_bytes().to_vec()), payload, closed.end_ms);
-            },
+            emit_into(&self.format, out),
         );
         let (reason, detail) = match admission {
             Admission::Accepted => return,
@@ -226,12 +235,12 @@ impl Transform for MovingStats {
     }
 
     fn end_of_input(&mut self, out: &mut Emitter) {
-        let format = &self.format;
-        self.operator.end_of_input(|symbol, closed| {
-            let mut payload = Vec::with_capacity(96 + 160 * closed.aggregates.len());
-            format.write(&mut payload, symbol, closed);
-            out.emit(Some(symbol.as_bytes().to_vec()), payload, closed.end_ms);
-        });
+        self.operator
+            .end_of_input_bounded(emit_into(&self.format, out));
+    }
+
+    fn emit_pending(&mut self, out: &mut Emitter) {
+        self.operator.emit_pending(emit_into(&self.format, out));
     }
 
     fn watermarks(&self) -> Vec<(String, i64)> {

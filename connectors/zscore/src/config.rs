@@ -43,7 +43,20 @@ pub struct ZScoreConfig {
     /// is evicted; its waiting prices become `unmatched` (default 1d; 1s to 365d).
     #[serde(default)]
     pub key_idle_timeout: Option<DurationSpec>,
+    /// Most prices of one partition waiting for their statistics (1 to 10,000,000). While
+    /// that many wait (the statistics lag far behind), a new price is dropped as
+    /// `too_many_pending` (counted, dead-lettered) instead of growing memory.
+    #[serde(default = "default_max_pending_prices")]
+    #[schemars(range(min = 1, max = 10_000_000))]
+    pub max_pending_prices: usize,
 }
+
+fn default_max_pending_prices() -> usize {
+    100_000
+}
+
+/// Range of `max_pending_prices`.
+pub const MAX_PENDING_PRICES_RANGE: std::ops::RangeInclusive<usize> = 1..=10_000_000;
 
 fn default_max_future_skew() -> DurationSpec {
     DurationSpec::from_millis(guard::DEFAULT_MAX_FUTURE_SKEW_MS)
@@ -61,6 +74,7 @@ impl Default for ZScoreConfig {
             max_future_skew: default_max_future_skew(),
             max_keys: default_max_keys(),
             key_idle_timeout: None,
+            max_pending_prices: default_max_pending_prices(),
         }
     }
 }
@@ -101,6 +115,17 @@ impl ConnectorConfig for ZScoreConfig {
                     format!("{path} must be at most {day}"),
                 ));
             }
+        }
+        if !MAX_PENDING_PRICES_RANGE.contains(&self.max_pending_prices) {
+            issues.push(ConfigIssue::new(
+                "max_pending_prices",
+                format!(
+                    "{} is out of range: {} to {}",
+                    self.max_pending_prices,
+                    MAX_PENDING_PRICES_RANGE.start(),
+                    MAX_PENDING_PRICES_RANGE.end()
+                ),
+            ));
         }
         issues.extend(guard::check_settings(
             self.max_future_skew.as_millis(),

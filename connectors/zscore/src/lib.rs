@@ -207,13 +207,14 @@ impl RejectLog {
 
 type Join = KeyedJoin<Symbol, PendingPrice, Stats>;
 
-/// Turns the join's decisions about prices into output records and rejections.
+/// Turns the join's decisions about prices into output records and rejections. Returns
+/// whether `out` can take more (the join pauses otherwise; see `emit_pending`).
 fn on_join_event(
     out: &mut Emitter,
     log: &mut RejectLog,
     slide_ms: i64,
     event: JoinEvent<'_, Symbol, PendingPrice, Stats>,
-) {
+) -> bool {
     match event {
         JoinEvent::Matched {
             key,
@@ -279,6 +280,19 @@ fn on_join_event(
         // Decided, emitted and counted before the restart.
         JoinEvent::Fenced { .. } => {}
     }
+    !out.is_full()
+}
+
+/// A decision about a price that was waiting for its statistics: one fewer waits.
+fn on_waiting_decided(
+    out: &mut Emitter,
+    log: &mut RejectLog,
+    slide_ms: i64,
+    pending: &mut usize,
+    event: JoinEvent<'_, Symbol, PendingPrice, Stats>,
+) -> bool {
+    *pending = pending.saturating_sub(1);
+    on_join_event(out, log, slide_ms, event)
 }
 
 /// Reason and details of a record the join refused for its key.
@@ -305,6 +319,9 @@ pub struct ZScoreTransform {
     slide: DurationSpec,
     log: RejectLog,
     future: FutureGuard,
+    /// Prices in the join waiting for their statistics, and their bound.
+    pending: usize,
+    max_pending: usize,
 }
 
 impl ZScoreTransform {
@@ -337,6 +354,8 @@ impl ZScoreTransform {
                 stage: stage.to_string(),
                 counts: HashMap::new(),
             },
+            pending: 0,
+            max_pending: config.max_pending_prices,
         })
     }
 
@@ -375,14 +394,36 @@ impl ZScoreTransform {
         if let Err(invalid) = self.guard(&price.symbol, price.time_ms) {
             return self.reject(out, record, invalid);
         }
+        if self.pending >= self.max_pending {
+            let detail = format!(
+                "{} prices already wait for their statistics (max_pending_prices); price of {} at {} dropped",
+                self.pending,
+                price.symbol,
+                format_millis(price.time_ms)
+            );
+            return self.reject(
+                out,
+                record,
+                Invalid {
+                    reason: "too_many_pending",
+                    detail,
+                },
+            );
+        }
         let pending = PendingPrice::new(price.price, record);
         let (log, slide_ms) = (&mut self.log, self.slide.as_millis());
+        // Every event decides a probe: this price, or one that waited (evicted as idle).
+        let mut decided = 0_usize;
         self.join.push_probe(
             price.symbol.as_ref(),
             price.time_ms,
             pending,
-            &mut |event| on_join_event(out, log, slide_ms, event),
+            &mut |event| {
+                decided += 1;
+                on_join_event(out, log, slide_ms, event);
+            },
         );
+        self.pending = (self.pending + 1).saturating_sub(decided);
     }
 
     fn process_stats(&mut self, record: &InputRecord<'_>, out: &mut Emitter) {
@@ -393,12 +434,12 @@ impl ZScoreTransform {
         if let Err(invalid) = self.guard(&stats.symbol, stats.time_ms) {
             return self.reject(out, record, invalid);
         }
-        let (log, slide_ms) = (&mut self.log, self.slide.as_millis());
-        let outcome = self.join.push_table(
+        let (log, slide_ms, pending) = (&mut self.log, self.slide.as_millis(), &mut self.pending);
+        let outcome = self.join.push_table_bounded(
             stats.symbol.as_ref(),
             stats.time_ms,
             stats.stats,
-            &mut |event| on_join_event(out, log, slide_ms, event),
+            &mut |event| on_waiting_decided(out, log, slide_ms, pending, event),
         );
         let at = format_millis(stats.time_ms);
         let invalid = match outcome {
@@ -452,9 +493,16 @@ impl Transform for ZScoreTransform {
     }
 
     fn end_of_input(&mut self, out: &mut Emitter) {
-        let (log, slide_ms) = (&mut self.log, self.slide.as_millis());
+        let (log, slide_ms, pending) = (&mut self.log, self.slide.as_millis(), &mut self.pending);
+        self.join.end_of_input_bounded(&mut |event| {
+            on_waiting_decided(out, log, slide_ms, pending, event)
+        });
+    }
+
+    fn emit_pending(&mut self, out: &mut Emitter) {
+        let (log, slide_ms, pending) = (&mut self.log, self.slide.as_millis(), &mut self.pending);
         self.join
-            .end_of_input(&mut |event| on_join_event(out, log, slide_ms, event));
+            .emit_pending(&mut |event| on_waiting_decided(out, log, slide_ms, pending, event));
     }
 
     fn watermarks(&self) -> Vec<(String, i64)> {

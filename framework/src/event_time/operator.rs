@@ -19,6 +19,8 @@ use super::sliding::AlignedSlidingWindow;
 use super::watermark::Watermark;
 use super::window::{floor_div, SlidingWindows};
 
+mod pending;
+
 /// What happened to a record offered to [`KeyedWindowOperator::process`].
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Admission {
@@ -144,15 +146,16 @@ impl<A: Aggregate> KeyState<A> {
             .map(|(i, _)| self.base + i as i64)
     }
 
-    /// Closes and reports every window end `e <= W`.
+    /// Closes and reports every window end `e <= W`, unless `emit` asks to pause (returns
+    /// `false`): then returns `false`, and calling it again continues where it paused.
     fn advance<K>(
         &mut self,
         key: &K,
         windows: &SlidingWindows,
-        emit: &mut impl FnMut(&K, &ClosedWindows<'_, A>),
-    ) {
+        emit: &mut impl FnMut(&K, &ClosedWindows<'_, A>) -> bool,
+    ) -> bool {
         let Some(w) = self.watermark.current() else {
-            return;
+            return true;
         };
         let ended = w == i64::MAX;
         // Every end E with E*S <= W is closed.
@@ -165,9 +168,10 @@ impl<A: Aggregate> KeyState<A> {
         let mut e = match self.next_end {
             Some(e) => e,
             // First record: nothing is stored, so every end up to the limit is empty.
-            None if ended => return,
+            None if ended => return true,
             None => limit.saturating_add(1),
         };
+        let mut go_on = true;
         while e <= limit {
             if !self.pane(e - 1).is_empty() {
                 self.latest_closed_data = Some(e - 1);
@@ -191,9 +195,12 @@ impl<A: Aggregate> KeyState<A> {
             }
             let end_ms = windows.pane_start_ms(e);
             if self.fence_ms.is_none_or(|fence| end_ms >= fence) {
-                self.report(key, e, end_ms, windows, emit);
+                go_on = self.report(key, e, end_ms, windows, emit);
             }
             e += 1;
+            if !go_on {
+                break;
+            }
         }
         self.next_end = Some(e);
         let keep_from = e.saturating_sub(longest);
@@ -204,6 +211,7 @@ impl<A: Aggregate> KeyState<A> {
         if self.panes.is_empty() {
             self.base = keep_from;
         }
+        go_on
     }
 
     fn report<K>(
@@ -212,17 +220,18 @@ impl<A: Aggregate> KeyState<A> {
         e: i64,
         end_ms: i64,
         windows: &SlidingWindows,
-        emit: &mut impl FnMut(&K, &ClosedWindows<'_, A>),
-    ) {
+        emit: &mut impl FnMut(&K, &ClosedWindows<'_, A>) -> bool,
+    ) -> bool {
         let mut results = std::mem::take(&mut self.results);
         let mut sliders = std::mem::take(&mut self.sliders);
         let mut any = false;
+        let mut go_on = true;
         for (slot, slider) in results.iter_mut().zip(sliders.iter_mut()) {
             *slot = slider.window(e, |i| self.pane(i));
             any |= !slot.is_empty();
         }
         if any {
-            emit(
+            go_on = emit(
                 key,
                 &ClosedWindows {
                     end_ms,
@@ -233,6 +242,7 @@ impl<A: Aggregate> KeyState<A> {
         }
         self.results = results;
         self.sliders = sliders;
+        go_on
     }
 
     /// What a checkpoint records for the key: its watermark, never below its fence.
@@ -254,6 +264,10 @@ pub struct KeyedWindowOperator<K, A> {
     states: Vec<KeyState<A>>,
     limits: KeyLimits,
     sweep: IdleSweep,
+    paused: Option<pending::Paused<K>>,
+    /// Idle keys whose windows are still to be reported before they are dropped (ascending
+    /// order; their watermarks already ended). Drained through `emit_pending`.
+    evicting: std::collections::VecDeque<K>,
 }
 
 impl<K, A> KeyedWindowOperator<K, A>
@@ -270,6 +284,8 @@ where
             states: Vec::new(),
             limits: KeyLimits::UNBOUNDED,
             sweep: IdleSweep::default(),
+            paused: None,
+            evicting: std::collections::VecDeque::new(),
         }
     }
 
@@ -290,13 +306,17 @@ where
         self.index.contains_key(key)
     }
 
-    /// Evicts every key whose newest event time is below `cutoff`, reporting its open
-    /// windows first (keys in ascending order). Returns how many were evicted.
-    fn evict_idle<F>(&mut self, cutoff: i64, emit: &mut F) -> usize
+    /// Marks every key but `current` whose newest event time is below `cutoff` for
+    /// eviction: its watermark ends now, and its open windows are reported (keys in
+    /// ascending order) by [`drain_evictions`](Self::drain_evictions) before it is dropped.
+    fn start_eviction<Q>(&mut self, cutoff: i64, current: &Q)
     where
-        F: FnMut(&K, &ClosedWindows<'_, A>),
+        K: Borrow<Q>,
+        Q: Hash + Eq + ?Sized,
     {
+        let current = self.index.get(current).copied();
         let mut idle: Vec<usize> = (0..self.states.len())
+            .filter(|&i| Some(i) != current && !self.evicting.contains(&self.keys[i]))
             .filter(|&i| {
                 self.states[i]
                     .watermark
@@ -304,18 +324,28 @@ where
                     .is_some_and(|m| m < cutoff)
             })
             .collect();
-        if idle.is_empty() {
-            return 0;
-        }
         idle.sort_by(|&a, &b| self.keys[a].cmp(&self.keys[b]));
-        for &i in &idle {
-            let state = &mut self.states[i];
-            state.watermark.end();
-            state.advance(&self.keys[i], &self.windows, emit);
+        for i in idle {
+            self.states[i].watermark.end();
+            self.evicting.push_back(self.keys[i].clone());
         }
-        // Highest index first, so swap_remove never moves a key still to be removed.
-        idle.sort_unstable_by(|a, b| b.cmp(a));
-        for &i in &idle {
+    }
+
+    /// Reports the open windows of the keys marked for eviction and drops them, unless
+    /// `emit` asks to pause: then returns `false`, and calling it again continues.
+    fn drain_evictions<F>(&mut self, emit: &mut F) -> bool
+    where
+        F: FnMut(&K, &ClosedWindows<'_, A>) -> bool,
+    {
+        while let Some(key) = self.evicting.front() {
+            let Some(&i) = self.index.get(key) else {
+                self.evicting.pop_front();
+                continue;
+            };
+            if !self.states[i].advance(&self.keys[i], &self.windows, emit) {
+                return false;
+            }
+            self.evicting.pop_front();
             self.index.remove(&self.keys[i]);
             self.keys.swap_remove(i);
             self.states.swap_remove(i);
@@ -323,7 +353,7 @@ where
                 self.index.insert(moved.clone(), i);
             }
         }
-        idle.len()
+        true
     }
 
     pub fn windows(&self) -> &SlidingWindows {
@@ -380,49 +410,72 @@ where
         Q: Hash + Eq + ToOwned<Owned = K> + ?Sized,
         F: FnMut(&K, &ClosedWindows<'_, A>),
     {
+        self.process_bounded(key, event_ms, value, |k, c| {
+            emit(k, c);
+            true
+        })
+    }
+
+    /// [`process`](Self::process) with backpressure: when `emit` returns `false` the
+    /// operator pauses (the record itself is taken) and the rest of its windows come from
+    /// [`emit_pending`](Self::emit_pending), which must be called until it returns `true`
+    /// before anything else is given to the operator.
+    pub fn process_bounded<Q, F>(
+        &mut self,
+        key: &Q,
+        event_ms: i64,
+        value: &A::Value,
+        mut emit: F,
+    ) -> Admission
+    where
+        K: Borrow<Q>,
+        Q: Hash + Eq + ToOwned<Owned = K> + ?Sized,
+        F: FnMut(&K, &ClosedWindows<'_, A>) -> bool,
+    {
         if let Some(cutoff) = self.sweep.observe(event_ms, &self.limits) {
-            self.evict_idle(cutoff, &mut emit);
+            self.start_eviction(cutoff, key);
         }
         if !self.index.contains_key(key) {
             if let Some(horizon_ms) = self.sweep.cutoff(&self.limits) {
                 if event_ms < horizon_ms {
-                    return Admission::BeforeIdleHorizon { horizon_ms };
+                    return self.after_record(Admission::BeforeIdleHorizon { horizon_ms }, &mut emit);
                 }
             }
-            if self.keys.len() >= self.limits.max_keys {
-                return Admission::TooManyKeys {
-                    max_keys: self.limits.max_keys,
-                };
+            if self.keys.len() - self.evicting.len() >= self.limits.max_keys {
+                let max_keys = self.limits.max_keys;
+                return self.after_record(Admission::TooManyKeys { max_keys }, &mut emit);
             }
         }
         let i = self.slot(key);
         let state = &mut self.states[i];
         if state.watermark.is_late(event_ms) {
-            return Admission::Late {
-                watermark_ms: state.watermark.current().unwrap_or(i64::MIN),
-            };
+            let watermark_ms = state.watermark.current().unwrap_or(i64::MIN);
+            return self.after_record(Admission::Late { watermark_ms }, &mut emit);
         }
         state.watermark.observe(event_ms);
         // The record itself never lands in a window this closes (its end is > t >= W),
-        // so closing first keeps the pane buffer short across gaps.
-        state.advance(&self.keys[i], &self.windows, &mut emit);
+        // so closing first keeps the pane buffer short across gaps; for the same reason
+        // inserting it before a paused close finishes changes nothing that close reports.
+        let paused = !state.advance(&self.keys[i], &self.windows, &mut emit);
         state.insert(self.windows.pane_of(event_ms), value);
-        Admission::Accepted
+        if paused {
+            // Resumed by key: an eviction may move indices meanwhile.
+            self.paused = Some(pending::Paused::Key(self.keys[i].clone()));
+            return Admission::Accepted;
+        }
+        self.after_record(Admission::Accepted, &mut emit)
     }
 
-    /// Bounded input ended: every key's watermark becomes plus infinity and every window
-    /// is reported (keys in ascending order).
-    pub fn end_of_input<F>(&mut self, mut emit: F)
+    /// Reports what evictions started by a record left pending (they wait while a pause
+    /// is pending), and returns the record's admission.
+    fn after_record<F>(&mut self, admission: Admission, emit: &mut F) -> Admission
     where
-        F: FnMut(&K, &ClosedWindows<'_, A>),
+        F: FnMut(&K, &ClosedWindows<'_, A>) -> bool,
     {
-        let mut order: Vec<usize> = (0..self.keys.len()).collect();
-        order.sort_by(|&a, &b| self.keys[a].cmp(&self.keys[b]));
-        for i in order {
-            let state = &mut self.states[i];
-            state.watermark.end();
-            state.advance(&self.keys[i], &self.windows, &mut emit);
+        if self.paused.is_none() {
+            self.drain_evictions(emit);
         }
+        admission
     }
 
     /// Every key's current watermark (keys still at minus infinity are left out).

@@ -13,6 +13,8 @@ use crate::event_time::{
 
 use super::checkpoint::JoinCheckpoint;
 
+mod pending;
+
 /// The slide-aligned time a probe at `time_ms` joins: `floor(time / slide) * slide`
 /// (floor, also for negative times). Saturates at the bottom of the `i64` range.
 pub fn bucket_of(time_ms: i64, slide_ms: i64) -> i64 {
@@ -224,10 +226,8 @@ impl<K, P, T> KeyState<K, P, T> {
         }
     }
 
-    fn push_table<F>(&mut self, slide_ms: i64, e: i64, table: T, on_event: &mut F) -> TableOutcome
-    where
-        F: FnMut(JoinEvent<'_, K, P, T>),
-    {
+    /// Stores an accepted table record; the probes it decides come from `resolve`.
+    fn push_table(&mut self, e: i64, table: T) -> TableOutcome {
         if let Some(latest) = self.latest_table.filter(|&latest| e <= latest) {
             if e == latest || self.table.binary_search_by_key(&e, |(t, _)| *t).is_ok() {
                 return TableOutcome::Duplicate;
@@ -243,7 +243,23 @@ impl<K, P, T> KeyState<K, P, T> {
         }
         self.table_wm.observe(e);
         self.latest_table = Some(e);
+        // Stored first so that a paused `resolve` still has it; `resolve` drops it again
+        // when every probe that could match it is already late.
+        self.table.push_back((e, table));
+        TableOutcome::Accepted
+    }
+
+    /// Decides the pending probes the table record just stored at `e` (the newest) can
+    /// decide, unless `on_event` asks to pause (returns `false`): then returns `false`, and
+    /// calling it again continues.
+    fn resolve<F>(&mut self, slide_ms: i64, e: i64, on_event: &mut F) -> bool
+    where
+        F: FnMut(JoinEvent<'_, K, P, T>) -> bool,
+    {
         let key = &self.key;
+        let Some((_, table)) = self.table.back().filter(|(t, _)| *t == e) else {
+            return true;
+        };
         // Pending probes are sorted by bucket: older buckets can no longer be matched,
         // this one is matched now, newer ones keep waiting.
         while let Some(front) = self.pending.front() {
@@ -253,45 +269,53 @@ impl<K, P, T> KeyState<K, P, T> {
             let Some(p) = self.pending.pop_front() else {
                 break;
             };
-            if p.bucket < e {
+            let go_on = if p.bucket < e {
                 on_event(JoinEvent::Unmatched {
                     key,
                     time_ms: p.time_ms,
                     probe: p.probe,
                     cause: UnmatchedCause::Superseded { latest_table_ms: e },
-                });
+                })
             } else {
                 on_event(JoinEvent::Matched {
                     key,
                     time_ms: p.time_ms,
                     probe: p.probe,
                     table_ms: e,
-                    table: &table,
-                });
+                    table,
+                })
+            };
+            if !go_on {
+                return false;
             }
         }
-        if !self.probe_wm.has_passed(e.saturating_add(slide_ms)) {
-            self.table.push_back((e, table));
+        if self.probe_wm.has_passed(e.saturating_add(slide_ms)) {
+            self.table.pop_back();
         }
-        TableOutcome::Accepted
+        true
     }
 
-    fn end_of_input<F>(&mut self, on_event: &mut F)
+    /// Every pending probe is unmatched, unless `on_event` pauses (returns `false`).
+    fn end_of_input<F>(&mut self, on_event: &mut F) -> bool
     where
-        F: FnMut(JoinEvent<'_, K, P, T>),
+        F: FnMut(JoinEvent<'_, K, P, T>) -> bool,
     {
         self.probe_wm.end();
         self.table_wm.end();
         self.table.clear();
         let key = &self.key;
-        for p in self.pending.drain(..) {
-            on_event(JoinEvent::Unmatched {
+        while let Some(p) = self.pending.pop_front() {
+            let go_on = on_event(JoinEvent::Unmatched {
                 key,
                 time_ms: p.time_ms,
                 probe: p.probe,
                 cause: UnmatchedCause::EndOfInput,
             });
+            if !go_on {
+                return false;
+            }
         }
+        true
     }
 
     /// `P_c`: every probe below it has been decided. `None` when no probe was seen and no
@@ -326,6 +350,7 @@ pub struct KeyedJoin<K, P, T, S = RandomState> {
     keys: HashMap<K, KeyState<K, P, T>, S>,
     limits: KeyLimits,
     sweep: IdleSweep,
+    paused: Option<pending::Paused<K>>,
 }
 
 impl<K, P, T, S> KeyedJoin<K, P, T, S>
@@ -348,6 +373,7 @@ where
             keys: HashMap::default(),
             limits: KeyLimits::UNBOUNDED,
             sweep: IdleSweep::default(),
+            paused: None,
         })
     }
 
@@ -365,7 +391,7 @@ where
 
     /// Notes a record's time; evicts idle keys when a sweep is due. Then, for a key
     /// without state, whether it may get one.
-    fn admit<Q, F>(&mut self, key: &Q, time_ms: i64, on_event: &mut F) -> Result<(), Refusal>
+    pub(super) fn admit<Q, F>(&mut self, key: &Q, time_ms: i64, on_event: &mut F) -> Result<(), Refusal>
     where
         K: Borrow<Q>,
         Q: Hash + Eq + ?Sized,
@@ -466,45 +492,6 @@ where
         self.with_state(key, |state| {
             state.push_probe(slide_ms, time_ms, probe, on_event)
         });
-    }
-
-    /// One table record of `key` at time `e_ms`, in its input's order. Pending probes it
-    /// decides are reported through `on_event`.
-    pub fn push_table<Q, F>(
-        &mut self,
-        key: &Q,
-        e_ms: i64,
-        table: T,
-        on_event: &mut F,
-    ) -> TableOutcome
-    where
-        K: Borrow<Q> + for<'q> From<&'q Q>,
-        Q: Hash + Eq + ?Sized,
-        F: FnMut(JoinEvent<'_, K, P, T>),
-    {
-        if e_ms.rem_euclid(self.slide_ms) != 0 {
-            return TableOutcome::Misaligned;
-        }
-        if let Err(cause) = self.admit(key, e_ms, on_event) {
-            return TableOutcome::Refused(cause);
-        }
-        let slide_ms = self.slide_ms;
-        self.with_state(key, |state| {
-            state.push_table(slide_ms, e_ms, table, on_event)
-        })
-    }
-
-    /// Both inputs ended: every pending probe is unmatched (keys in order, probes in bucket
-    /// order) and the watermarks become plus infinity.
-    pub fn end_of_input<F>(&mut self, on_event: &mut F)
-    where
-        F: FnMut(JoinEvent<'_, K, P, T>),
-    {
-        let mut states: Vec<_> = self.keys.values_mut().collect();
-        states.sort_by(|a, b| a.key.cmp(&b.key));
-        for state in states {
-            state.end_of_input(on_event);
-        }
     }
 
     /// Every key's probe watermark (keys still at minus infinity are left out).

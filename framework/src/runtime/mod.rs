@@ -28,6 +28,7 @@ use tokio_util::sync::CancellationToken;
 use tracing::{error, info, Instrument};
 
 pub use status::{PipelineStatus, StageState};
+pub use transform::{EMIT_CHUNK, EMIT_HARD_LIMIT};
 
 use crate::{
     connector::{Builder, StageContext},

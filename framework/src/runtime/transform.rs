@@ -21,6 +21,13 @@ use crate::{
     record::{Emitter, InputRecord},
 };
 
+/// Records a transform emits before it must pause (see [`Emitter::is_full`]): the most
+/// output of one stage held in memory before the producer takes it.
+pub const EMIT_CHUNK: usize = 1_024;
+/// A transform that emits more than this in one call ignores [`Emitter::is_full`]: the
+/// stage stops with an error rather than let one input grow memory without bound.
+pub const EMIT_HARD_LIMIT: usize = 64 * EMIT_CHUNK;
+
 pub async fn run(
     stage: StageRuntime,
     factory: TransformFactory,
@@ -43,7 +50,7 @@ pub async fn run(
     for (i, t) in stage.input_topics.iter().enumerate() {
         topic_index.entry(t.as_str()).or_insert(i);
     }
-    let mut emitter = Emitter::new();
+    let mut emitter = Emitter::with_limit(EMIT_CHUNK);
     let mut tally = Tally::default();
     let mut log = RateLimitedLog::new(std::time::Duration::from_secs(10));
     let mut commit_tick = tokio::time::interval(stage.commit_interval);
@@ -56,6 +63,9 @@ pub async fn run(
     );
     info!(stage = %stage.name, inputs = ?stage.input_topics, output = %output, "transform stage started");
     let mut ended = false;
+    // Set when shutdown interrupts a transform's pending output: its state is then
+    // mid-emission, so nothing is checkpointed or committed (the restart replays).
+    let mut interrupted = false;
     loop {
         tokio::select! {
             biased;
@@ -73,11 +83,29 @@ pub async fn run(
                         continue;
                     }
                 };
+                let partition = message.partition();
                 let all_finished = match handle(&stage, &shared, &topic_index, &message, &mut emitter, &mut tally)? {
                     Some(all_finished) => all_finished,
                     None => continue,
                 };
+                let mut full = check_bound(&stage, &emitter)?;
                 drain(&stage, &output, &mut emitter, &mut deliveries, &mut log, &mut tally).await?;
+                while full {
+                    if shutdown.is_cancelled() {
+                        interrupted = true;
+                        break;
+                    }
+                    if !emit_pending(&shared, partition, &mut emitter) {
+                        break;
+                    }
+                    full = check_bound(&stage, &emitter)?;
+                    drain(&stage, &output, &mut emitter, &mut deliveries, &mut log, &mut tally).await?;
+                }
+                if interrupted {
+                    // Not ours to commit any more: its output is incomplete.
+                    lock(&shared).partitions.remove(&partition);
+                    break;
+                }
                 if all_finished {
                     ended = true;
                     break;
@@ -86,6 +114,13 @@ pub async fn run(
         }
     }
     tally.flush(&stage.metrics);
+    if interrupted {
+        warn!(stage = %stage.name, "stopped in the middle of a transform's output: \
+            the input since the last commit is processed again on restart");
+        deliveries.wait_all().await?;
+        stage.metrics.up.set(0.0);
+        return Ok(());
+    }
     checkpoint_and_commit(
         &consumer,
         &shared,
@@ -162,6 +197,41 @@ fn handle<M: Message>(
     Ok(Some(
         guard.partitions.values().all(|s| s.finished) && !guard.partitions.is_empty(),
     ))
+}
+
+/// Whether the last call left the emitter full (more may be pending); fails the stage
+/// when a transform ignored the limit by far.
+fn check_bound(stage: &StageRuntime, emitter: &Emitter) -> Result<bool, FrameworkError> {
+    let emitted = emitter.len();
+    if emitted > EMIT_HARD_LIMIT {
+        return Err(stage.error(format!(
+            "the transform emitted {emitted} records in one call, more than the bound of \
+             {EMIT_HARD_LIMIT}: it must stop when `Emitter::is_full` and continue in \
+             `emit_pending`"
+        )));
+    }
+    Ok(emitter.is_full())
+}
+
+/// Asks the transform of `partition` for more of its pending output. Returns `false`
+/// when the partition is no longer ours (nothing to continue).
+fn emit_pending(
+    shared: &std::sync::Mutex<super::consumer::Shared>,
+    partition: i32,
+    emitter: &mut Emitter,
+) -> bool {
+    let mut guard = lock(shared);
+    match guard
+        .partitions
+        .get_mut(&partition)
+        .and_then(|state| state.transform.as_mut())
+    {
+        Some(transform) => {
+            transform.emit_pending(emitter);
+            true
+        }
+        None => false,
+    }
 }
 
 /// Produces what the transform emitted and dead-letters what it rejected.
