@@ -364,7 +364,7 @@ fn lookup<'a>(value: &'a Value, steps: &[Step]) -> Option<&'a Value> {
             Step::Where(field, wanted) => current.as_array()?.iter().find(|item| {
                 item.get(field).is_some_and(|v| match v {
                     Value::String(s) => s == wanted,
-                    other => other.to_string() == *wanted,
+                    other => serde_json::from_str::<Value>(wanted).is_ok_and(|w| w == *other),
                 })
             })?,
         };
