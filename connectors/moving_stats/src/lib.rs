@@ -178,6 +178,15 @@ impl Transform for MovingStats {
         });
     }
 
+    fn advance(&mut self, _port: usize, event_ms: i64, out: &mut Emitter) {
+        let format = &self.format;
+        self.operator.advance_to(event_ms, |symbol, closed| {
+            let mut payload = Vec::with_capacity(96 + 160 * closed.aggregates.len());
+            format.write(&mut payload, symbol, closed);
+            out.emit(Some(symbol.as_bytes().to_vec()), payload, closed.end_ms);
+        });
+    }
+
     fn watermarks(&self) -> Vec<(String, i64)> {
         self.operator
             .watermarks()

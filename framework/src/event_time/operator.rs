@@ -342,6 +342,26 @@ where
         }
     }
 
+    /// A progress marker: no record before `event_ms` will follow, so every key's
+    /// watermark may move to `event_ms - lateness` and the windows that closes are
+    /// reported (keys in ascending order). It never makes a later record late (such a
+    /// record has `t >= event_ms > event_ms - lateness`), so it changes only when windows
+    /// are reported, never what is reported.
+    pub fn advance_to<F>(&mut self, event_ms: i64, mut emit: F)
+    where
+        F: FnMut(&K, &ClosedWindows<'_, A>),
+    {
+        let mut order: Vec<usize> = (0..self.keys.len()).collect();
+        order.sort_by(|&a, &b| self.keys[a].cmp(&self.keys[b]));
+        for i in order {
+            let state = &mut self.states[i];
+            if state.watermark.max_event_ms().is_none_or(|m| m < event_ms) {
+                state.watermark.observe(event_ms);
+                state.advance(&self.keys[i], &self.windows, &mut emit);
+            }
+        }
+    }
+
     /// Every key's current watermark (keys still at minus infinity are left out).
     pub fn watermarks(&self) -> impl Iterator<Item = (&K, i64)> + '_ {
         self.keys

@@ -14,6 +14,7 @@
 mod checkpoint;
 mod consumer;
 pub mod kafka;
+pub mod markers;
 mod sink;
 mod source;
 pub mod status;
