@@ -92,7 +92,10 @@ async fn main() -> Result<(), Error> {
         vec![("all stages".to_string(), spawn(&[])?)]
     };
     let mut others: Vec<(String, u32)> = Vec::new();
-    for (name, var) in [("broker", "BENCH_BROKER_PID"), ("mongodb", "BENCH_MONGO_PID")] {
+    for (name, var) in [
+        ("broker", "BENCH_BROKER_PID"),
+        ("mongodb", "BENCH_MONGO_PID"),
+    ] {
         if let Some(pid) = std::env::var(var).ok().and_then(|p| p.parse().ok()) {
             others.push((name.to_string(), pid));
         }
@@ -171,9 +174,7 @@ async fn main() -> Result<(), Error> {
     } else {
         "all stages in one process"
     };
-    println!(
-        "{symbol_count} symbol(s) at 10 prices/s each, {mode}, {seconds} s (release build)"
-    );
+    println!("{symbol_count} symbol(s) at 10 prices/s each, {mode}, {seconds} s (release build)");
     println!("  load (uptime):                     {}", load_average());
     println!(
         "  BTCUSDT documents sampled (30s):   {} (MongoDB polled every 5 ms)",
@@ -245,7 +246,13 @@ async fn check_complete(
 ) -> Result<String, Error> {
     // Prices are counted from the topic the source wrote.
     let prices = read_prices(stop_at_ms)?;
-    let from = prices.values().flatten().copied().min().ok_or("no prices")? + 15_000;
+    let from = prices
+        .values()
+        .flatten()
+        .copied()
+        .min()
+        .ok_or("no prices")?
+        + 15_000;
     let until = stop_at_ms - 15_000;
     let expected: usize = prices
         .values()
@@ -259,8 +266,8 @@ async fn check_complete(
             let n = db
                 .collection::<Document>(&format!("btc-price-zscore-{window}"))
                 .count_documents(doc! {"timestamp": {
-                    "$gte": mongodb::bson::DateTime::from_millis(from),
-                    "$lt": mongodb::bson::DateTime::from_millis(until)}})
+                "$gte": mongodb::bson::DateTime::from_millis(from),
+                "$lt": mongodb::bson::DateTime::from_millis(until)}})
                 .await? as usize;
             counts.push(n);
         }
@@ -305,7 +312,9 @@ fn read_prices(stop_at_ms: i64) -> Result<BTreeMap<Vec<u8>, Vec<i64>>, Error> {
     while quiet.elapsed() < Duration::from_secs(3) && started.elapsed() < Duration::from_secs(90) {
         if let Some(Ok(m)) = consumer.poll(Duration::from_millis(100)) {
             quiet = Instant::now();
-            if let (Some(key), Some(_), Some(ts)) = (m.key(), m.payload(), m.timestamp().to_millis()) {
+            if let (Some(key), Some(_), Some(ts)) =
+                (m.key(), m.payload(), m.timestamp().to_millis())
+            {
                 if ts <= stop_at_ms {
                     out.entry(key.to_vec()).or_default().push(ts);
                 }
@@ -317,7 +326,11 @@ fn read_prices(stop_at_ms: i64) -> Result<BTreeMap<Vec<u8>, Vec<i64>>, Error> {
 
 /// Documents/s of the raw driver: unordered bulk upserts of `n` z-score documents in
 /// batches of 3,000 (500 prices x 6 windows, what one sink batch holds).
-async fn raw_bulk_upserts(client: &mongodb::Client, database: &str, n: usize) -> Result<f64, Error> {
+async fn raw_bulk_upserts(
+    client: &mongodb::Client,
+    database: &str,
+    n: usize,
+) -> Result<f64, Error> {
     use mongodb::options::{UpdateOneModel, WriteModel};
     let db = client.database(database);
     let namespaces: Vec<_> = WINDOWS

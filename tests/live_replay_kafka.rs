@@ -167,7 +167,11 @@ fn a_live_run_and_a_replay_of_its_prices_write_the_same_documents() {
     );
     for (collection, symbols) in &live_docs {
         for (symbol, live) in symbols {
-            assert!(live.len() >= 40, "{collection}/{symbol}: {} documents", live.len());
+            assert!(
+                live.len() >= 40,
+                "{collection}/{symbol}: {} documents",
+                live.len()
+            );
             // Per symbol the live run wrote a prefix in time of what the replay writes
             // (the replay also closes the windows the stop left open).
             let last = *live.keys().next_back().expect("documents");

@@ -201,7 +201,10 @@ fn a_second_process_joining_mid_stream_then_sigkilled_leaves_the_collections_of_
     assert!(made.success());
     let live_name = unique("live");
     let live = pipeline(dir.path(), &live_name, &fifo, &dir.path().join("b.jsonl"));
-    let first = KillOnDrop(Some(run_to_end(&live, &["replay", "moving", "zscore", "load"])));
+    let first = KillOnDrop(Some(run_to_end(
+        &live,
+        &["replay", "moving", "zscore", "load"],
+    )));
     let feeder = {
         let fifo = fifo.clone();
         std::thread::spawn(move || {
@@ -254,7 +257,10 @@ fn a_second_process_joining_mid_stream_then_sigkilled_leaves_the_collections_of_
     let got = documents(&live_name);
     let count: usize = expected.values().map(BTreeMap::len).sum();
     assert!(count > 50_000, "{count} documents in the uninterrupted run");
-    assert_eq!(expected.keys().collect::<Vec<_>>(), got.keys().collect::<Vec<_>>());
+    assert_eq!(
+        expected.keys().collect::<Vec<_>>(),
+        got.keys().collect::<Vec<_>>()
+    );
     for (collection, docs) in &expected {
         let other = &got[collection];
         let missing = docs.keys().filter(|k| !other.contains_key(*k)).count();

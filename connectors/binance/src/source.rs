@@ -392,7 +392,10 @@ impl BinanceSource {
 /// shutdown.
 async fn wait_for_slot(interval_ms: i64, shutdown: &CancellationToken) -> Result<(), Stopped> {
     let now_ms = chrono::Utc::now().timestamp_millis();
-    let slot = now_ms.div_euclid(interval_ms).saturating_add(1).saturating_mul(interval_ms);
+    let slot = now_ms
+        .div_euclid(interval_ms)
+        .saturating_add(1)
+        .saturating_mul(interval_ms);
     loop {
         let now_ms = chrono::Utc::now().timestamp_millis();
         if now_ms >= slot {

@@ -78,7 +78,12 @@ impl PartitionState {
 
     /// Records an end-of-input marker of input `index` at `offset`; returns whether the
     /// input has now ended on this partition (every writer's parts ended).
-    pub fn end_marker(&mut self, index: usize, offset: i64, writer: &Writer) -> Result<bool, String> {
+    pub fn end_marker(
+        &mut self,
+        index: usize,
+        offset: i64,
+        writer: &Writer,
+    ) -> Result<bool, String> {
         let complete = self.markers[index].end(writer, offset)?;
         self.advance_position(index, offset);
         if complete {
@@ -352,15 +357,11 @@ pub fn commit_list(
 ) -> TopicPartitionList {
     let mut tpl = TopicPartitionList::new();
     for (partition, state) in shared.partitions.iter().filter(|(p, _)| select(**p)) {
-        let checkpoint = if state.finished {
-            ENDED_METADATA.to_string()
-        } else {
-            state
-                .transform
-                .as_ref()
-                .and_then(|t| t.checkpoint())
-                .unwrap_or_default()
-        };
+        let checkpoint = state
+            .transform
+            .as_ref()
+            .and_then(|t| t.checkpoint())
+            .unwrap_or_default();
         for (index, topic) in input_topics.iter().enumerate() {
             let offset = match (state.positions[index], state.committed_at_start[index]) {
                 (Some(p), Some(c)) => Some(p.max(c)),
@@ -380,37 +381,11 @@ pub fn commit_list(
     tpl
 }
 
-/// Commit metadata of a partition whose inputs have all ended. Peers in a stage's group
-/// read it to tell when the whole input has ended, not just their own partitions.
-const ENDED_METADATA: &str = "x-pipeline-ended";
-
 /// Whether this process has nothing left to do: it was assigned partitions once and every
 /// partition it holds now has ended.
 pub fn assigned_all_finished(shared: &Mutex<Shared>) -> bool {
     let guard = lock(shared);
     guard.assigned_once && guard.partitions.values().all(|s| s.finished)
-}
-
-/// Whether every partition of every input topic has ended, here or in a peer process of
-/// the same stage (issue 10 §3). A process whose own partitions ended keeps its place in
-/// the group until then: if a peer dies, its partitions come here and are finished here.
-pub fn whole_input_ended(consumer: &StageConsumer, stage: &super::StageRuntime) -> bool {
-    let mut list = TopicPartitionList::new();
-    for topic in &stage.input_topics {
-        for partition in 0..stage.partitions_of(topic) {
-            list.add_partition(topic, partition);
-        }
-    }
-    match consumer.committed_offsets(list, REBALANCE_CALL_TIMEOUT) {
-        Ok(committed) => committed
-            .elements()
-            .iter()
-            .all(|e| e.metadata() == ENDED_METADATA),
-        Err(e) => {
-            warn!(stage = %stage.name, "reading the group's committed offsets: {e}");
-            false
-        }
-    }
 }
 
 pub fn lock(shared: &Mutex<Shared>) -> MutexGuard<'_, Shared> {

@@ -268,8 +268,15 @@ impl Deliveries {
     ) -> Result<(), FrameworkError> {
         let headers = super::markers::end_headers(writer);
         for partition in 0..partitions {
-            self.send(topic, Some(partition), None, None, None, Some(headers.clone()))
-                .await?;
+            self.send(
+                topic,
+                Some(partition),
+                None,
+                None,
+                None,
+                Some(headers.clone()),
+            )
+            .await?;
         }
         self.wait_all().await
     }
@@ -285,8 +292,15 @@ impl Deliveries {
     ) -> Result<(), FrameworkError> {
         let headers = super::markers::progress_headers(writer, event_ms);
         for partition in 0..partitions {
-            self.send(topic, Some(partition), None, None, None, Some(headers.clone()))
-                .await?;
+            self.send(
+                topic,
+                Some(partition),
+                None,
+                None,
+                None,
+                Some(headers.clone()),
+            )
+            .await?;
         }
         Ok(())
     }

@@ -15,6 +15,7 @@ mod checkpoint;
 mod consumer;
 pub mod kafka;
 pub mod markers;
+mod peers;
 mod sink;
 mod source;
 pub mod status;

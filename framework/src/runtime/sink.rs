@@ -14,11 +14,12 @@ use tracing::{debug, info, warn};
 
 use super::{
     consumer::{
-        assigned_all_finished, bad_marker, commit_offsets, consumer_error, lock, subscribe,
-        whole_input_ended, Shared, StageHooks,
+        assigned_all_finished, bad_marker, commit_offsets, consumer_error, lock, subscribe, Shared,
+        StageHooks,
     },
     kafka,
     markers::{self, Control},
+    peers::whole_input_ended,
     StageRuntime,
 };
 use crate::{
@@ -38,7 +39,9 @@ struct Batch {
 enum Step {
     Continue,
     /// Write the batch now (an end marker: what precedes it must be written first).
-    WriteNow { ended: Option<(i32, usize, i64, kafka::Writer)> },
+    WriteNow {
+        ended: Option<(i32, usize, i64, kafka::Writer)>,
+    },
 }
 
 pub async fn run(
@@ -85,7 +88,7 @@ pub async fn run(
             _ = shutdown.cancelled() => break,
             _ = commit_tick.tick() => {
                 commit_offsets(&consumer, &shared, &stage, CommitMode::Async);
-                if waiting_for_peers && assigned_all_finished(&shared) && whole_input_ended(&consumer, &stage) {
+                if waiting_for_peers && assigned_all_finished(&shared) && whole_input_ended(&consumer, &shared, &stage) {
                     ended = true;
                     break;
                 }
@@ -105,7 +108,15 @@ pub async fn run(
         {
             match consumer.recv().now_or_never() {
                 Some(Ok(message)) => {
-                    step = accept(&stage, &shared, &topic_index, &mut batch, message, max_wait, &mut log)?;
+                    step = accept(
+                        &stage,
+                        &shared,
+                        &topic_index,
+                        &mut batch,
+                        message,
+                        max_wait,
+                        &mut log,
+                    )?;
                 }
                 Some(Err(e)) => {
                     consumer_error(&stage, e).await;
@@ -114,11 +125,24 @@ pub async fn run(
                 None => break,
             }
         }
-        if !write(&stage, &mut *sink, &ctx, &mut batch, &shared, &mut deliveries, &mut log).await? {
+        if !write(
+            &stage,
+            &mut *sink,
+            &ctx,
+            &mut batch,
+            &shared,
+            &mut deliveries,
+            &mut log,
+        )
+        .await?
+        {
             interrupted = true;
             break;
         }
-        if let Step::WriteNow { ended: Some((partition, index, offset, writer)) } = step {
+        if let Step::WriteNow {
+            ended: Some((partition, index, offset, writer)),
+        } = step
+        {
             let mut guard = lock(&shared);
             let mut all_finished = false;
             if let Some(state) = guard.partitions.get_mut(&partition) {
@@ -135,7 +159,7 @@ pub async fn run(
             drop(guard);
             if all_finished {
                 commit_offsets(&consumer, &shared, &stage, CommitMode::Sync);
-                if whole_input_ended(&consumer, &stage) {
+                if whole_input_ended(&consumer, &shared, &stage) {
                     ended = true;
                     break 'run;
                 }

@@ -12,11 +12,12 @@ use tracing::{debug, info, warn};
 use super::{
     checkpoint::{self, CheckpointRecord},
     consumer::{
-        assigned_all_finished, bad_marker, commit_list, consumer_error, lock, subscribe, whole_input_ended,
+        assigned_all_finished, bad_marker, commit_list, consumer_error, lock, subscribe,
         StageConsumer, StageHooks,
     },
     kafka,
     markers::{self, Control},
+    peers::whole_input_ended,
     StageRuntime,
 };
 use crate::{
@@ -70,7 +71,7 @@ pub async fn run(
                 checkpoint_and_commit(&consumer, &shared, &stage, &mut deliveries, &checkpoints, CommitMode::Async).await?;
                 publish_watermarks(&shared, &stage);
                 tally.flush(&stage.metrics);
-                if waiting_for_peers && assigned_all_finished(&shared) && whole_input_ended(&consumer, &stage) {
+                if waiting_for_peers && assigned_all_finished(&shared) && whole_input_ended(&consumer, &shared, &stage) {
                     ended = true;
                     break;
                 }
@@ -93,7 +94,7 @@ pub async fn run(
                 }
                 if handled.all_finished {
                     checkpoint_and_commit(&consumer, &shared, &stage, &mut deliveries, &checkpoints, CommitMode::Sync).await?;
-                    if whole_input_ended(&consumer, &stage) {
+                    if whole_input_ended(&consumer, &shared, &stage) {
                         ended = true;
                         break;
                     }
