@@ -173,20 +173,19 @@ fn handle<M: Message>(
             }
             Err(e) => bad_marker(stage, log, &e),
         },
-        Some(Ok(Control::Progress { writer, event_ms })) => {
-            if !state.finished {
-                match state.markers[index].progress(&writer, event_ms) {
-                    Ok(Some(progress)) => {
-                        if let Some(transform) = state.transform.as_mut() {
-                            transform.advance(index, progress, emitter);
-                        }
+        Some(Ok(Control::Progress { writer, event_ms })) if !state.finished => {
+            match state.markers[index].progress(&writer, event_ms) {
+                Ok(Some(progress)) => {
+                    if let Some(transform) = state.transform.as_mut() {
+                        transform.advance(index, progress, emitter);
                     }
-                    Ok(None) => {}
-                    Err(e) => bad_marker(stage, log, &e),
                 }
-                state.consumed(index, offset, None);
+                Ok(None) => {}
+                Err(e) => bad_marker(stage, log, &e),
             }
+            state.consumed(index, offset, None);
         }
+        Some(Ok(Control::Progress { .. })) => {}
         Some(Err(e)) => {
             bad_marker(stage, log, &e);
             state.consumed(index, offset, None);
