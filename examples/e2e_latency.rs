@@ -129,7 +129,7 @@ async fn main() -> Result<(), Error> {
             cpu_start = Some((Instant::now(), cpu_ticks(&children, &others)));
         }
         polls += 1;
-        if polls % 20 == 0 {
+        if polls.is_multiple_of(20) {
             for (i, (_, child)) in children.iter().enumerate() {
                 peak_rss_kib[i] = peak_rss_kib[i].max(vm_hwm_kib(child.id()).unwrap_or(0));
             }
@@ -190,7 +190,8 @@ async fn main() -> Result<(), Error> {
     if let Some((at, start)) = cpu_start {
         let elapsed = at.elapsed().as_secs_f64();
         let ticks = clock_ticks_per_second();
-        let names = process_names(split)
+        let processes = process_names(split);
+        let names = processes
             .iter()
             .map(|s| s.to_string())
             .chain(others.iter().map(|(n, _)| n.clone()));
