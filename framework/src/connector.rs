@@ -130,6 +130,10 @@ pub enum SourceEvent {
         detail: String,
         payload: Vec<u8>,
     },
+    /// No record with an event time before this (ms since the epoch) will follow: the
+    /// runtime writes a progress marker so readers' watermarks advance without waiting
+    /// for the next record.
+    Progress(i64),
 }
 
 /// Told when a source pauses on purpose (reason, how long) and when it runs again.
@@ -197,6 +201,16 @@ impl SourceContext {
             .map_err(|_| ConnectorError::OutputClosed("source output channel closed".into()))
     }
 
+    /// Promises that every record emitted from now on has an event time at or after
+    /// `event_ms`. A live source calls it at the end of each poll cycle (issue 14), so
+    /// windows close as soon as their lateness has passed instead of at the next record.
+    pub async fn progress(&mut self, event_ms: i64) -> Result<(), ConnectorError> {
+        self.events
+            .send(SourceEvent::Progress(event_ms))
+            .await
+            .map_err(|_| ConnectorError::OutputClosed("source output channel closed".into()))
+    }
+
     /// Cancelled when the pipeline stops (SIGINT/SIGTERM); `run` must then return soon.
     pub fn shutdown(&self) -> &CancellationToken {
         &self.shutdown
@@ -251,6 +265,12 @@ pub trait Transform: Send {
     /// full. Transforms that never emit more than one record per call need not implement
     /// it.
     fn emit_pending(&mut self, _out: &mut Emitter) {}
+    /// The writers of input `port` promise that no record with an event time before
+    /// `event_ms` will follow on this partition (a progress marker, docs/semantics.md §8):
+    /// an event-time transform may advance its watermarks and emit what that closes. It
+    /// must not change *what* is emitted, only when: replays without markers give the
+    /// same records.
+    fn advance(&mut self, _port: usize, _event_ms: i64, _out: &mut Emitter) {}
     /// Small state stored with every offset commit, handed to `resume` after a restart.
     fn checkpoint(&self) -> Option<String> {
         None

@@ -145,9 +145,12 @@ pub fn read_topic(topic: &str, quiet: Duration, timeout: Duration) -> Vec<TopicR
     while last.elapsed() < quiet && start.elapsed() < timeout {
         if let Some(Ok(m)) = consumer.poll(Duration::from_millis(100)) {
             last = Instant::now();
-            let end_of_input = m
-                .headers()
-                .is_some_and(|h| h.iter().any(|h| h.key == "x-pipeline-end-of-input"));
+            let has = |key: &str| m.headers().is_some_and(|h| h.iter().any(|h| h.key == key));
+            // Progress markers of live sources are the runtime's business, not records.
+            if has("x-pipeline-progress") {
+                continue;
+            }
+            let end_of_input = has("x-pipeline-end-of-input");
             records.push(TopicRecord {
                 key: m.key().map(<[u8]>::to_vec),
                 payload: m.payload().map(<[u8]>::to_vec).unwrap_or_default(),

@@ -12,7 +12,6 @@ use framework::{
 };
 use rand::Rng;
 use reqwest::StatusCode;
-use tokio::time::MissedTickBehavior;
 use tokio_util::sync::CancellationToken;
 use tracing::{debug, info, warn};
 
@@ -332,9 +331,9 @@ impl BinanceSource {
 
     async fn run_loop(&mut self, ctx: &mut SourceContext) -> Result<(), ConnectorError> {
         let shutdown = ctx.shutdown().clone();
-        let mut ticker = tokio::time::interval(self.config.interval.as_std());
-        // A late tick is dropped, not made up for: the schedule stays start + k * interval.
-        ticker.set_missed_tick_behavior(MissedTickBehavior::Skip);
+        let interval_ms = i64::try_from(self.config.interval.as_std().as_millis())
+            .unwrap_or(i64::MAX)
+            .max(1);
         let mut state = LoopState {
             confirmed: false,
             consecutive_failures: 0,
@@ -342,14 +341,24 @@ impl BinanceSource {
             failure_log: LogLimiter::new(WARN_PERIOD),
             weight_log: LogLimiter::new(WARN_PERIOD),
         };
+        // The first request goes at once, so a bad symbol fails the start-up fast.
+        let mut immediate = true;
+        let mut promised = i64::MIN;
         loop {
-            tokio::select! {
-                biased;
-                _ = shutdown.cancelled() => return Ok(()),
-                _ = ticker.tick() => {}
+            if !immediate && wait_for_slot(interval_ms, &shutdown).await.is_err() {
+                return Ok(());
+            }
+            immediate = false;
+            // End of the previous poll cycle: every later price is stamped with a receipt
+            // time after this instant, so readers may close windows up to it now instead
+            // of at the next price (progress marker, docs/semantics.md §8). A clock that
+            // stepped back promises nothing new.
+            let now_ms = chrono::Utc::now().timestamp_millis();
+            if now_ms > promised {
+                ctx.progress(now_ms).await?;
+                promised = now_ms;
             }
             self.stats.request();
-            // The first tick fires at once, so a bad symbol fails the start-up fast.
             let result = tokio::select! {
                 biased;
                 _ = shutdown.cancelled() => return Ok(()),
@@ -379,8 +388,33 @@ impl BinanceSource {
                     _ = tokio::time::sleep(delay) => {}
                 }
                 ctx.report_wait(None);
-                ticker.reset_immediately();
+                immediate = true;
             }
+        }
+    }
+}
+
+/// Sleeps until the next multiple of the interval since the epoch (by the wall clock): a
+/// late slot is dropped, not made up for. Polls on that grid make a window's lateness end
+/// right at a poll, whose progress marker then closes the window at once. `Err` on
+/// shutdown.
+async fn wait_for_slot(interval_ms: i64, shutdown: &CancellationToken) -> Result<(), Stopped> {
+    let now_ms = chrono::Utc::now().timestamp_millis();
+    let slot = now_ms
+        .div_euclid(interval_ms)
+        .saturating_add(1)
+        .saturating_mul(interval_ms);
+    loop {
+        let now_ms = chrono::Utc::now().timestamp_millis();
+        if now_ms >= slot {
+            return Ok(());
+        }
+        // The timer may wake a little before the wall clock reaches the slot: wait again.
+        let wait = Duration::from_millis(u64::try_from(slot - now_ms).unwrap_or(0));
+        tokio::select! {
+            biased;
+            _ = shutdown.cancelled() => return Err(Stopped),
+            _ = tokio::time::sleep(wait) => {}
         }
     }
 }

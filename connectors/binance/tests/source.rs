@@ -89,6 +89,7 @@ async fn run_clean(
             SourceEvent::Rejected { reason, detail, .. } => {
                 panic!("unexpected rejection {reason}: {detail}")
             }
+            SourceEvent::Progress(_) => {}
         }
     }
     assert_eq!(running.stop().await.unwrap(), SourceEnd::Stopped);

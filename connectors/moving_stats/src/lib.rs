@@ -243,6 +243,11 @@ impl Transform for MovingStats {
         self.operator.emit_pending(emit_into(&self.format, out));
     }
 
+    fn advance(&mut self, _port: usize, event_ms: i64, out: &mut Emitter) {
+        self.operator
+            .advance_to(event_ms, emit_into(&self.format, out));
+    }
+
     fn watermarks(&self) -> Vec<(String, i64)> {
         self.operator
             .watermarks()

@@ -478,6 +478,25 @@ where
         admission
     }
 
+    /// A progress marker: no record before `event_ms` will follow, so every key's
+    /// watermark may move to `event_ms - lateness` and the windows that closes are
+    /// reported (keys in ascending order). It never makes a later record late (such a
+    /// record has `t >= event_ms > event_ms - lateness`), so it changes only when windows
+    /// are reported, never what is reported.
+    pub fn advance_to<F>(&mut self, event_ms: i64, emit: F) -> bool
+    where
+        F: FnMut(&K, &ClosedWindows<'_, A>) -> bool,
+    {
+        let mut order: Vec<K> = self.keys.clone();
+        order.sort();
+        self.paused = Some(pending::Paused::Advance {
+            order,
+            next: 0,
+            event_ms,
+        });
+        self.emit_pending(emit)
+    }
+
     /// Every key's current watermark (keys still at minus infinity are left out).
     pub fn watermarks(&self) -> impl Iterator<Item = (&K, i64)> + '_ {
         self.keys

@@ -17,7 +17,10 @@ use rdkafka::{
 };
 use tracing::{debug, error, info, warn};
 
-use super::checkpoint::{self, ReplayIndex};
+use super::{
+    checkpoint::{self, ReplayIndex},
+    markers::{InputMarkers, Writer},
+};
 use crate::{
     connector::{Transform, TransformFactory},
     spec::KafkaSpec,
@@ -37,8 +40,10 @@ pub struct PartitionState {
     /// Offsets committed when the partition was assigned: commits never go below them,
     /// even while a transform replays older records to rebuild its state.
     pub committed_at_start: Vec<Option<i64>>,
-    /// Input topics (indexes) whose end-of-input marker was consumed on this partition.
+    /// Input topics (indexes) whose writers have all ended on this partition.
     pub ended: HashSet<usize>,
+    /// Per input topic: the control markers seen (writers ended, their progress).
+    pub markers: Vec<InputMarkers>,
     pub finished: bool,
     /// Per input topic: where a replay would have to start (stateful transforms only).
     pub replay_index: Vec<Option<ReplayIndex>>,
@@ -49,7 +54,7 @@ pub struct PartitionState {
 impl PartitionState {
     /// Records a consumed data record of input `index`.
     pub fn consumed(&mut self, index: usize, offset: i64, timestamp_ms: Option<i64>) {
-        self.positions[index] = Some(offset + 1);
+        self.advance_position(index, offset);
         if self.transform.is_some() {
             let guarantee = self.replay_guarantee[index];
             let entry =
@@ -60,12 +65,31 @@ impl PartitionState {
         }
     }
 
-    /// Records the end-of-input marker of input `index` at `offset`. The committed
-    /// position stays *at* the marker, so that a restarted stage reads it again and ends
-    /// instead of waiting forever on an input that already ended.
-    pub fn ended_at(&mut self, index: usize, offset: i64) {
-        self.ended.insert(index);
-        self.positions[index] = Some(offset);
+    /// Moves the committed position of input `index` past `offset`, but never past the
+    /// input's first end-of-input marker: a restarted stage must read every writer's
+    /// marker again, or it would wait forever for the writers whose marker it skipped.
+    pub fn advance_position(&mut self, index: usize, offset: i64) {
+        let next = match self.markers[index].hold() {
+            Some(hold) => hold.min(offset + 1),
+            None => offset + 1,
+        };
+        self.positions[index] = Some(next);
+    }
+
+    /// Records an end-of-input marker of input `index` at `offset`; returns whether the
+    /// input has now ended on this partition (every writer's parts ended).
+    pub fn end_marker(
+        &mut self,
+        index: usize,
+        offset: i64,
+        writer: &Writer,
+    ) -> Result<bool, String> {
+        let complete = self.markers[index].end(writer, offset)?;
+        self.advance_position(index, offset);
+        if complete {
+            self.ended.insert(index);
+        }
+        Ok(complete)
     }
 }
 
@@ -241,6 +265,7 @@ impl StageHooks {
                 positions: vec![None; inputs],
                 committed_at_start,
                 ended: HashSet::new(),
+                markers: vec![InputMarkers::default(); inputs],
                 finished: false,
                 replay_index: vec![None; inputs],
                 replay_guarantee,
@@ -356,6 +381,13 @@ pub fn commit_list(
     tpl
 }
 
+/// Whether this process has nothing left to do: it was assigned partitions once and every
+/// partition it holds now has ended.
+pub fn assigned_all_finished(shared: &Mutex<Shared>) -> bool {
+    let guard = lock(shared);
+    guard.assigned_once && guard.partitions.values().all(|s| s.finished)
+}
+
 pub fn lock(shared: &Mutex<Shared>) -> MutexGuard<'_, Shared> {
     // A panic while holding the lock leaves plain data behind; keep using it.
     shared
@@ -378,6 +410,12 @@ pub fn commit_offsets(
         Ok(()) => stage.metrics.commits.increment(1),
         Err(e) => warn!(stage = %stage.name, "offset commit failed: {e}"),
     }
+}
+
+/// A malformed control marker: counted, logged at a limited rate, skipped.
+pub fn bad_marker(stage: &super::StageRuntime, log: &mut crate::metrics::RateLimitedLog, e: &str) {
+    stage.metrics.rejected("bad_marker");
+    log.warn(&stage.name, "bad_marker", e);
 }
 
 /// Creates the stage's consumer-group member and subscribes it to the stage's inputs.

@@ -7,7 +7,7 @@ use futures::{stream::FuturesUnordered, StreamExt};
 use rdkafka::{
     config::ClientConfig,
     error::KafkaError,
-    message::{Header, Headers, Message, OwnedHeaders},
+    message::{Header, Message, OwnedHeaders},
     producer::{DeliveryFuture, FutureProducer, FutureRecord},
     types::RDKafkaErrorCode,
 };
@@ -16,9 +16,8 @@ use tracing::debug;
 
 use crate::{error::FrameworkError, redact::redact, spec::KafkaSpec};
 
-/// Header marking the end of a bounded input on one partition; its value is the writer
-/// stage's name. Such a marker has no payload and is never handed to a connector.
-pub const EOF_HEADER: &str = "x-pipeline-end-of-input";
+/// Control markers (end of input, progress): see `markers`.
+pub use super::markers::{Writer, EOF_HEADER};
 /// Headers of dead-letter records.
 pub const DEAD_LETTER_REASON: &str = "x-dead-letter-reason";
 pub const DEAD_LETTER_DETAIL: &str = "x-dead-letter-detail";
@@ -44,7 +43,9 @@ pub fn producer_config(kafka: &KafkaSpec) -> ClientConfig {
         .set("bootstrap.servers", &kafka.brokers)
         // Idempotence keeps retried sends from duplicating or reordering records.
         .set("enable.idempotence", "true")
-        .set("linger.ms", "5")
+        // Wait at most 1 ms to fill a batch: under load, batches still form while earlier
+        // requests are in flight; when idle, a record leaves at once (issue 14).
+        .set("linger.ms", "1")
         .set("message.timeout.ms", "60000")
         // librdkafka buffers up to 1 GiB by default; 64 MiB keeps a stage's memory modest
         // and still far ahead of the broker.
@@ -69,9 +70,11 @@ pub fn consumer_config(kafka: &KafkaSpec, group: &str) -> ClientConfig {
         .set("heartbeat.interval.ms", "1000")
         // Prefetch at most 16 MiB (default 64 MiB): enough to keep a stage busy.
         .set("queued.max.messages.kbytes", "16384")
-        // A broker that holds an empty fetch for the whole wait instead of answering when
-        // data arrives would add up to this much latency per hop (default 500 ms).
-        .set("fetch.wait.max.ms", "50")
+        // Tansu holds an empty fetch for the whole wait instead of answering when data
+        // arrives, so this bounds the latency of every hop (librdkafka's default is
+        // 500 ms). 10 ms keeps three hops well under 50 ms; an idle consumer then sends
+        // ~100 empty fetches/s (measured cost in docs/benchmarks.md).
+        .set("fetch.wait.max.ms", "10")
         // Statistics feed `pipeline_consumer_lag_records` (see observe::lag).
         .set("statistics.interval.ms", "5000");
     for (key, value) in &kafka.properties {
@@ -285,22 +288,51 @@ impl Deliveries {
         self.in_flight.len()
     }
 
-    /// Writes an end-of-input marker to every partition of `topic`.
+    /// Writes `writer`'s end-of-input marker to every partition of `topic` and waits
+    /// until everything sent before is acknowledged.
     pub async fn send_end_of_input(
         &mut self,
         topic: &str,
         partitions: i32,
-        stage: &str,
+        writer: &Writer,
     ) -> Result<(), FrameworkError> {
+        let headers = super::markers::end_headers(writer);
         for partition in 0..partitions {
-            let headers = OwnedHeaders::new().insert(Header {
-                key: EOF_HEADER,
-                value: Some(stage.as_bytes()),
-            });
-            self.send(topic, Some(partition), None, None, None, Some(headers))
-                .await?;
+            self.send(
+                topic,
+                Some(partition),
+                None,
+                None,
+                None,
+                Some(headers.clone()),
+            )
+            .await?;
         }
         self.wait_all().await
+    }
+
+    /// Writes `writer`'s progress marker (no record before `event_ms` will follow) to
+    /// every partition of `topic`, behind every record sent before it.
+    pub async fn send_progress(
+        &mut self,
+        topic: &str,
+        partitions: i32,
+        writer: &Writer,
+        event_ms: i64,
+    ) -> Result<(), FrameworkError> {
+        let headers = super::markers::progress_headers(writer, event_ms);
+        for partition in 0..partitions {
+            self.send(
+                topic,
+                Some(partition),
+                None,
+                None,
+                None,
+                Some(headers.clone()),
+            )
+            .await?;
+        }
+        Ok(())
     }
 }
 
@@ -321,13 +353,6 @@ fn check_delivery(result: DeliveryResult) -> Result<(), FrameworkError> {
             message: "producer was dropped before acknowledging a record".into(),
         }),
     }
-}
-
-/// Whether a consumed message is an end-of-input marker.
-pub fn is_end_of_input<M: Message>(message: &M) -> bool {
-    message
-        .headers()
-        .is_some_and(|h| h.iter().any(|header| header.key == EOF_HEADER))
 }
 
 /// Headers of a dead-letter copy.

@@ -14,7 +14,9 @@
 mod checkpoint;
 mod consumer;
 pub mod kafka;
+pub mod markers;
 pub mod oversize;
+mod peers;
 mod sink;
 mod source;
 pub mod status;

@@ -2,14 +2,25 @@
 
 use std::collections::HashMap;
 
-use rdkafka::{consumer::CommitMode, message::OwnedMessage, Message};
+use futures::FutureExt;
+use rdkafka::{
+    consumer::CommitMode,
+    message::{BorrowedMessage, OwnedMessage},
+    Message,
+};
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 use tracing::{debug, info, warn};
 
 use super::{
-    consumer::{commit_offsets, consumer_error, lock, subscribe, Shared, StageHooks},
-    kafka, StageRuntime,
+    consumer::{
+        assigned_all_finished, bad_marker, commit_offsets, consumer_error, lock, subscribe, Shared,
+        StageHooks,
+    },
+    kafka,
+    markers::{self, Control},
+    peers::whole_input_ended,
+    StageRuntime,
 };
 use crate::{
     connector::{Sink, SinkContext},
@@ -22,6 +33,15 @@ struct Batch {
     /// (input topic index, message)
     messages: Vec<(usize, OwnedMessage)>,
     deadline: Option<Instant>,
+}
+
+/// What one consumed message asks of the loop.
+enum Step {
+    Continue,
+    /// Write the batch now (an end marker: what precedes it must be written first).
+    WriteNow {
+        ended: Option<(i32, usize, i64, kafka::Writer)>,
+    },
 }
 
 pub async fn run(
@@ -42,10 +62,12 @@ pub async fn run(
     let max_records = stage.batch.max_records.max(1);
     let max_wait = stage.batch.max_wait.as_std();
     let mut batch = Batch {
-        messages: Vec::with_capacity(max_records),
+        messages: Vec::with_capacity(max_records.min(4096)),
         deadline: None,
     };
     let mut log = RateLimitedLog::new(std::time::Duration::from_secs(10));
+    let mut commit_tick = tokio::time::interval(stage.commit_interval);
+    commit_tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     stage.metrics.up.set(1.0);
     stage.status.set(
         &stage.name,
@@ -55,78 +77,98 @@ pub async fn run(
     info!(stage = %stage.name, inputs = ?stage.input_topics, "sink stage started");
     let mut ended = false;
     let mut interrupted = false;
-    loop {
-        let deadline = batch.deadline;
-        tokio::select! {
+    let mut waiting_for_peers = false;
+    'run: loop {
+        // Adaptive batching (issue 14): wait for one record, then take only those already
+        // waiting, and write. An idle input gets each record written at once; a busy one
+        // gets batches of what accumulated during the previous write. `max_records` and
+        // `max_wait` stay upper bounds.
+        let mut step = tokio::select! {
             biased;
             _ = shutdown.cancelled() => break,
-            _ = async { if let Some(d) = deadline { tokio::time::sleep_until(d).await } }, if deadline.is_some() => {
-                if !write(&stage, &mut *sink, &ctx, &mut batch, &shared, &mut deliveries, &mut log).await? {
-                    interrupted = true;
+            _ = commit_tick.tick() => {
+                commit_offsets(&consumer, &shared, &stage, CommitMode::Async);
+                if waiting_for_peers && assigned_all_finished(&shared) && whole_input_ended(&consumer, &shared, &stage) {
+                    ended = true;
                     break;
                 }
-                commit_offsets(&consumer, &shared, &stage, CommitMode::Async);
+                continue;
             }
-            received = consumer.recv() => {
-                let message = match received {
-                    Ok(m) => m,
-                    Err(e) => {
-                        consumer_error(&stage, e).await;
-                        continue;
-                    }
-                };
-                if let Some(failure) = lock(&shared).failure.take() {
-                    return Err(stage.error(failure));
-                }
-                let Some(&index) = topic_index.get(message.topic()) else { continue };
-                let partition = message.partition();
-                if !lock(&shared).partitions.contains_key(&partition) {
-                    debug!(stage = %stage.name, partition, "message of an unassigned partition skipped");
+            received = consumer.recv() => match received {
+                Ok(message) => accept(&stage, &shared, &topic_index, &mut batch, message, max_wait, &mut log)?,
+                Err(e) => {
+                    consumer_error(&stage, e).await;
                     continue;
                 }
-                if kafka::is_end_of_input(&message) {
-                    // Everything before the marker must be written before it counts.
-                    let offset = message.offset();
-                    if !write(&stage, &mut *sink, &ctx, &mut batch, &shared, &mut deliveries, &mut log).await? {
-                        interrupted = true;
-                        break;
-                    }
-                    let mut guard = lock(&shared);
-                    if let Some(state) = guard.partitions.get_mut(&partition) {
-                        state.ended_at(index, offset);
+            },
+        };
+        while matches!(step, Step::Continue)
+            && batch.messages.len() < max_records
+            && batch.deadline.is_none_or(|d| Instant::now() < d)
+        {
+            match consumer.recv().now_or_never() {
+                Some(Ok(message)) => {
+                    step = accept(
+                        &stage,
+                        &shared,
+                        &topic_index,
+                        &mut batch,
+                        message,
+                        max_wait,
+                        &mut log,
+                    )?;
+                }
+                Some(Err(e)) => {
+                    consumer_error(&stage, e).await;
+                    break;
+                }
+                None => break,
+            }
+        }
+        if !write(
+            &stage,
+            &mut *sink,
+            &ctx,
+            &mut batch,
+            &shared,
+            &mut deliveries,
+            &mut log,
+        )
+        .await?
+        {
+            interrupted = true;
+            break;
+        }
+        if let Step::WriteNow {
+            ended: Some((partition, index, offset, writer)),
+        } = step
+        {
+            let mut guard = lock(&shared);
+            let mut all_finished = false;
+            if let Some(state) = guard.partitions.get_mut(&partition) {
+                match state.end_marker(index, offset, &writer) {
+                    Ok(_) => {
                         if state.ended.len() == stage.input_topics.len() {
                             state.finished = true;
                         }
+                        all_finished = guard.partitions.values().all(|s| s.finished);
                     }
-                    let all_finished = guard.partitions.values().all(|s| s.finished);
-                    drop(guard);
-                    commit_offsets(&consumer, &shared, &stage, CommitMode::Async);
-                    if all_finished {
-                        ended = true;
-                        break;
-                    }
-                    continue;
+                    Err(e) => bad_marker(&stage, &mut log, &e),
                 }
-                let payload_len = message.payload().map_or(0, <[u8]>::len);
-                stage.metrics.records_in.increment(1);
-                stage.metrics.bytes_in.increment(payload_len as u64);
-                crate::observe::tap::read(
-                    message.topic(),
-                    message.key(),
-                    message.payload().unwrap_or_default(),
-                    message.timestamp().to_millis(),
-                );
-                batch.messages.push((index, message.detach()));
-                if batch.deadline.is_none() {
-                    batch.deadline = Some(Instant::now() + max_wait);
+            }
+            drop(guard);
+            if all_finished {
+                commit_offsets(&consumer, &shared, &stage, CommitMode::Sync);
+                if whole_input_ended(&consumer, &shared, &stage) {
+                    ended = true;
+                    break 'run;
                 }
-                if batch.messages.len() >= max_records {
-                    if !write(&stage, &mut *sink, &ctx, &mut batch, &shared, &mut deliveries, &mut log).await? {
-                        interrupted = true;
-                        break;
-                    }
-                    commit_offsets(&consumer, &shared, &stage, CommitMode::Async);
+                if !waiting_for_peers {
+                    info!(stage = %stage.name, "assigned partitions ended; waiting for the other processes of the stage");
+                    waiting_for_peers = true;
                 }
+            } else {
+                commit_offsets(&consumer, &shared, &stage, CommitMode::Async);
             }
         }
     }
@@ -150,6 +192,57 @@ pub async fn run(
     stage.metrics.up.set(0.0);
     info!(stage = %stage.name, "sink stage finished");
     Ok(())
+}
+
+/// Takes one consumed message: a data record joins the batch, a marker is acted on.
+fn accept(
+    stage: &StageRuntime,
+    shared: &std::sync::Mutex<Shared>,
+    topic_index: &HashMap<String, usize>,
+    batch: &mut Batch,
+    message: BorrowedMessage<'_>,
+    max_wait: std::time::Duration,
+    log: &mut RateLimitedLog,
+) -> Result<Step, FrameworkError> {
+    if let Some(failure) = lock(shared).failure.take() {
+        return Err(stage.error(failure));
+    }
+    let Some(&index) = topic_index.get(message.topic()) else {
+        return Ok(Step::Continue);
+    };
+    let partition = message.partition();
+    if !lock(shared).partitions.contains_key(&partition) {
+        debug!(stage = %stage.name, partition, "message of an unassigned partition skipped");
+        return Ok(Step::Continue);
+    }
+    match markers::control_of(&message) {
+        Some(Ok(Control::EndOfInput(writer))) => {
+            return Ok(Step::WriteNow {
+                ended: Some((partition, index, message.offset(), writer)),
+            })
+        }
+        // A sink has no watermark; the position moves past it with the next record.
+        Some(Ok(Control::Progress { .. })) => return Ok(Step::Continue),
+        Some(Err(e)) => {
+            bad_marker(stage, log, &e);
+            return Ok(Step::Continue);
+        }
+        None => {}
+    }
+    let payload_len = message.payload().map_or(0, <[u8]>::len);
+    stage.metrics.records_in.increment(1);
+    stage.metrics.bytes_in.increment(payload_len as u64);
+    crate::observe::tap::read(
+        message.topic(),
+        message.key(),
+        message.payload().unwrap_or_default(),
+        message.timestamp().to_millis(),
+    );
+    batch.messages.push((index, message.detach()));
+    if batch.deadline.is_none() {
+        batch.deadline = Some(Instant::now() + max_wait);
+    }
+    Ok(Step::Continue)
 }
 
 /// Writes the batch; returns false when the write was abandoned because the pipeline is
@@ -233,7 +326,7 @@ async fn write(
     let mut guard = lock(shared);
     for record in &records {
         if let Some(state) = guard.partitions.get_mut(&record.partition) {
-            state.positions[record.port] = Some(record.offset + 1);
+            state.advance_position(record.port, record.offset);
         }
     }
     drop(guard);

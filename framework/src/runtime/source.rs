@@ -43,6 +43,9 @@ pub async fn run(
         super::StageState::Running { ready: true },
     );
     let mut log = RateLimitedLog::new(std::time::Duration::from_secs(10));
+    // A source runs as one process: it is the single part of its output's writer.
+    let writer = kafka::Writer::single(&stage.name);
+    let partitions = stage.partitions_of(&output);
     while let Some(event) = events.recv().await {
         match event {
             SourceEvent::Record(record) => {
@@ -77,6 +80,11 @@ pub async fn run(
                     stage.metrics.dead_lettered.increment(1);
                 }
             }
+            SourceEvent::Progress(event_ms) => {
+                deliveries
+                    .send_progress(&output, partitions, &writer, event_ms)
+                    .await?;
+            }
         }
     }
     let end = runner
@@ -91,9 +99,8 @@ pub async fn run(
     if end == SourceEnd::Exhausted {
         info!(stage = %name, topic = %output, "input exhausted: signalling end of input downstream");
         for topic in std::iter::once(&output).chain(stage.dead_letter.iter()) {
-            let partitions = stage.partitions_of(topic);
             deliveries
-                .send_end_of_input(topic, partitions, &name)
+                .send_end_of_input(topic, stage.partitions_of(topic), &writer)
                 .await?;
         }
     } else if !shutdown.is_cancelled() {

@@ -11,8 +11,14 @@ use tracing::{debug, info, warn};
 
 use super::{
     checkpoint::{self, CheckpointRecord},
-    consumer::{commit_list, consumer_error, lock, subscribe, StageConsumer, StageHooks},
-    kafka, StageRuntime,
+    consumer::{
+        assigned_all_finished, bad_marker, commit_list, consumer_error, lock, subscribe,
+        StageConsumer, StageHooks,
+    },
+    kafka,
+    markers::{self, Control},
+    peers::whole_input_ended,
+    StageRuntime,
 };
 use crate::{
     connector::{Resume, TransformFactory},
@@ -66,6 +72,7 @@ pub async fn run(
     // Set when shutdown interrupts a transform's pending output: its state is then
     // mid-emission, so nothing is checkpointed or committed (the restart replays).
     let mut interrupted = false;
+    let mut waiting_for_peers = false;
     loop {
         tokio::select! {
             biased;
@@ -74,6 +81,10 @@ pub async fn run(
                 checkpoint_and_commit(&consumer, &shared, &stage, &mut deliveries, &checkpoints, CommitMode::Async).await?;
                 publish_watermarks(&shared, &stage);
                 tally.flush(&stage.metrics);
+                if waiting_for_peers && assigned_all_finished(&shared) && whole_input_ended(&consumer, &shared, &stage) {
+                    ended = true;
+                    break;
+                }
             }
             received = consumer.recv() => {
                 let message = match received {
@@ -84,8 +95,8 @@ pub async fn run(
                     }
                 };
                 let partition = message.partition();
-                let all_finished = match handle(&stage, &shared, &topic_index, &message, &mut emitter, &mut tally)? {
-                    Some(all_finished) => all_finished,
+                let handled = match handle(&stage, &shared, &topic_index, &message, &mut emitter, &mut tally, &mut log)? {
+                    Some(handled) => handled,
                     None => continue,
                 };
                 let mut full = check_bound(&stage, &emitter)?;
@@ -106,9 +117,19 @@ pub async fn run(
                     lock(&shared).partitions.remove(&partition);
                     break;
                 }
-                if all_finished {
-                    ended = true;
-                    break;
+                if handled.partition_ended {
+                    end_partition(&stage, &output, &mut deliveries, partition).await?;
+                }
+                if handled.all_finished {
+                    checkpoint_and_commit(&consumer, &shared, &stage, &mut deliveries, &checkpoints, CommitMode::Sync).await?;
+                    if whole_input_ended(&consumer, &shared, &stage) {
+                        ended = true;
+                        break;
+                    }
+                    if !waiting_for_peers {
+                        info!(stage = %stage.name, "assigned partitions ended; waiting for the other processes of the stage");
+                        waiting_for_peers = true;
+                    }
                 }
             }
         }
@@ -131,20 +152,23 @@ pub async fn run(
     )
     .await?;
     if ended {
-        info!(stage = %stage.name, "every input ended: signalling end of input downstream");
-        for topic in std::iter::once(&output).chain(stage.dead_letter.iter()) {
-            deliveries
-                .send_end_of_input(topic, stage.partitions_of(topic), &stage.name)
-                .await?;
-        }
+        info!(stage = %stage.name, "every assigned input partition ended");
     }
     stage.metrics.up.set(0.0);
     info!(stage = %stage.name, "transform stage finished");
     Ok(())
 }
 
-/// Hands one consumed message to its partition's transform. Returns whether every
-/// assigned partition has now ended, or `None` when the message is not ours to process.
+/// What handling one message did.
+struct Handled {
+    /// Its partition's inputs have all ended with this message.
+    partition_ended: bool,
+    /// Every assigned partition has ended.
+    all_finished: bool,
+}
+
+/// Hands one consumed message to its partition's transform, or acts on a control marker.
+/// `None` when the message is not ours to process.
 fn handle<M: Message>(
     stage: &StageRuntime,
     shared: &std::sync::Mutex<super::consumer::Shared>,
@@ -152,7 +176,8 @@ fn handle<M: Message>(
     message: &M,
     emitter: &mut Emitter,
     tally: &mut Tally,
-) -> Result<Option<bool>, FrameworkError> {
+    log: &mut RateLimitedLog,
+) -> Result<Option<Handled>, FrameworkError> {
     let partition = message.partition();
     let offset = message.offset();
     let Some(&index) = topic_index.get(message.topic()) else {
@@ -169,34 +194,88 @@ fn handle<M: Message>(
     if state.transform.is_none() {
         return Ok(None);
     }
-    if kafka::is_end_of_input(message) {
-        state.ended_at(index, offset);
-        if state.ended.len() == stage.input_topics.len() && !state.finished {
-            state.finished = true;
-            if let Some(transform) = state.transform.as_mut() {
-                transform.end_of_input(emitter);
+    let mut partition_ended = false;
+    match markers::control_of(message) {
+        Some(Ok(Control::EndOfInput(writer))) => match state.end_marker(index, offset, &writer) {
+            Ok(_) => {
+                if state.ended.len() == stage.input_topics.len() && !state.finished {
+                    state.finished = true;
+                    partition_ended = true;
+                    if let Some(transform) = state.transform.as_mut() {
+                        transform.end_of_input(emitter);
+                    }
+                }
             }
+            Err(e) => bad_marker(stage, log, &e),
+        },
+        Some(Ok(Control::Progress { writer, event_ms })) if !state.finished => {
+            match state.markers[index].progress(&writer, event_ms) {
+                Ok(Some(progress)) => {
+                    if let Some(transform) = state.transform.as_mut() {
+                        transform.advance(index, progress, emitter);
+                    }
+                }
+                Ok(None) => {}
+                Err(e) => bad_marker(stage, log, &e),
+            }
+            state.consumed(index, offset, None);
         }
-    } else if !state.finished {
-        let payload = message.payload().unwrap_or_default();
-        tally.record_in(payload.len(), &stage.metrics);
-        let record = InputRecord {
-            port: index,
-            key: message.key(),
-            payload,
-            timestamp_ms: message.timestamp().to_millis(),
-            partition,
-            offset,
-        };
-        crate::observe::tap::read(message.topic(), record.key, payload, record.timestamp_ms);
-        if let Some(transform) = state.transform.as_mut() {
-            transform.process(&record, emitter);
+        Some(Ok(Control::Progress { .. })) => {}
+        Some(Err(e)) => {
+            bad_marker(stage, log, &e);
+            state.consumed(index, offset, None);
         }
-        state.consumed(index, offset, record.timestamp_ms);
+        None if !state.finished => {
+            let payload = message.payload().unwrap_or_default();
+            tally.record_in(payload.len(), &stage.metrics);
+            let record = InputRecord {
+                port: index,
+                key: message.key(),
+                payload,
+                timestamp_ms: message.timestamp().to_millis(),
+                partition,
+                offset,
+            };
+            crate::observe::tap::read(message.topic(), record.key, payload, record.timestamp_ms);
+            if let Some(transform) = state.transform.as_mut() {
+                transform.process(&record, emitter);
+            }
+            state.consumed(index, offset, record.timestamp_ms);
+        }
+        None => {}
     }
-    Ok(Some(
-        guard.partitions.values().all(|s| s.finished) && !guard.partitions.is_empty(),
-    ))
+    Ok(Some(Handled {
+        partition_ended,
+        all_finished: guard.partitions.values().all(|s| s.finished) && !guard.partitions.is_empty(),
+    }))
+}
+
+/// Input partition `partition` ended: tells every reader of the outputs that this part of
+/// the stage has written everything. Each input partition is one part of the stage as a
+/// writer, whichever process owns it, so readers wait for all of them (issue 10 §3).
+async fn end_partition(
+    stage: &StageRuntime,
+    output: &str,
+    deliveries: &mut kafka::Deliveries,
+    partition: i32,
+) -> Result<(), FrameworkError> {
+    let parts = stage
+        .input_topics
+        .first()
+        .map_or(1, |t| stage.partitions_of(t))
+        .max(1);
+    let writer = kafka::Writer {
+        stage: stage.name.clone(),
+        part: u32::try_from(partition).unwrap_or_default(),
+        parts: u32::try_from(parts).unwrap_or(1),
+    };
+    info!(stage = %stage.name, partition, "input partition ended: signalling end of input downstream");
+    for topic in std::iter::once(output).chain(stage.dead_letter.as_deref()) {
+        deliveries
+            .send_end_of_input(topic, stage.partitions_of(topic), &writer)
+            .await?;
+    }
+    Ok(())
 }
 
 /// Whether the last call left the emitter full (more may be pending); fails the stage

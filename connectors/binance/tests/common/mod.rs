@@ -80,6 +80,7 @@ impl Running {
                     detail,
                     payload,
                 }) => rejected.push((reason, detail, payload)),
+                Some(SourceEvent::Progress(_)) => {}
                 None => return (None, rejected),
             }
         }

@@ -13,6 +13,13 @@ pub(super) enum Paused<K> {
     Key(K),
     /// End of input: the keys by index in ascending key order, from `next` on.
     EndOfInput { order: Vec<usize>, next: usize },
+    /// A progress marker: every key's watermark moves up to `event_ms` (keys in ascending
+    /// order, from `next` on).
+    Advance {
+        order: Vec<K>,
+        next: usize,
+        event_ms: i64,
+    },
 }
 
 impl<K, A> KeyedWindowOperator<K, A>
@@ -51,6 +58,8 @@ where
     {
         match self.paused.take() {
             None => {}
+            // Continued below.
+            Some(advance @ Paused::Advance { .. }) => self.paused = Some(advance),
             Some(Paused::Key(key)) => {
                 if let Some(&i) = self.index.get(&key) {
                     if !self.states[i].advance(&self.keys[i], &self.windows, &mut emit) {
@@ -75,6 +84,31 @@ where
                     }
                     next += 1;
                 }
+            }
+        }
+        if let Some(Paused::Advance {
+            order,
+            mut next,
+            event_ms,
+        }) = self.paused.take()
+        {
+            while let Some(key) = order.get(next) {
+                if let Some(&i) = self.index.get(key) {
+                    let state = &mut self.states[i];
+                    if state.watermark.max_event_ms().is_none_or(|m| m < event_ms) {
+                        state.watermark.observe(event_ms);
+                    }
+                    // Resumable: a paused key continues where it stopped.
+                    if !state.advance(&self.keys[i], &self.windows, &mut emit) {
+                        self.paused = Some(Paused::Advance {
+                            order,
+                            next,
+                            event_ms,
+                        });
+                        return false;
+                    }
+                }
+                next += 1;
             }
         }
         // Keys evicted as idle wait behind any paused output.
