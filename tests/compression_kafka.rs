@@ -13,7 +13,13 @@ fn records_compressed_with_zstd_lz4_snappy_and_gzip_round_trip_through_the_broke
     let dir = tempfile::tempdir().expect("tempdir");
     let input = dir.path().join("in.jsonl");
     let lines: Vec<String> = (0..2_000)
-        .map(|i| format!(r#"{{"symbol":"S{}","seq":{i},"pad":"{}"}}"#, i % 3, "x".repeat(50)))
+        .map(|i| {
+            format!(
+                r#"{{"symbol":"S{}","seq":{i},"pad":"{}"}}"#,
+                i % 3,
+                "x".repeat(50)
+            )
+        })
         .collect();
     std::fs::write(&input, lines.join("\n") + "\n").expect("write input");
     for codec in ["zstd", "lz4", "snappy", "gzip"] {

@@ -247,8 +247,7 @@ fn file_to_topic_to_file_runs_over_tls_and_a_wrong_ca_fails_fast_naming_broker_a
 }
 
 #[test]
-fn a_broker_requiring_sasl_rejects_unknown_scram_credentials_fast_without_leaking_the_password()
-{
+fn a_broker_requiring_sasl_rejects_unknown_scram_credentials_fast_without_leaking_the_password() {
     // Tansu 0.6.0 keeps users in its storage, and with `--authentication` even creating
     // one needs an authenticated client, so no login can succeed against its in-memory
     // store: this proves SCRAM is compiled in and spoken, and that a refused login ends
@@ -275,7 +274,10 @@ fn a_broker_requiring_sasl_rejects_unknown_scram_credentials_fast_without_leakin
     let stderr = stderr_of(&failed);
     let stdout = String::from_utf8_lossy(&failed.stdout);
     assert!(!failed.status.success(), "{stderr}");
-    assert!(elapsed < Duration::from_secs(15), "failed after {elapsed:?}");
+    assert!(
+        elapsed < Duration::from_secs(15),
+        "failed after {elapsed:?}"
+    );
     assert!(
         stderr.contains(&format!("cannot connect to Kafka at 127.0.0.1:{port}")),
         "{stderr}"

@@ -95,14 +95,24 @@ stages:
     );
     assert!(run.status.success(), "{}", stderr_of(&run));
 
-    assert_eq!(replicas(&prices), vec![3; 3], "the topic's own replication factor");
+    assert_eq!(
+        replicas(&prices),
+        vec![3; 3],
+        "the topic's own replication factor"
+    );
     assert_eq!(replicas(&stats), vec![2; 3], "kafka.replication_factor");
     let checkpoints = format!("{name}.moving.checkpoints");
     assert_eq!(replicas(&checkpoints), vec![2; 3], "checkpoint topics too");
 
     let configs = topic_configs(&prices);
-    assert_eq!(configs.get("retention.ms").map(String::as_str), Some("3600000"));
-    assert_eq!(configs.get("cleanup.policy").map(String::as_str), Some("delete"));
+    assert_eq!(
+        configs.get("retention.ms").map(String::as_str),
+        Some("3600000")
+    );
+    assert_eq!(
+        configs.get("cleanup.policy").map(String::as_str),
+        Some("delete")
+    );
     assert_eq!(
         configs.get("max.message.bytes").map(String::as_str),
         Some("2097152")
@@ -114,7 +124,11 @@ stages:
         "{configs:?}"
     );
     // Checkpoint records carry their partition as key (compaction keeps one per key).
-    let records = read_topic(&checkpoints, Duration::from_secs(2), Duration::from_secs(30));
+    let records = read_topic(
+        &checkpoints,
+        Duration::from_secs(2),
+        Duration::from_secs(30),
+    );
     assert!(!records.is_empty(), "the transform checkpointed");
     for record in &records {
         let key = format!("partition-{}", record.partition);

@@ -68,19 +68,33 @@ fn files_just_under_1_mb_of_any_shape_validate_within_2_s_and_100_mb() {
     let head = "name: big\nkafka:\n  brokers: localhost:9092\nstages: []\n";
     let shapes = [
         // Many small nodes: under the node limit, so fully validated.
-        ("nodes", format!("{head}x: [{}]\n", vec!["1"; 99_000].join(","))),
+        (
+            "nodes",
+            format!("{head}x: [{}]\n", vec!["1"; 99_000].join(",")),
+        ),
         // More nodes than the limit.
-        ("too-many-nodes", format!("{head}x: [{}]\n", vec!["1"; 400_000].join(","))),
+        (
+            "too-many-nodes",
+            format!("{head}x: [{}]\n", vec!["1"; 400_000].join(",")),
+        ),
         // Deep nesting.
-        ("deep", format!("{head}x: {}{}\n", "[".repeat(100_000), "]".repeat(100_000))),
+        (
+            "deep",
+            format!("{head}x: {}{}\n", "[".repeat(100_000), "]".repeat(100_000)),
+        ),
         // One long string.
-        ("long-string", format!("{head}x: \"{}\"\n", "a".repeat(budget - 100))),
+        (
+            "long-string",
+            format!("{head}x: \"{}\"\n", "a".repeat(budget - 100)),
+        ),
         // Many keys.
         (
             "keys",
             format!(
                 "{head}{}",
-                (0..60_000).map(|i| format!("k{i}: 1\n")).collect::<String>()
+                (0..60_000)
+                    .map(|i| format!("k{i}: 1\n"))
+                    .collect::<String>()
             ),
         ),
     ];
@@ -120,7 +134,10 @@ fn secret_values_appear_in_no_diagnostic_text_or_json() {
         assert_eq!(output.status.code(), Some(1), "{stdout}");
         assert!(stdout.contains("sasl.password"), "{format}: {stdout}");
         for secret in ["hunter2-secret", "key-pass-1234"] {
-            assert!(!stdout.contains(secret), "{format} leaks {secret}: {stdout}");
+            assert!(
+                !stdout.contains(secret),
+                "{format} leaks {secret}: {stdout}"
+            );
         }
     }
     // A secret from the environment, quoted by librdkafka's rejection of another

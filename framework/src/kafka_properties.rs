@@ -113,7 +113,9 @@ pub fn librdkafka_rejections(kafka: &KafkaSpec) -> Vec<(String, String)> {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum TopicConfigKind {
     /// Milliseconds or bytes; `-1` means unlimited where Kafka allows it.
-    Size { min: i64 },
+    Size {
+        min: i64,
+    },
     /// A positive count.
     Count,
     Boolean,
@@ -165,12 +167,12 @@ pub fn topic_config_names() -> impl Iterator<Item = &'static str> {
 pub fn topic_config_issues(topic: &TopicSpec, replication: i32) -> Vec<(String, String)> {
     let mut issues = Vec::new();
     for (name, value) in &topic.config {
-        let Some((_, kind)) = TOPIC_CONFIGS.iter().find(|(known, _)| *known == name.as_str()) else {
+        let Some((_, kind)) = TOPIC_CONFIGS
+            .iter()
+            .find(|(known, _)| *known == name.as_str())
+        else {
             let hint = crate::suggest::did_you_mean(name, topic_config_names());
-            issues.push((
-                name.clone(),
-                format!("unknown topic config {name:?}{hint}"),
-            ));
+            issues.push((name.clone(), format!("unknown topic config {name:?}{hint}")));
             continue;
         };
         if let Some(message) = check_topic_value(*kind, value) {
@@ -212,9 +214,12 @@ fn check_topic_value(kind: TopicConfigKind, value: &PropertyValue) -> Option<Str
             let mut parts: Vec<&str> = text.split(',').map(str::trim).collect();
             parts.sort_unstable();
             parts.dedup();
-            let valid = !parts.is_empty() && parts.iter().all(|p| *p == "compact" || *p == "delete");
+            let valid =
+                !parts.is_empty() && parts.iter().all(|p| *p == "compact" || *p == "delete");
             (!valid).then(|| {
-                format!("{text:?} is not a cleanup policy: use delete, compact or \"compact,delete\"")
+                format!(
+                    "{text:?} is not a cleanup policy: use delete, compact or \"compact,delete\""
+                )
             })
         }
         (Compression, PropertyValue::Text(_)) => {
@@ -259,7 +264,10 @@ mod tests {
             "snappy",
             "gzip",
         ] {
-            assert!(features.contains(&wanted), "{wanted} missing from {features:?}");
+            assert!(
+                features.contains(&wanted),
+                "{wanted} missing from {features:?}"
+            );
         }
         // Kerberos (GSSAPI) is deliberately left out: it needs Cyrus SASL (libsasl2) and a
         // Kerberos setup on every machine; `validate` says so when a file asks for it.
@@ -295,14 +303,20 @@ mod tests {
             .into_iter()
             .map(|(n, _)| n)
             .collect();
-        assert_eq!(names, vec!["sasl.mechanism", "sasl.pasword", "security.protocol"]);
+        assert_eq!(
+            names,
+            vec!["sasl.mechanism", "sasl.pasword", "security.protocol"]
+        );
     }
 
     #[test]
     fn topic_configs_are_checked_by_name_kind_and_range() {
         let mut config = BTreeMap::new();
         config.insert("retention.ms".into(), PropertyValue::Integer(-1));
-        config.insert("cleanup.policy".into(), PropertyValue::Text("compact,delete".into()));
+        config.insert(
+            "cleanup.policy".into(),
+            PropertyValue::Text("compact,delete".into()),
+        );
         config.insert("min.insync.replicas".into(), PropertyValue::Integer(2));
         let topic = TopicSpec {
             config,
@@ -315,7 +329,10 @@ mod tests {
 
         let mut bad = BTreeMap::new();
         bad.insert("retention.ms".into(), PropertyValue::Integer(-5));
-        bad.insert("cleanup.policy".into(), PropertyValue::Text("forever".into()));
+        bad.insert(
+            "cleanup.policy".into(),
+            PropertyValue::Text("forever".into()),
+        );
         bad.insert("retention.msec".into(), PropertyValue::Integer(5));
         let topic = TopicSpec {
             config: bad,
@@ -323,7 +340,13 @@ mod tests {
         };
         let issues = topic_config_issues(&topic, 1);
         let names: Vec<&str> = issues.iter().map(|(n, _)| n.as_str()).collect();
-        assert_eq!(names, vec!["cleanup.policy", "retention.ms", "retention.msec"]);
-        assert!(issues[2].1.contains("did you mean \"retention.ms\""), "{issues:?}");
+        assert_eq!(
+            names,
+            vec!["cleanup.policy", "retention.ms", "retention.msec"]
+        );
+        assert!(
+            issues[2].1.contains("did you mean \"retention.ms\""),
+            "{issues:?}"
+        );
     }
 }

@@ -100,7 +100,9 @@ mod tests {
         assert_eq!(retype("-2.5"), Some(Value::from(-2.5)));
         assert_eq!(retype("true"), Some(Value::Bool(true)));
         assert_eq!(retype("[a, b]"), Some(serde_json::json!(["a", "b"])));
-        for text in ["007", "0x1A", "0o17", "1e3", "+5", "yes", "True", "~", "a: b", ""] {
+        for text in [
+            "007", "0x1A", "0o17", "1e3", "+5", "yes", "True", "~", "a: b", "",
+        ] {
             assert_eq!(retype(text), None, "{text}");
         }
     }
@@ -126,7 +128,10 @@ mod interpolation_tests {
     fn interpolated_values_keep_their_text_unless_it_is_a_canonical_number() {
         let pipeline = validated("007", "0x1A");
         let properties = &pipeline.spec.kafka.properties;
-        assert_eq!(properties["sasl.password"], PropertyValue::Text("007".into()));
+        assert_eq!(
+            properties["sasl.password"],
+            PropertyValue::Text("007".into())
+        );
         assert_eq!(properties["client.id"], PropertyValue::Text("0x1A".into()));
         assert_eq!(pipeline.spec.kafka.partitions, 6);
         let pipeline = validated("12", "true");

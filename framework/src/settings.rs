@@ -11,8 +11,10 @@ use crate::{
 
 /// Range of `kafka.commit_interval`: a zero interval cannot tick, and offsets committed
 /// less often than hourly make every restart replay an hour.
-pub const COMMIT_INTERVAL: (DurationSpec, DurationSpec) =
-    (DurationSpec::from_millis(10), DurationSpec::from_secs(3_600));
+pub const COMMIT_INTERVAL: (DurationSpec, DurationSpec) = (
+    DurationSpec::from_millis(10),
+    DurationSpec::from_secs(3_600),
+);
 /// Range of a stage's `batch.max_wait`.
 pub const BATCH_MAX_WAIT: (DurationSpec, DurationSpec) =
     (DurationSpec::from_millis(0), DurationSpec::from_secs(600));
@@ -100,7 +102,10 @@ mod tests {
             "    batch: { max_wait: 1h }\n",
         ));
         let paths: Vec<&str> = issues.iter().map(|i| i.path.as_str()).collect();
-        assert_eq!(paths, vec!["kafka.commit_interval", "stages[0].batch.max_wait"]);
+        assert_eq!(
+            paths,
+            vec!["kafka.commit_interval", "stages[0].batch.max_wait"]
+        );
         assert!(issues[0].message.contains("use 10ms to 1h"), "{issues:?}");
         assert!(issues_of_defaults_are_empty());
     }
@@ -123,6 +128,8 @@ mod tests {
                 "kafka.properties.isolation.level"
             ]
         );
-        assert!(issues[0].message.contains("\"enable.auto.commit\" is set by the runtime"));
+        assert!(issues[0]
+            .message
+            .contains("\"enable.auto.commit\" is set by the runtime"));
     }
 }

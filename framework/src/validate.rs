@@ -99,12 +99,11 @@ pub fn inline_schema_for<T: JsonSchema>() -> Value {
 pub fn validate_file(
     path: &Path,
 ) -> Result<Result<ValidatedPipeline, Vec<Diagnostic>>, FrameworkError> {
-    let text = crate::yaml_limits::read_bounded(path).map_err(|source| {
-        FrameworkError::ReadPipeline {
+    let text =
+        crate::yaml_limits::read_bounded(path).map_err(|source| FrameworkError::ReadPipeline {
             path: path.to_path_buf(),
             source,
-        }
-    })?;
+        })?;
     let lookup = |name: &str| std::env::var(name).ok();
     Ok(validate_source(&path.display().to_string(), &text, &lookup))
 }

@@ -127,10 +127,50 @@ pub fn read_bounded(path: &std::path::Path) -> std::io::Result<String> {
     Ok(text)
 }
 
+/// Rejects deep nesting before any YAML parser sees it: both parsers check every open
+/// flow collection at each token, so 100000 `[` take them minutes. Counts brackets
+/// without regard to quoting (a pipeline file never holds 100 unclosed brackets in its
+/// strings) and compact sequences (`- - - x`).
+fn nesting(text: &str) -> Result<(), SyntaxError> {
+    let mut depth = 0usize;
+    for (line_index, line) in text.lines().enumerate() {
+        let too_deep = |column: usize| SyntaxError {
+            position: Position {
+                line: line_index + 1,
+                column: column + 1,
+            },
+            message: format!("the document nests more than {MAX_DEPTH} levels deep"),
+        };
+        let mut dashes = 0usize;
+        let mut rest = line.trim_start();
+        while let Some(after) = rest.strip_prefix("- ").or_else(|| rest.strip_prefix("-\t")) {
+            dashes += 1;
+            rest = after.trim_start();
+        }
+        if dashes > MAX_DEPTH {
+            return Err(too_deep(0));
+        }
+        for (column, c) in line.char_indices() {
+            match c {
+                '[' | '{' => {
+                    depth += 1;
+                    if depth > MAX_DEPTH {
+                        return Err(too_deep(column));
+                    }
+                }
+                ']' | '}' => depth = depth.saturating_sub(1),
+                _ => {}
+            }
+        }
+    }
+    Ok(())
+}
+
 /// Rejects a document whose aliases expand beyond [`MAX_NODES`] or [`MAX_SCALAR_BYTES`],
 /// pointing at the node where the limit was crossed. Syntax errors are left to the
 /// loader, which reports them with more context.
 pub fn check(text: &str) -> Result<(), SyntaxError> {
+    nesting(text)?;
     let mut budget = Budget::default();
     let mut parser = Parser::new_from_str(text);
     // Event by event: `Parser::load` recurses once per nesting level.
@@ -169,7 +209,9 @@ mod tests {
     #[test]
     fn nested_aliases_beyond_the_node_budget_are_rejected_where_the_limit_is_crossed() {
         let err = check(&alias_bomb(9, 10)).unwrap_err();
-        assert!(err.message.contains("too large once its aliases are expanded"));
+        assert!(err
+            .message
+            .contains("too large once its aliases are expanded"));
         assert!(err.position.line > 1, "{:?}", err.position);
     }
 
@@ -182,10 +224,30 @@ mod tests {
     }
 
     #[test]
-    fn deep_nesting_is_rejected_without_recursing() {
-        let text = format!("x: {}{}\n", "[".repeat(100_000), "]".repeat(100_000));
+    fn deep_nesting_is_rejected_without_overflowing_the_stack() {
+        for depth in [150, 100_000] {
+            let text = format!("x: {}{}\n", "[".repeat(depth), "]".repeat(depth));
+            let err = crate::yaml::load(&text).unwrap_err();
+            assert!(
+                err.message.contains("nests more than 100"),
+                "{}",
+                err.message
+            );
+            let text = format!("x:\n{}1\n", "- ".repeat(depth));
+            let err = crate::yaml::load(&text).unwrap_err();
+            assert!(
+                err.message.contains("nests more than 100"),
+                "{}",
+                err.message
+            );
+        }
+        let text = format!("x: {}1{}\n", "[".repeat(120), "]".repeat(120));
         let err = check(&text).unwrap_err();
-        assert!(err.message.contains("nests more than"), "{}", err.message);
+        assert!(
+            err.message.contains("nests more than 100"),
+            "{}",
+            err.message
+        );
     }
 
     #[test]

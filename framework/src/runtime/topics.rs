@@ -134,7 +134,11 @@ pub async fn ensure_topics(
         .iter()
         .map(|p| {
             p.config.iter().fold(
-                NewTopic::new(&p.name, p.partitions, TopicReplication::Fixed(p.replication)),
+                NewTopic::new(
+                    &p.name,
+                    p.partitions,
+                    TopicReplication::Fixed(p.replication),
+                ),
                 |topic, (key, value)| topic.set(key, value),
             )
         })
@@ -205,7 +209,11 @@ async fn connect(
                         ),
                     });
                 }
-                warn!(brokers, "waiting for the Kafka cluster: {}", redact(&e.to_string()));
+                warn!(
+                    brokers,
+                    "waiting for the Kafka cluster: {}",
+                    redact(&e.to_string())
+                );
                 tokio::time::sleep(Duration::from_millis(200)).await;
             }
         }
