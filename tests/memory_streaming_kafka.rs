@@ -20,6 +20,7 @@ fn config() -> MovingStatsConfig {
         windows: vec![DurationSpec::from_secs(30), DurationSpec::from_secs(3_600)],
         slide: DurationSpec::from_secs(1),
         lateness: DurationSpec::from_secs(10),
+        ..MovingStatsConfig::default()
     }
 }
 

@@ -42,10 +42,11 @@ pub struct MovingStatsConfig {
     /// make every later price of its symbol late).
     #[serde(default = "default_max_future_skew")]
     pub max_future_skew: DurationSpec,
-    /// Most symbols with state per input partition (1 to 4000): a price of a new symbol
+    /// Most symbols with state per input partition (1 to 1,000,000; default 4000, which keeps
+    /// a checkpoint within a 1 MB Kafka message: above it raise `message.max.bytes`): a price of a new symbol
     /// beyond it is refused as `too_many_keys`. Bounds memory, checkpoints and metrics.
     #[serde(default = "default_max_keys")]
-    #[schemars(range(min = 1, max = 4000))]
+    #[schemars(range(min = 1, max = 1_000_000))]
     pub max_keys: usize,
     /// A symbol whose newest price trails the partition's newest price by more than this
     /// is evicted, its open windows written first (default: the longer of 1d and the

@@ -34,10 +34,11 @@ pub struct ZScoreConfig {
     /// to 7d). Later ones are refused as `future` and never move a watermark.
     #[serde(default = "default_max_future_skew")]
     pub max_future_skew: DurationSpec,
-    /// Most symbols with state per input partition (1 to 4000): a record of a new symbol
+    /// Most symbols with state per input partition (1 to 1,000,000; default 4000, which keeps
+    /// a checkpoint within a 1 MB Kafka message: above it raise `message.max.bytes`): a record of a new symbol
     /// beyond it is refused as `too_many_keys`.
     #[serde(default = "default_max_keys")]
-    #[schemars(range(min = 1, max = 4000))]
+    #[schemars(range(min = 1, max = 1_000_000))]
     pub max_keys: usize,
     /// A symbol whose newest record trails the partition's newest record by more than this
     /// is evicted; its waiting prices become `unmatched` (default 1d; 1s to 365d).

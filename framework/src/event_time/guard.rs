@@ -138,6 +138,9 @@ pub const MAX_FUTURE_SKEW_LIMIT_MS: i64 = 7 * 86_400_000;
 /// printable bytes, a checkpoint holding them all stays below 1 MB, the brokers' default
 /// message size, even after JSON escaping twice (worst case ~170 bytes per key).
 pub const MAX_KEYS_LIMIT: usize = 4_000;
+/// Largest `max_keys` accepted. Above [`MAX_KEYS_LIMIT`] a checkpoint may need up to ~250
+/// bytes per key: raise the brokers' and clients' `message.max.bytes` to match.
+pub const MAX_KEYS_MAX: usize = 1_000_000;
 /// Default `key_idle_timeout`.
 pub const DEFAULT_KEY_IDLE_MS: i64 = 86_400_000;
 /// Largest `key_idle_timeout` accepted: a year.
@@ -178,12 +181,13 @@ pub fn check_settings(
             ),
         ));
     }
-    if !(1..=MAX_KEYS_LIMIT).contains(&max_keys) {
+    if !(1..=MAX_KEYS_MAX).contains(&max_keys) {
         issues.push(ConfigIssue::new(
             "max_keys",
             format!(
-                "max_keys must be between 1 and {MAX_KEYS_LIMIT} (checkpoints must fit a \
-                 Kafka message): spread more keys over more partitions"
+                "max_keys must be between 1 and {MAX_KEYS_MAX} (above {MAX_KEYS_LIMIT}, \
+                 checkpoints need a larger message.max.bytes): spread more keys over more \
+                 partitions"
             ),
         ));
     }
@@ -240,7 +244,7 @@ mod tests {
             .map(|i| i.path)
             .collect();
         assert_eq!(paths, ["max_future_skew", "max_keys", "key_idle_timeout"]);
-        assert_eq!(check_settings(0, MAX_KEYS_LIMIT + 1, None, 0).len(), 1);
+        assert_eq!(check_settings(0, MAX_KEYS_MAX + 1, None, 0).len(), 1);
         assert_eq!(check_settings(0, 1, Some(60_000), 120_000).len(), 1);
     }
 

@@ -438,7 +438,8 @@ where
         if !self.index.contains_key(key) {
             if let Some(horizon_ms) = self.sweep.cutoff(&self.limits) {
                 if event_ms < horizon_ms {
-                    return self.after_record(Admission::BeforeIdleHorizon { horizon_ms }, &mut emit);
+                    return self
+                        .after_record(Admission::BeforeIdleHorizon { horizon_ms }, &mut emit);
                 }
             }
             if self.keys.len() - self.evicting.len() >= self.limits.max_keys {

@@ -391,7 +391,12 @@ where
 
     /// Notes a record's time; evicts idle keys when a sweep is due. Then, for a key
     /// without state, whether it may get one.
-    pub(super) fn admit<Q, F>(&mut self, key: &Q, time_ms: i64, on_event: &mut F) -> Result<(), Refusal>
+    pub(super) fn admit<Q, F>(
+        &mut self,
+        key: &Q,
+        time_ms: i64,
+        on_event: &mut F,
+    ) -> Result<(), Refusal>
     where
         K: Borrow<Q>,
         Q: Hash + Eq + ?Sized,
