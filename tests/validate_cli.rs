@@ -108,7 +108,15 @@ fn shipped_and_valid_fixture_pipelines_validate_silently_with_exit_0() {
     for file in files {
         let output = validate(
             &[&file],
-            &[("IN_FILE", "in.jsonl"), ("OUT_FILE", "out.jsonl")],
+            &[
+                ("IN_FILE", "in.jsonl"),
+                ("OUT_FILE", "out.jsonl"),
+                // pipelines/examples/secured.yaml
+                ("KAFKA_BROKERS", "broker.example:9093"),
+                ("KAFKA_USER", "pipeline"),
+                ("KAFKA_PASSWORD", "not-a-real-password"),
+                ("KAFKA_CA", "/etc/ssl/certs/ca-certificates.crt"),
+            ],
         );
         assert_eq!(
             output.status.code(),
