@@ -80,8 +80,11 @@ pub fn plan(spec: &PipelineSpec, wanted: &[(String, i32)]) -> Vec<TopicPlan> {
 /// failed start can say which broker refused and why (e.g. the TLS handshake error).
 #[derive(Clone, Default)]
 struct ErrorRecorder {
-    errors: Arc<Mutex<Vec<(Option<RDKafkaErrorCode>, String)>>>,
+    errors: Arc<Mutex<Vec<ClientError>>>,
 }
+
+/// One connection-level error: librdkafka's code, if any, and its reason.
+type ClientError = (Option<RDKafkaErrorCode>, String);
 
 impl ClientContext for ErrorRecorder {
     fn error(&self, error: KafkaError, reason: &str) {
