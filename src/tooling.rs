@@ -39,7 +39,8 @@ pub fn validate_files(
     let mut errors: Vec<Diagnostic> = Vec::new();
     let mut warnings: Vec<Diagnostic> = Vec::new();
     for file in files {
-        let text = match std::fs::read_to_string(file) {
+        // Bounded: a huge file is refused before it is read whole.
+        let text = match framework::yaml_limits::read_bounded(file) {
             Ok(text) => text,
             Err(e) => {
                 eprintln!("error: cannot read pipeline file {}: {e}", file.display());

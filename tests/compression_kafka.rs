@@ -39,11 +39,11 @@ stages:
   - name: read
     type: file_source
     output: {topic}
-    config: {{ path: ${{IN_FILE}}, key_field: symbol }}
+    config: {{ path: "${{IN_FILE}}", key_field: symbol }}
   - name: write
     type: file_sink
     input: {topic}
-    config: {{ path: ${{OUT_FILE}} }}
+    config: {{ path: "${{OUT_FILE}}" }}
 "#
             ),
         );

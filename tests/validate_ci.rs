@@ -182,7 +182,7 @@ fn schema_failures_read_like_the_golden_messages_not_like_the_validator() {
     let (code, stdout) = validate(&[file.to_str().expect("utf-8")]);
     assert_eq!(code, Some(1));
     assert!(
-        stdout.contains("kafka.properties.socket.timeout.ms: expected a string, an integer or true or false, found a list"),
+        stdout.contains("kafka.properties.socket.timeout.ms: expected a string, an integer, true or false or a number, found a list"),
         "{stdout}"
     );
     for raw in ["anyOf", "is not valid under", "oneOf", "schema"] {

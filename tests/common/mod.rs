@@ -310,6 +310,9 @@ pub fn kill_mid_stream_and_rerun(
             "no output to interrupt"
         );
     }
+    // A few commit intervals (tests use 200 ms) after output appeared, so that a checkpoint
+    // was committed and the restart has state to rebuild, even on a loaded machine.
+    std::thread::sleep(Duration::from_millis(700));
     signal(&child, nix::sys::signal::Signal::SIGKILL);
     let killed = wait_with_timeout(child, Duration::from_secs(10));
     assert!(

@@ -17,6 +17,16 @@ use tokio_util::sync::CancellationToken;
 
 type Waits = Arc<Mutex<Vec<Option<(&'static str, Duration)>>>>;
 
+/// The next event that is not a progress marker (the source writes one before each poll).
+async fn next_record(events: &mut tokio::sync::mpsc::Receiver<SourceEvent>) -> Option<SourceEvent> {
+    loop {
+        match events.recv().await {
+            Some(SourceEvent::Progress(_)) => continue,
+            other => return other,
+        }
+    }
+}
+
 #[tokio::test]
 async fn a_retry_after_of_a_day_is_capped_to_max_retry_after_and_reported_while_it_lasts() {
     let mock = mock().await;
@@ -31,7 +41,7 @@ async fn a_retry_after_of_a_day_is_capped_to_max_retry_after_and_reported_while_
     }));
     let mut source = BinanceSource::new(cfg, "test").unwrap();
     let task = tokio::spawn(async move { source.run(&mut ctx).await });
-    let first = tokio::time::timeout(Duration::from_secs(5), events.recv()).await;
+    let first = tokio::time::timeout(Duration::from_secs(5), next_record(&mut events)).await;
     assert!(matches!(first, Ok(Some(SourceEvent::Record(_)))));
     mock.push_fault(
         Fault::RateLimited {
@@ -44,7 +54,7 @@ async fn a_retry_after_of_a_day_is_capped_to_max_retry_after_and_reported_while_
     let mut resumed = false;
     while started.elapsed() < Duration::from_secs(6) {
         if let Ok(Some(SourceEvent::Record(_))) =
-            tokio::time::timeout(Duration::from_millis(200), events.recv()).await
+            tokio::time::timeout(Duration::from_millis(200), next_record(&mut events)).await
         {
             if !waits.lock().unwrap().is_empty() {
                 resumed = true;

@@ -85,7 +85,7 @@ fn idle_symbols_are_evicted_their_waiting_prices_unmatched_and_new_ones_admitted
 #[test]
 fn guard_settings_out_of_range_fail_validation() {
     let mut cfg = config(1_000, 10_000);
-    cfg.max_keys = 5_000;
+    cfg.max_keys = 1_000_001;
     cfg.key_idle_timeout = Some("400d".parse().unwrap());
     cfg.slide = "2d".parse().unwrap();
     let paths: Vec<String> = cfg.check().into_iter().map(|i| i.path).collect();
