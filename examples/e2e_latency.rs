@@ -65,6 +65,14 @@ async fn main() -> Result<(), Error> {
             "symbols: [BTCUSDT]",
             &format!("symbols: [{}]", symbols.join(", ")),
         );
+    // BENCH_FETCH_WAIT_MS compares consumer fetch waits (the runtime's default is 10 ms).
+    let text = match std::env::var("BENCH_FETCH_WAIT_MS") {
+        Ok(ms) => text.replace(
+            "  commit_interval: 1s\n",
+            &format!("  commit_interval: 1s\n  properties:\n    fetch.wait.max.ms: {ms}\n"),
+        ),
+        Err(_) => text,
+    };
     let dir = std::env::temp_dir().join(&id);
     std::fs::create_dir_all(&dir)?;
     let file = dir.join("btcusdt.yaml");
@@ -177,6 +185,10 @@ async fn main() -> Result<(), Error> {
     println!("{symbol_count} symbol(s) at 10 prices/s each, {mode}, {seconds} s (release build)");
     println!("  load (uptime):                     {}", load_average());
     println!(
+        "  consumer fetch.wait.max.ms:        {}",
+        std::env::var("BENCH_FETCH_WAIT_MS").unwrap_or_else(|_| "10 (default)".into())
+    );
+    println!(
         "  BTCUSDT documents sampled (30s):   {} (MongoDB polled every 5 ms)",
         extra_ms.len()
     );
@@ -211,7 +223,7 @@ async fn main() -> Result<(), Error> {
         Ok(line) => println!("  completeness:                      {line}"),
         Err(e) => println!("  completeness:                      NOT complete: {e}"),
     }
-    let raw = raw_bulk_upserts(&client, &format!("{id}-raw"), 60_000).await?;
+    let raw = raw_bulk_upserts(&client, &format!("{id}-raw"), 18_000).await?;
     let sink = sink_rate(&mongo_uri, &format!("{id}-sink"), 10_000).await?;
     println!("  MongoDB server, same run: raw driver unordered bulk upserts {raw:.0} docs/s; mongo sink {sink:.0} docs/s (batches of 500 prices x 6 windows)");
     Ok(())
@@ -338,6 +350,17 @@ async fn raw_bulk_upserts(
         .iter()
         .map(|w| db.collection::<Document>(&format!("z-{w}")).namespace())
         .collect();
+    // The same unique index the sink creates: without it every upsert scans the collection.
+    for w in WINDOWS {
+        db.collection::<Document>(&format!("z-{w}"))
+            .create_index(
+                mongodb::IndexModel::builder()
+                    .keys(doc! {"symbol": 1, "timestamp": 1})
+                    .options(mongodb::options::IndexOptions::builder().unique(true).build())
+                    .build(),
+            )
+            .await?;
+    }
     let started = Instant::now();
     let base = 1_746_631_860_000i64;
     for chunk in (0..n).collect::<Vec<_>>().chunks(3_000) {

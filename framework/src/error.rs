@@ -41,10 +41,6 @@ pub enum FrameworkError {
         #[source]
         source: std::io::Error,
     },
-    #[error(
-        "pipeline {path} is invalid ({count} problem(s)); run `pipeline validate` for details"
-    )]
-    InvalidPipeline { path: PathBuf, count: usize },
     #[error("no stage named {name:?} in the pipeline{hint}")]
     UnknownStage { name: String, hint: String },
     #[error("Kafka {context}: {source}")]

@@ -97,7 +97,6 @@ pub fn create_producer(kafka: &KafkaSpec) -> Result<FutureProducer, FrameworkErr
 pub struct Deliveries {
     producer: FutureProducer,
     in_flight: FuturesUnordered<DeliveryFuture>,
-    delivered: u64,
     /// What to do with records too large for the broker; without it they fail the stage.
     oversize: Option<super::oversize::Policy>,
 }
@@ -107,7 +106,6 @@ impl Deliveries {
         Deliveries {
             producer,
             in_flight: FuturesUnordered::new(),
-            delivered: 0,
             oversize: None,
         }
     }
@@ -163,10 +161,6 @@ impl Deliveries {
                 }
             }
         }
-    }
-
-    pub fn producer(&self) -> &FutureProducer {
-        &self.producer
     }
 
     /// Queues one record; waits for acknowledgements when the producer queue is full.
@@ -251,7 +245,6 @@ impl Deliveries {
                 }
             }
             check_delivery(result)?;
-            self.delivered += 1;
         }
         Ok(())
     }
@@ -282,10 +275,6 @@ impl Deliveries {
             Ok(delivery) => Ok(delivery.offset),
             Err((e, _)) => Err(FrameworkError::kafka(format!("producing to {topic}"), e)),
         }
-    }
-
-    pub fn in_flight(&self) -> usize {
-        self.in_flight.len()
     }
 
     /// Writes `writer`'s end-of-input marker to every partition of `topic` and waits
