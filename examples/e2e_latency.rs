@@ -356,7 +356,11 @@ async fn raw_bulk_upserts(
             .create_index(
                 mongodb::IndexModel::builder()
                     .keys(doc! {"symbol": 1, "timestamp": 1})
-                    .options(mongodb::options::IndexOptions::builder().unique(true).build())
+                    .options(
+                        mongodb::options::IndexOptions::builder()
+                            .unique(true)
+                            .build(),
+                    )
                     .build(),
             )
             .await?;

@@ -12,9 +12,11 @@ use std::{
 use rdkafka::{
     admin::{AdminClient, AdminOptions, NewTopic, TopicReplication},
     client::ClientContext,
+    config::RDKafkaLogLevel,
     error::{KafkaError, RDKafkaErrorCode},
+    producer::{BaseProducer, DeliveryResult, Producer, ProducerContext},
 };
-use tracing::{debug, info, warn};
+use tracing::{debug, error, info, warn};
 
 use crate::{error::FrameworkError, redact::redact, spec::PipelineSpec};
 
@@ -89,14 +91,47 @@ type ClientError = (Option<RDKafkaErrorCode>, String);
 impl ClientContext for ErrorRecorder {
     fn error(&self, error: KafkaError, reason: &str) {
         debug!("kafka client error: {}", redact(reason));
-        let mut errors = self.errors.lock().unwrap_or_else(|p| p.into_inner());
-        if errors.len() < 16 {
-            errors.push((error.rdkafka_error_code(), reason.to_string()));
+        self.record(error.rdkafka_error_code(), reason);
+    }
+
+    /// librdkafka reports a failed TLS handshake only as a `FAIL` log line, not as an
+    /// error event, so those lines are recorded too.
+    fn log(&self, level: RDKafkaLogLevel, fac: &str, message: &str) {
+        let message = redact(message);
+        if fac == "FAIL" {
+            self.record(None, &message);
+        }
+        match level {
+            RDKafkaLogLevel::Emerg
+            | RDKafkaLogLevel::Alert
+            | RDKafkaLogLevel::Critical
+            | RDKafkaLogLevel::Error => error!(target: "librdkafka", "{fac} {message}"),
+            RDKafkaLogLevel::Warning => warn!(target: "librdkafka", "{fac} {message}"),
+            RDKafkaLogLevel::Notice | RDKafkaLogLevel::Info => {
+                info!(target: "librdkafka", "{fac} {message}")
+            }
+            RDKafkaLogLevel::Debug => debug!(target: "librdkafka", "{fac} {message}"),
         }
     }
 }
 
+/// Only for the start-up probe, which never sends: polling a producer is what delivers
+/// librdkafka's connection errors to [`ClientContext::error`] (an admin client never
+/// polls its main queue, so it would never see them).
+impl ProducerContext for ErrorRecorder {
+    type DeliveryOpaque = ();
+    fn delivery(&self, _: &DeliveryResult<'_>, _: Self::DeliveryOpaque) {}
+}
+
 impl ErrorRecorder {
+    fn record(&self, code: Option<RDKafkaErrorCode>, reason: &str) {
+        let mut errors = self.errors.lock().unwrap_or_else(|p| p.into_inner());
+        // Bounded: the first errors say why; later ones repeat them.
+        if errors.len() < 64 {
+            errors.push((code, reason.to_string()));
+        }
+    }
+
     /// The first error that retrying will not fix: a TLS or SASL failure.
     fn fatal(&self) -> Option<String> {
         let errors = self.errors.lock().unwrap_or_else(|p| p.into_inner());
@@ -130,7 +165,11 @@ pub async fn ensure_topics(
     let admin: AdminClient<ErrorRecorder> = client_config(kafka)
         .create_with_context(recorder.clone())
         .map_err(|e| FrameworkError::kafka(format!("creating an admin client for {brokers}"), e))?;
-    connect(&admin, &recorder, &brokers).await?;
+    let probe: BaseProducer<ErrorRecorder> = client_config(kafka)
+        .create_with_context(recorder.clone())
+        .map_err(|e| FrameworkError::kafka(format!("creating a client for {brokers}"), e))?;
+    connect(&probe, &recorder, &brokers).await?;
+    drop(probe);
 
     let plans = plan(spec, wanted);
     let topics: Vec<NewTopic<'_>> = plans
@@ -183,15 +222,17 @@ pub async fn ensure_topics(
 /// ends the wait at once with librdkafka's reason (which names the broker); an
 /// unreachable cluster ends it after [`CONNECT_TIMEOUT`].
 async fn connect(
-    admin: &AdminClient<ErrorRecorder>,
+    probe: &BaseProducer<ErrorRecorder>,
     recorder: &ErrorRecorder,
     brokers: &str,
 ) -> Result<(), FrameworkError> {
     let started = Instant::now();
     loop {
-        let attempt = admin
-            .inner()
+        let attempt = probe
+            .client()
             .fetch_metadata(None, Duration::from_millis(500));
+        // Delivers the connection errors raised meanwhile to the recorder.
+        probe.poll(Duration::ZERO);
         match attempt {
             Ok(_) => return Ok(()),
             Err(e) => {
