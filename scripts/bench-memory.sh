@@ -14,6 +14,8 @@
 #    in one process): the local Tansu broker keeps topics in memory, so the output of
 #    10k+ keys (36 M records, ~9 GB) does not fit; it runs 1, 100 and 1,000 keys.
 # `quick` skips the 100k-key and 24 h runs (about a minute in all instead of ~6).
+# `pipeline` runs only part 2. PIPELINE_KEYS="1 100 1000" chooses its key counts;
+# KAFKA_PROPERTIES='{queue.buffering.max.kbytes: 8192}' adds client properties to it.
 set -euo pipefail
 QUICK="${1:-}"
 # shellcheck source=scripts/bench-lib.sh
@@ -21,6 +23,7 @@ source "$(dirname "${BASH_SOURCE[0]}")/bench-lib.sh"
 cargo build --release --quiet --example bench_memory
 EX="$ROOT/target/release/examples/bench_memory"
 
+if [[ "$QUICK" != pipeline ]]; then
 echo "== each transform stage alone (in process, emitter of 1,024 records)"
 KEYS=(1 1000 10000 20000)
 [[ "$QUICK" == quick ]] || KEYS+=(100000)
@@ -36,8 +39,11 @@ else
     "$EX" zscore ticks 100 24
 fi
 
-echo "== the whole pipeline through Kafka ($KAFKA_BROKERS), one price per key"
-for k in 1 100 1000; do
+fi
+
+echo "== the whole pipeline through Kafka ($KAFKA_BROKERS), one price per key${KAFKA_PROPERTIES:+, properties $KAFKA_PROPERTIES}"
+read -r -a PIPELINE_KEY_COUNTS <<< "${PIPELINE_KEYS:-1 100 1000}"
+for k in "${PIPELINE_KEY_COUNTS[@]}"; do
     python3 - "$k" > "$WORK/prices-$k.jsonl" <<'PY'
 import sys, time
 n = int(sys.argv[1]); base = 1746631830250
@@ -52,6 +58,7 @@ PY
 name: $ID
 kafka:
   brokers: \${KAFKA_BROKERS}
+  properties: ${KAFKA_PROPERTIES:-{\}}
 stages:
   - name: replay
     type: file_source
