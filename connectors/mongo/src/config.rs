@@ -4,7 +4,9 @@ use framework::{schemars::JsonSchema, ConfigIssue, ConnectorConfig, DurationSpec
 use mongodb::options::{Acknowledgment, WriteConcern};
 use serde::Deserialize;
 
-use crate::{documents::Layout, names::database_name_problem, redact::redact_uri, template::Template};
+use crate::{
+    documents::Layout, names::database_name_problem, redact::redact_uri, template::Template,
+};
 
 fn default_uri() -> String {
     "mongodb://127.0.0.1:27017/?directConnection=true".to_string()

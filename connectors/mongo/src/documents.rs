@@ -97,9 +97,8 @@ impl Layout {
     /// The documents of one record, or why none of them can be written (a record is
     /// written whole or rejected whole).
     pub fn documents(&self, payload: &[u8]) -> Result<Vec<Planned>, Rejection> {
-        let value: Value = serde_json::from_slice(payload).map_err(|e| {
-            Rejection::new(reason::MALFORMED_JSON, format!("not valid JSON: {e}"))
-        })?;
+        let value: Value = serde_json::from_slice(payload)
+            .map_err(|e| Rejection::new(reason::MALFORMED_JSON, format!("not valid JSON: {e}")))?;
         let Value::Object(record) = value else {
             return Err(Rejection::new(
                 reason::NOT_AN_OBJECT,
@@ -152,10 +151,9 @@ impl Layout {
             if split >= record.len() {
                 merged.extend(element.iter().map(|(n, v)| (n.clone(), v.clone())));
             }
-            documents.push(
-                self.planned(merged, measure)
-                    .map_err(|e| Rejection::new(e.reason, format!("`{explode}[{i}]`: {}", e.detail)))?,
-            );
+            documents.push(self.planned(merged, measure).map_err(|e| {
+                Rejection::new(e.reason, format!("`{explode}[{i}]`: {}", e.detail))
+            })?);
         }
         Ok(documents)
     }
@@ -233,7 +231,10 @@ fn date(name: &str, value: &Value) -> Result<Bson, Rejection> {
     let text = value.as_str().ok_or_else(|| {
         Rejection::new(
             reason::BAD_DATE,
-            format!("date field `{name}` must be an ISO 8601 string, got {}", kind(value)),
+            format!(
+                "date field `{name}` must be an ISO 8601 string, got {}",
+                kind(value)
+            ),
         )
     })?;
     let millis = parse_millis(text).map_err(|e| {

@@ -39,14 +39,20 @@ fn a_zscore_record_becomes_one_document_per_window_in_the_historic_field_order()
     assert_eq!(docs.len(), 2);
     assert_eq!(docs[0].collection, "btc-price-zscore-30s");
     assert_eq!(docs[1].collection, "btc-price-zscore-1m");
-    assert_eq!(docs[0].filter, doc! {"symbol": "BTCUSDT", "timestamp": ts.clone()});
+    assert_eq!(
+        docs[0].filter,
+        doc! {"symbol": "BTCUSDT", "timestamp": ts.clone()}
+    );
     let expected = doc! {
         "timestamp": ts, "symbol": "BTCUSDT", "window": "1m", "zscore_price": -0.97, "price": 97009.05,
     };
     // Document equality ignores order: compare the field lists too.
     assert_eq!(docs[1].document, expected);
     let order: Vec<&str> = docs[1].document.keys().map(String::as_str).collect();
-    assert_eq!(order, ["timestamp", "symbol", "window", "zscore_price", "price"]);
+    assert_eq!(
+        order,
+        ["timestamp", "symbol", "window", "zscore_price", "price"]
+    );
 }
 
 #[test]
@@ -55,7 +61,10 @@ fn a_sensor_record_explodes_with_the_window_in_the_key_and_the_element_fields_af
     let docs = sensors().documents(payload.as_bytes()).unwrap();
     let ts = DateTime::from_millis(1_767_225_600_000);
     assert_eq!(docs[0].collection, "sensors-s1");
-    assert_eq!(docs[0].filter, doc! {"sensor": "s1", "ts": ts, "window": "1m"});
+    assert_eq!(
+        docs[0].filter,
+        doc! {"sensor": "s1", "ts": ts, "window": "1m"}
+    );
     let order: Vec<&str> = docs[1].document.keys().map(String::as_str).collect();
     assert_eq!(order, ["sensor", "ts", "window", "avg_temp_c"]);
     // An integer stays an integer (Int64), a fraction is a Double.
@@ -68,8 +77,14 @@ fn an_element_field_overrides_the_parents_field_of_the_same_name() {
     let l = layout("c", Some("items"), &["id"], &[]);
     let payload = r#"{"id":1,"source":"parent","items":[{"source":"element","n":1},{"n":2}]}"#;
     let docs = l.documents(payload.as_bytes()).unwrap();
-    assert_eq!(docs[0].document, doc! {"id": 1i64, "source": "element", "n": 1i64});
-    assert_eq!(docs[1].document, doc! {"id": 1i64, "n": 2i64, "source": "parent"});
+    assert_eq!(
+        docs[0].document,
+        doc! {"id": 1i64, "source": "element", "n": 1i64}
+    );
+    assert_eq!(
+        docs[1].document,
+        doc! {"id": 1i64, "n": 2i64, "source": "parent"}
+    );
 }
 
 #[test]
@@ -107,19 +122,58 @@ fn each_kind_of_hostile_record_gets_its_stable_reason() {
         ("{not json", reason::MALFORMED_JSON),
         ("[1,2]", reason::NOT_AN_OBJECT),
         ("\"text\"", reason::NOT_AN_OBJECT),
-        (r#"{"sensor":"s1","ts":"2026-01-01T00:00:00Z"}"#, reason::BAD_EXPLODE),
-        (r#"{"sensor":"s1","ts":"2026-01-01T00:00:00Z","stats":{}}"#, reason::BAD_EXPLODE),
-        (r#"{"sensor":"s1","ts":"2026-01-01T00:00:00Z","stats":[1]}"#, reason::BAD_EXPLODE),
-        (r#"{"ts":"2026-01-01T00:00:00Z","stats":[{"window":"1m"}]}"#, reason::MISSING_TEMPLATE_FIELD),
-        (r#"{"sensor":"a$b","ts":"2026-01-01T00:00:00Z","stats":[{"window":"1m"}]}"#, "ok: checked by the planner"),
-        (r#"{"sensor":"","ts":"2026-01-01T00:00:00Z","stats":[{"window":"1m"}]}"#, reason::INVALID_COLLECTION),
-        (r#"{"sensor":{"a":1},"ts":"2026-01-01T00:00:00Z","stats":[{"window":"1m"}]}"#, reason::INVALID_COLLECTION),
-        (r#"{"sensor":"s1","ts":"2026-01-01T00:00:00Z","stats":[{"avg":1}]}"#, reason::MISSING_KEY_FIELD),
-        (r#"{"sensor":"s1","ts":"2026-01-01T00:00:00Z","stats":[{"window":null}]}"#, reason::MISSING_KEY_FIELD),
-        (r#"{"sensor":"s1","ts":"yesterday","stats":[{"window":"1m"}]}"#, reason::BAD_DATE),
-        (r#"{"sensor":"s1","ts":1767225600000,"stats":[{"window":"1m"}]}"#, reason::BAD_DATE),
-        (r#"{"sensor":"s1","stats":[{"window":"1m"}]}"#, reason::BAD_DATE),
-        (r#"{"sensor":"s1","ts":"2026-01-01T00:00:00Z","stats":[{"window":"1m","_id":1}]}"#, reason::RESERVED_FIELD),
+        (
+            r#"{"sensor":"s1","ts":"2026-01-01T00:00:00Z"}"#,
+            reason::BAD_EXPLODE,
+        ),
+        (
+            r#"{"sensor":"s1","ts":"2026-01-01T00:00:00Z","stats":{}}"#,
+            reason::BAD_EXPLODE,
+        ),
+        (
+            r#"{"sensor":"s1","ts":"2026-01-01T00:00:00Z","stats":[1]}"#,
+            reason::BAD_EXPLODE,
+        ),
+        (
+            r#"{"ts":"2026-01-01T00:00:00Z","stats":[{"window":"1m"}]}"#,
+            reason::MISSING_TEMPLATE_FIELD,
+        ),
+        (
+            r#"{"sensor":"a$b","ts":"2026-01-01T00:00:00Z","stats":[{"window":"1m"}]}"#,
+            "ok: checked by the planner",
+        ),
+        (
+            r#"{"sensor":"","ts":"2026-01-01T00:00:00Z","stats":[{"window":"1m"}]}"#,
+            reason::INVALID_COLLECTION,
+        ),
+        (
+            r#"{"sensor":{"a":1},"ts":"2026-01-01T00:00:00Z","stats":[{"window":"1m"}]}"#,
+            reason::INVALID_COLLECTION,
+        ),
+        (
+            r#"{"sensor":"s1","ts":"2026-01-01T00:00:00Z","stats":[{"avg":1}]}"#,
+            reason::MISSING_KEY_FIELD,
+        ),
+        (
+            r#"{"sensor":"s1","ts":"2026-01-01T00:00:00Z","stats":[{"window":null}]}"#,
+            reason::MISSING_KEY_FIELD,
+        ),
+        (
+            r#"{"sensor":"s1","ts":"yesterday","stats":[{"window":"1m"}]}"#,
+            reason::BAD_DATE,
+        ),
+        (
+            r#"{"sensor":"s1","ts":1767225600000,"stats":[{"window":"1m"}]}"#,
+            reason::BAD_DATE,
+        ),
+        (
+            r#"{"sensor":"s1","stats":[{"window":"1m"}]}"#,
+            reason::BAD_DATE,
+        ),
+        (
+            r#"{"sensor":"s1","ts":"2026-01-01T00:00:00Z","stats":[{"window":"1m","_id":1}]}"#,
+            reason::RESERVED_FIELD,
+        ),
     ];
     for (payload, expected) in cases {
         let result = sensors().documents(payload.as_bytes());
@@ -132,7 +186,8 @@ fn each_kind_of_hostile_record_gets_its_stable_reason() {
 
 #[test]
 fn a_bad_element_rejects_the_whole_record_and_names_the_element() {
-    let payload = r#"{"sensor":"s1","ts":"2026-01-01T00:00:00Z","stats":[{"window":"1m"},{"x":1}]}"#;
+    let payload =
+        r#"{"sensor":"s1","ts":"2026-01-01T00:00:00Z","stats":[{"window":"1m"},{"x":1}]}"#;
     let e = sensors().documents(payload.as_bytes()).unwrap_err();
     assert_eq!(e.reason, reason::MISSING_KEY_FIELD);
     assert!(e.detail.starts_with("`stats[1]`"), "{}", e.detail);

@@ -12,7 +12,10 @@ use crate::{
 /// Checks of `collection`, `explode`, `key`, `date_fields`, `meta_field`, `max_collections`.
 pub(crate) fn check_layout(config: &MongoSinkConfig, issues: &mut Vec<ConfigIssue>) {
     match Template::parse(&config.collection) {
-        Err(e) => issues.push(ConfigIssue::new("collection", format!("invalid template: {e}"))),
+        Err(e) => issues.push(ConfigIssue::new(
+            "collection",
+            format!("invalid template: {e}"),
+        )),
         Ok(template) => {
             let literal = template.literal_text();
             if let Some(problem) = collection_name_problem(&literal)

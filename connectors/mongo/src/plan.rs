@@ -83,11 +83,19 @@ impl MongoSink {
                 plan.rejected.insert(index, problem);
                 continue;
             }
-            for (collection, Planned { filter, document, .. }) in resolved {
+            for (
+                collection,
+                Planned {
+                    filter, document, ..
+                },
+            ) in resolved
+            {
                 let mut encoded = Vec::new();
                 if let Err(e) = filter.to_writer(&mut encoded) {
-                    plan.rejected
-                        .insert(index, (reason::WRITE_ERROR, format!("key not encodable: {e}")));
+                    plan.rejected.insert(
+                        index,
+                        (reason::WRITE_ERROR, format!("key not encodable: {e}")),
+                    );
                     break;
                 }
                 let op = DocOp {
@@ -105,7 +113,8 @@ impl MongoSink {
                 }
             }
         }
-        plan.ops.retain(|op| !plan.rejected.contains_key(&op.record));
+        plan.ops
+            .retain(|op| !plan.rejected.contains_key(&op.record));
         let used: std::collections::HashSet<&Arc<str>> =
             plan.ops.iter().map(|op| &op.collection).collect();
         let collections = plan
@@ -129,7 +138,9 @@ impl MongoSink {
                 ),
             ));
         }
-        if !self.ready.contains(name) && self.ready.len() + new_in_batch >= self.config.max_collections {
+        if !self.ready.contains(name)
+            && self.ready.len() + new_in_batch >= self.config.max_collections
+        {
             return Err((
                 reason::TOO_MANY_COLLECTIONS,
                 format!(

@@ -11,12 +11,7 @@ use mongodb::{
 };
 use tracing::{debug, info};
 
-use crate::{
-    error::MongoSinkError,
-    redact::redact_uri,
-    retry::is_transient,
-    sink::MongoSink,
-};
+use crate::{error::MongoSinkError, redact::redact_uri, retry::is_transient, sink::MongoSink};
 
 /// `createCollection` on an existing collection.
 const NAMESPACE_EXISTS: i32 = 48;

@@ -6,8 +6,8 @@ use std::{collections::HashSet, sync::atomic::AtomicBool, time::Duration};
 
 use async_trait::async_trait;
 use framework::{
-    connector::StageContext, metrics::RateLimitedLog, ConnectorConfig, ConnectorError,
-    InputRecord, Sink, SinkContext, WriteOutcome,
+    connector::StageContext, metrics::RateLimitedLog, ConnectorConfig, ConnectorError, InputRecord,
+    Sink, SinkContext, WriteOutcome,
 };
 use mongodb::{options::WriteConcern, Client};
 
@@ -97,13 +97,18 @@ impl MongoSink {
             if !refused.is_empty() {
                 // Records with a refused collection are dead-lettered whole; the rest of
                 // the batch is written.
-                for op in plan.ops.iter().filter(|op| refused.contains_key(&op.collection)) {
+                for op in plan
+                    .ops
+                    .iter()
+                    .filter(|op| refused.contains_key(&op.collection))
+                {
                     let detail = format!(
                         "{}: {}",
                         self.target(&op.collection),
                         refused[&op.collection]
                     );
-                    plan.rejected.insert(op.record, (reason::WRITE_ERROR, detail));
+                    plan.rejected
+                        .insert(op.record, (reason::WRITE_ERROR, detail));
                 }
                 let rejected = &plan.rejected;
                 plan.ops.retain(|op| !rejected.contains_key(&op.record));

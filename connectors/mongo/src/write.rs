@@ -2,7 +2,11 @@
 //! time-series collections) with the client-level `bulkWrite`, and the round loop that
 //! retries what failed transiently.
 
-use std::{collections::HashMap, future::IntoFuture, sync::{atomic::Ordering, Arc}};
+use std::{
+    collections::HashMap,
+    future::IntoFuture,
+    sync::{atomic::Ordering, Arc},
+};
 
 use framework::SinkContext;
 use mongodb::{
@@ -348,7 +352,6 @@ impl MongoSink {
         }
         Ok(permanent)
     }
-
 }
 
 pub(crate) fn write_error_text(error: &WriteError) -> String {

@@ -54,8 +54,8 @@ fn a_layout_alone_gets_the_documented_defaults_and_passes_checks() {
 
 #[test]
 fn collection_and_key_are_required() {
-    let error = serde_json::from_value::<MongoSinkConfig>(serde_json::json!({"key": ["id"]}))
-        .unwrap_err();
+    let error =
+        serde_json::from_value::<MongoSinkConfig>(serde_json::json!({"key": ["id"]})).unwrap_err();
     assert!(error.to_string().contains("collection"), "{error}");
     let error = serde_json::from_value::<MongoSinkConfig>(serde_json::json!({"collection": "c"}))
         .unwrap_err();
@@ -76,22 +76,40 @@ fn layout_checks_name_the_offending_field() {
         (serde_json::json!({"collection": "z-}"}), "collection"),
         (serde_json::json!({"collection": "z-{}"}), "collection"),
         (serde_json::json!({"collection": "z-{a.b}"}), "collection"),
-        (serde_json::json!({"collection": "system.{window}"}), "collection"),
+        (
+            serde_json::json!({"collection": "system.{window}"}),
+            "collection",
+        ),
         (serde_json::json!({"collection": ""}), "collection"),
         (serde_json::json!({"collection": "{zscores}"}), "collection"),
-        (serde_json::json!({"collection": "x".repeat(260)}), "collection"),
+        (
+            serde_json::json!({"collection": "x".repeat(260)}),
+            "collection",
+        ),
         (serde_json::json!({"key": []}), "key"),
         (serde_json::json!({"key": ["symbol", "symbol"]}), "key[1]"),
         (serde_json::json!({"key": ["symbol", "data.ts"]}), "key[1]"),
         (serde_json::json!({"key": ["_id"]}), "key[0]"),
-        (serde_json::json!({"date_fields": ["timestamp", ""]}), "date_fields[1]"),
+        (
+            serde_json::json!({"date_fields": ["timestamp", ""]}),
+            "date_fields[1]",
+        ),
         (serde_json::json!({"explode": "symbol"}), "explode"),
         (serde_json::json!({"explode": "a.b"}), "explode"),
-        (serde_json::json!({"time_series": true, "date_fields": []}), "date_fields"),
+        (
+            serde_json::json!({"time_series": true, "date_fields": []}),
+            "date_fields",
+        ),
         (serde_json::json!({"meta_field": "symbol"}), "meta_field"),
-        (serde_json::json!({"time_series": true, "meta_field": "timestamp"}), "meta_field"),
+        (
+            serde_json::json!({"time_series": true, "meta_field": "timestamp"}),
+            "meta_field",
+        ),
         (serde_json::json!({"max_collections": 0}), "max_collections"),
-        (serde_json::json!({"max_collections": 1_000_001}), "max_collections"),
+        (
+            serde_json::json!({"max_collections": 1_000_001}),
+            "max_collections",
+        ),
     ];
     for (extra, path) in cases {
         let config = parse(extra.clone()).unwrap();
@@ -111,16 +129,22 @@ fn template_fields_are_public_for_validate() {
 #[test]
 fn time_series_fields_default_to_the_first_date_and_the_other_key_field() {
     let config = parse(serde_json::json!({"time_series": true})).unwrap();
-    assert_eq!(config.time_series_fields(), Some(("timestamp", Some("symbol"))));
-    let several = parse(serde_json::json!({"time_series": true, "key": ["a", "b", "timestamp"]}))
-        .unwrap();
+    assert_eq!(
+        config.time_series_fields(),
+        Some(("timestamp", Some("symbol")))
+    );
+    let several =
+        parse(serde_json::json!({"time_series": true, "key": ["a", "b", "timestamp"]})).unwrap();
     assert_eq!(several.time_series_fields(), Some(("timestamp", None)));
     let chosen = parse(
         serde_json::json!({"time_series": true, "key": ["a", "b", "timestamp"], "meta_field": "b"}),
     )
     .unwrap();
     assert_eq!(chosen.time_series_fields(), Some(("timestamp", Some("b"))));
-    assert_eq!(parse(serde_json::json!({})).unwrap().time_series_fields(), None);
+    assert_eq!(
+        parse(serde_json::json!({})).unwrap().time_series_fields(),
+        None
+    );
 }
 
 #[test]
@@ -185,10 +209,7 @@ fn registered_as_the_mongo_sink_reading_any_json_records() {
     assert!(check.issues.is_empty(), "{:?}", check.issues);
     let mut typo = btc_layout();
     typo["databse"] = serde_json::json!("btc");
-    let check = (registration.check)(
-        &typo,
-        &ValidationContext::default(),
-    );
+    let check = (registration.check)(&typo, &ValidationContext::default());
     assert_eq!(check.issues.len(), 1);
 }
 

@@ -194,7 +194,11 @@ async fn sensor_records_land_one_document_per_window_in_a_collection_per_sensor(
             ["avg_temp_c", "double", temp]
         ])
     };
-    let mut expected = vec![doc(0, "1m", "1.5"), doc(0, "5m", "2.25"), doc(1, "1m", "1.75")];
+    let mut expected = vec![
+        doc(0, "1m", "1.5"),
+        doc(0, "5m", "2.25"),
+        doc(1, "1m", "1.75"),
+    ];
     let mut described_sorted = described.clone();
     described_sorted.sort_by_key(|d| d.to_string());
     expected.sort_by_key(|d| d.to_string());
@@ -226,16 +230,50 @@ async fn hostile_records_are_dead_lettered_with_their_reason_and_good_ones_writt
     let hostile: Vec<(Vec<u8>, &str)> = vec![
         (b"{not json".to_vec(), "malformed_json"),
         (b"[1,2,3]".to_vec(), "not_an_object"),
-        (format!(r#"{{"ts":"{ts}","stats":[{{"window":"1m"}}]}}"#).into_bytes(), "missing_template_field"),
-        (format!(r#"{{"sensor":"a$b","ts":"{ts}","stats":[{{"window":"1m"}}]}}"#).into_bytes(), "invalid_collection"),
-        (format!(r#"{{"sensor":"{}","ts":"{ts}","stats":[{{"window":"1m"}}]}}"#, "x".repeat(300)).into_bytes(), "invalid_collection"),
-        (format!(r#"{{"sensor":"s1","ts":"{ts}","stats":[{{"avg_temp_c":1.0}}]}}"#).into_bytes(), "missing_key_field"),
-        (r#"{"sensor":"s1","ts":"noon","stats":[{"window":"1m"}]}"#.as_bytes().to_vec(), "bad_date"),
-        (format!(r#"{{"sensor":"s1","ts":"{ts}"}}"#).into_bytes(), "bad_explode"),
-        (format!(r#"{{"sensor":"s1","ts":"{ts}","stats":"1m"}}"#).into_bytes(), "bad_explode"),
-        (format!(r#"{{"sensor":"s1","ts":"{ts}","stats":[{{"window":"1m","_id":7}}]}}"#).into_bytes(), "reserved_field"),
+        (
+            format!(r#"{{"ts":"{ts}","stats":[{{"window":"1m"}}]}}"#).into_bytes(),
+            "missing_template_field",
+        ),
+        (
+            format!(r#"{{"sensor":"a$b","ts":"{ts}","stats":[{{"window":"1m"}}]}}"#).into_bytes(),
+            "invalid_collection",
+        ),
+        (
+            format!(
+                r#"{{"sensor":"{}","ts":"{ts}","stats":[{{"window":"1m"}}]}}"#,
+                "x".repeat(300)
+            )
+            .into_bytes(),
+            "invalid_collection",
+        ),
+        (
+            format!(r#"{{"sensor":"s1","ts":"{ts}","stats":[{{"avg_temp_c":1.0}}]}}"#).into_bytes(),
+            "missing_key_field",
+        ),
+        (
+            r#"{"sensor":"s1","ts":"noon","stats":[{"window":"1m"}]}"#
+                .as_bytes()
+                .to_vec(),
+            "bad_date",
+        ),
+        (
+            format!(r#"{{"sensor":"s1","ts":"{ts}"}}"#).into_bytes(),
+            "bad_explode",
+        ),
+        (
+            format!(r#"{{"sensor":"s1","ts":"{ts}","stats":"1m"}}"#).into_bytes(),
+            "bad_explode",
+        ),
+        (
+            format!(r#"{{"sensor":"s1","ts":"{ts}","stats":[{{"window":"1m","_id":7}}]}}"#)
+                .into_bytes(),
+            "reserved_field",
+        ),
         // Two collections are allowed: s1 and s2 come first, s3 would be the third.
-        (sensor_record("s3", 0, &[("1m", 1.0)]), "too_many_collections"),
+        (
+            sensor_record("s3", 0, &[("1m", 1.0)]),
+            "too_many_collections",
+        ),
     ];
     let mut payloads = vec![
         sensor_record("s1", 0, &[("1m", 1.5)]),
@@ -253,7 +291,10 @@ async fn hostile_records_are_dead_lettered_with_their_reason_and_good_ones_writt
         .map(|(i, (_, reason))| (good + i, *reason))
         .collect();
     assert_eq!(reasons, expected, "{:#?}", outcome.rejected);
-    assert!(outcome.rejected.iter().all(|(_, _, detail)| !detail.is_empty()));
+    assert!(outcome
+        .rejected
+        .iter()
+        .all(|(_, _, detail)| !detail.is_empty()));
 
     let client = client(&uri).await;
     assert_eq!(documents(&client, &database, "sensors-s1").await.len(), 2);
@@ -264,7 +305,11 @@ async fn hostile_records_are_dead_lettered_with_their_reason_and_good_ones_writt
         .await
         .unwrap();
     names.sort();
-    assert_eq!(names, ["sensors-s1", "sensors-s2"], "nothing else was created");
+    assert_eq!(
+        names,
+        ["sensors-s1", "sensors-s2"],
+        "nothing else was created"
+    );
     client.database(&database).drop().await.unwrap();
 }
 
@@ -297,10 +342,5 @@ async fn written_documents_are_exported_as_a_stage_metric() {
     };
     assert!(line("inserted").ends_with(" 2"), "{}", line("inserted"));
     assert!(line("replaced").ends_with(" 2"), "{}", line("replaced"));
-    client(&uri)
-        .await
-        .database(&database)
-        .drop()
-        .await
-        .unwrap();
+    client(&uri).await.database(&database).drop().await.unwrap();
 }

@@ -82,7 +82,10 @@ pub fn btc_layout() -> serde_json::Value {
 /// `pipeline_sink_write_retries_total`.
 pub fn counted_ctx(
     shutdown: tokio_util::sync::CancellationToken,
-) -> (framework::SinkContext, std::sync::Arc<std::sync::atomic::AtomicU64>) {
+) -> (
+    framework::SinkContext,
+    std::sync::Arc<std::sync::atomic::AtomicU64>,
+) {
     let retries = std::sync::Arc::new(std::sync::atomic::AtomicU64::new(0));
     let counter = metrics::Counter::from_arc(retries.clone());
     (
