@@ -196,6 +196,17 @@ mod label_tests {
     use super::*;
 
     #[test]
+    fn rate_limited_log_lets_one_message_per_key_and_interval_through_and_counts_the_rest() {
+        let mut log = RateLimitedLog::new(Duration::from_millis(200));
+        assert_eq!(log.allow("retry"), Some(0));
+        assert_eq!(log.allow("retry"), None);
+        assert_eq!(log.allow("retry"), None);
+        assert_eq!(log.allow("other"), Some(0), "keys are limited separately");
+        std::thread::sleep(Duration::from_millis(250));
+        assert_eq!(log.allow("retry"), Some(2));
+    }
+
+    #[test]
     fn watermark_series_are_capped_per_stage_however_many_keys_arrive() {
         let metrics = StageMetrics::new("stage", "connector");
         let published = (0..1_000)
