@@ -58,8 +58,8 @@ async fn main() -> Result<(), Error> {
         .replace("name: btcusdt", &format!("name: {id}"))
         .replace("btc-price", &format!("{id}-btc-price"))
         .replace(
-            &format!("collection_prefix: {id}-btc-price-zscore-"),
-            "collection_prefix: btc-price-zscore-",
+            &format!("collection: \"{id}-btc-price-zscore-{{window}}\""),
+            "collection: \"btc-price-zscore-{window}\"",
         )
         .replace(
             "symbols: [BTCUSDT]",
@@ -393,7 +393,8 @@ async fn raw_bulk_upserts(
 async fn sink_rate(uri: &str, database: &str, prices: usize) -> Result<f64, Error> {
     use framework::{connector::StageContext, InputRecord, Sink, SinkContext};
     let config: connector_mongo::MongoSinkConfig = serde_json::from_value(serde_json::json!({
-        "uri": uri, "database": database, "collection_prefix": "z-"
+        "uri": uri, "database": database, "collection": "z-{window}",
+        "explode": "zscores", "key": ["symbol", "timestamp"], "date_fields": ["timestamp"],
     }))?;
     let stage = StageContext {
         pipeline: "bench".into(),

@@ -33,7 +33,7 @@ SECONDS_RUN="${1:-20}"
 measure() {
     local name="idle$$-$RANDOM"
     sed -e "s/^name: btcusdt/name: $name/" -e "s/btc-price/$name-btc-price/g" \
-        -e "s/collection_prefix: $name-btc-price-zscore-/collection_prefix: btc-price-zscore-/" \
+        -e "s/collection: \"$name-btc-price-zscore-{window}\"/collection: \"btc-price-zscore-{window}\"/" \
         pipelines/btcusdt.yaml >"$WORK/$name.yaml"
     if [[ -n "$2" ]]; then
         python3 - "$WORK/$name.yaml" "$2" <<'PY'

@@ -43,10 +43,10 @@ impl Deployment {
             .expect("read pipelines/btcusdt.yaml")
             .replace("name: btcusdt", &format!("name: {prefix}"))
             .replace("btc-price", &format!("{prefix}-btc-price"))
-            // The collection prefix keeps its documented name.
+            // The collections keep their documented names.
             .replace(
-                &format!("collection_prefix: {prefix}-btc-price-zscore-"),
-                "collection_prefix: btc-price-zscore-",
+                &format!("collection: \"{prefix}-btc-price-zscore-{{window}}\""),
+                "collection: \"btc-price-zscore-{window}\"",
             );
         let file = write_file(dir, "btcusdt.yaml", &text);
         let database = unique("btc").replace('-', "_");

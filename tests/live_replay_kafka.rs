@@ -37,7 +37,7 @@ stages:
   - name: load
     type: mongo
     input: {z}
-    config: {{ uri: "${{MONGO_URI}}", database: {name}, collection_prefix: z- }}
+    config: {{ uri: "${{MONGO_URI}}", database: {name}, collection: "z-{{window}}", explode: zscores, key: [symbol, timestamp], date_fields: [timestamp] }}
 "#,
         p = t("prices"),
         m = t("moving"),

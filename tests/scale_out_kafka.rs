@@ -50,7 +50,7 @@ stages:
   - name: load
     type: mongo
     input: {zscore}
-    config: {{ uri: "${{MONGO_URI}}", database: {name}, collection_prefix: z- }}
+    config: {{ uri: "${{MONGO_URI}}", database: {name}, collection: "z-{{window}}", explode: zscores, key: [symbol, timestamp], date_fields: [timestamp] }}
 "#,
             prices = t("prices"),
             moving = t("moving"),

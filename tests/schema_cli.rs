@@ -144,7 +144,8 @@ fn describe_shows_nested_fields_and_enum_values_in_text_and_json() {
         serde_json::from_str(&describe(&["mongo", "--format", "json"])).expect("JSON");
     assert_eq!(json["name"], "mongo");
     assert_eq!(json["kind"], "sink");
-    assert_eq!(json["inputs"][0]["record_type"], "zscore");
+    // The sink takes any JSON object record.
+    assert_eq!(json["inputs"][0]["record_type"], "json");
     let fields = json["fields"].as_array().expect("fields");
     let field = |path: &str| {
         fields
@@ -153,6 +154,22 @@ fn describe_shows_nested_fields_and_enum_values_in_text_and_json() {
             .unwrap_or_else(|| panic!("no field {path}: {fields:#?}"))
     };
     assert_eq!(field("retry.max_backoff")["type"], "duration");
+    for path in [
+        "collection",
+        "explode",
+        "key",
+        "date_fields",
+        "meta_field",
+        "max_collections",
+    ] {
+        assert!(
+            field(path)["description"]
+                .as_str()
+                .is_some_and(|d| !d.is_empty()),
+            "{path} is documented: {:#?}",
+            field(path)
+        );
+    }
     let values: Vec<&Value> = field("write_command")["values"]
         .as_array()
         .expect("values")

@@ -107,6 +107,24 @@ pub struct StageContext {
     pub connector: &'static str,
 }
 
+impl StageContext {
+    /// A connector-specific counter of this stage, exported with the stage metrics
+    /// (labels `stage` and `connector`, then `labels`), e.g. the MongoDB sink's
+    /// `pipeline_mongo_documents_written_total{outcome}`.
+    pub fn counter(
+        &self,
+        name: &'static str,
+        labels: &[(&'static str, &'static str)],
+    ) -> metrics::Counter {
+        let mut all = vec![
+            metrics::Label::new("stage", self.stage.clone()),
+            metrics::Label::new("connector", self.connector),
+        ];
+        all.extend(labels.iter().map(|&(k, v)| metrics::Label::new(k, v)));
+        metrics::counter!(name, all)
+    }
+}
+
 // ---------------------------------------------------------------------------------------
 // Sources
 

@@ -164,24 +164,28 @@ impl RateLimitedLog {
     }
 
     pub fn warn(&mut self, stage: &str, reason: &'static str, detail: &str) {
+        if let Some(suppressed) = self.allow(reason) {
+            warn!(stage, reason, suppressed, "rejected record: {detail}");
+        }
+    }
+
+    /// Whether a message under `key` may be logged now: `Some(number suppressed since
+    /// the last one)`, or `None` (counted as suppressed). For connectors' own warnings
+    /// (e.g. retries), so that every stage shares one rate limit rule.
+    pub fn allow(&mut self, key: &'static str) -> Option<u64> {
         let now = Instant::now();
-        match self.last.get_mut(reason) {
+        match self.last.get_mut(key) {
             Some((at, suppressed)) if now.duration_since(*at) < self.interval => {
                 *suppressed += 1;
+                None
             }
             Some((at, suppressed)) => {
-                warn!(
-                    stage,
-                    reason,
-                    suppressed = *suppressed,
-                    "rejected record: {detail}"
-                );
                 *at = now;
-                *suppressed = 0;
+                Some(std::mem::take(suppressed))
             }
             None => {
-                warn!(stage, reason, "rejected record: {detail}");
-                self.last.insert(reason, (now, 0));
+                self.last.insert(key, (now, 0));
+                Some(0)
             }
         }
     }
@@ -190,6 +194,17 @@ impl RateLimitedLog {
 #[cfg(test)]
 mod label_tests {
     use super::*;
+
+    #[test]
+    fn rate_limited_log_lets_one_message_per_key_and_interval_through_and_counts_the_rest() {
+        let mut log = RateLimitedLog::new(Duration::from_millis(200));
+        assert_eq!(log.allow("retry"), Some(0));
+        assert_eq!(log.allow("retry"), None);
+        assert_eq!(log.allow("retry"), None);
+        assert_eq!(log.allow("other"), Some(0), "keys are limited separately");
+        std::thread::sleep(Duration::from_millis(250));
+        assert_eq!(log.allow("retry"), Some(2));
+    }
 
     #[test]
     fn watermark_series_are_capped_per_stage_however_many_keys_arrive() {

@@ -86,6 +86,9 @@ fn sink(
     let config: MongoSinkConfig = serde_json::from_value(serde_json::json!({
         "uri": uri, "database": database, "time_series": time_series,
         "write_command": write_command,
+        // The layout of pipelines/btcusdt.yaml.
+        "collection": "btc-price-zscore-{window}", "explode": "zscores",
+        "key": ["symbol", "timestamp"], "date_fields": ["timestamp"],
     }))?;
     let stage = StageContext {
         pipeline: "bench".into(),

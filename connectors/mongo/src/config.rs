@@ -4,7 +4,9 @@ use framework::{schemars::JsonSchema, ConfigIssue, ConnectorConfig, DurationSpec
 use mongodb::options::{Acknowledgment, WriteConcern};
 use serde::Deserialize;
 
-use crate::redact::redact_uri;
+use crate::{
+    documents::Layout, names::database_name_problem, redact::redact_uri, template::Template,
+};
 
 fn default_uri() -> String {
     "mongodb://127.0.0.1:27017/?directConnection=true".to_string()
@@ -12,9 +14,12 @@ fn default_uri() -> String {
 fn default_database() -> String {
     "btc".to_string()
 }
-fn default_collection_prefix() -> String {
-    "btc-price-zscore-".to_string()
+fn default_max_collections() -> usize {
+    10_000
 }
+/// Accepted `max_collections`: each collection costs an index creation and a few bytes of
+/// memory; beyond this a template is more likely a key explosion than a design.
+pub const MAX_COLLECTIONS_RANGE: std::ops::RangeInclusive<usize> = 1..=1_000_000;
 fn default_initial_backoff() -> DurationSpec {
     DurationSpec::from_millis(100)
 }
@@ -31,7 +36,8 @@ fn default_journal() -> bool {
     true
 }
 
-/// Writes `btc-price-zscore` records to MongoDB, one collection per window.
+/// Writes JSON object records to MongoDB: one document per record (or per element of an
+/// `explode` array), upserted by `key` into the collection named by a template.
 #[derive(Debug, Clone, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct MongoSinkConfig {
@@ -39,12 +45,45 @@ pub struct MongoSinkConfig {
     /// redacted (`***@`) in every log line and error message.
     #[serde(default = "default_uri")]
     pub uri: String,
-    /// Database that holds the per-window collections.
+    /// Database that holds the collections.
     #[serde(default = "default_database")]
     pub database: String,
-    /// Collections are named `<collection_prefix><window>`, e.g. `btc-price-zscore-30s`.
-    #[serde(default = "default_collection_prefix")]
-    pub collection_prefix: String,
+    /// Collection of each document: a template where `{field}` is the value of that
+    /// top-level field of the document being written (after `explode`), e.g.
+    /// `"btc-price-zscore-{window}"`. Strings are used as they are, numbers and booleans
+    /// as their JSON text. A missing field (`missing_template_field`) or a value that makes
+    /// an invalid name (`invalid_collection`: empty, null, array, object, `$`, NUL,
+    /// `system.` prefix, namespace over 255 bytes) dead-letters the record.
+    pub collection: String,
+    /// Optional: a top-level array field; each element (an object) becomes one document,
+    /// merged with the record's other fields (the element's value wins when both have a
+    /// field). The array itself is not written. Missing, not an array, or a non-object
+    /// element: `bad_explode`. An empty array writes nothing.
+    #[serde(default)]
+    pub explode: Option<String>,
+    /// Fields that identify a document: the replace-one upsert filter, backed by a
+    /// unique index on them (created once per collection). A document without one of
+    /// them (or with null) is dead-lettered (`missing_key_field`).
+    pub key: Vec<String>,
+    /// Fields holding ISO 8601 / RFC 3339 timestamps, stored as BSON Dates (millisecond
+    /// precision). Missing or unparsable: `bad_date`.
+    #[serde(default)]
+    pub date_fields: Vec<String>,
+    /// Create time-series collections instead of regular ones: timeField is the first of
+    /// `date_fields`, metaField is `meta_field`, or else the one `key` field that is not
+    /// the timeField (none when there are several). Time-series collections cannot have
+    /// a unique index, so writes become delete-then-insert per key: still idempotent with
+    /// one writer per key, but not guarded by the server.
+    #[serde(default)]
+    pub time_series: bool,
+    /// metaField of time-series collections (only with `time_series: true`).
+    #[serde(default)]
+    pub meta_field: Option<String>,
+    /// Most collections one sink instance writes (1 to 1,000,000). A record that would
+    /// add one more is dead-lettered (`too_many_collections`): a template over a field
+    /// with unbounded values must not create collections without end.
+    #[serde(default = "default_max_collections")]
+    pub max_collections: usize,
     /// Acknowledgement required before a batch counts as written (and its offsets are
     /// committed).
     #[serde(default)]
@@ -57,16 +96,10 @@ pub struct MongoSinkConfig {
     /// retried). Shorter values make outages visible sooner in logs.
     #[serde(default = "default_server_selection_timeout")]
     pub server_selection_timeout: DurationSpec,
-    /// Create time-series collections (timeField `timestamp`, metaField `symbol`,
-    /// granularity seconds) instead of regular ones. Time-series collections cannot have a
-    /// unique index, so writes become delete-then-insert per (symbol, timestamp): still
-    /// idempotent with one writer per symbol, but not guarded by the server.
-    #[serde(default)]
-    pub time_series: bool,
     /// Which write command carries a batch: `auto` (one client-level `bulkWrite` across
-    /// all window collections on MongoDB 8.0+, per-collection commands on older servers),
+    /// all collections on MongoDB 8.0+, per-collection commands on older servers),
     /// `bulk_write` (always `bulkWrite`), or `per_collection` (one `update`/`delete`/
-    /// `insert` command per window collection, any server version).
+    /// `insert` command per collection, any server version).
     #[serde(default)]
     pub write_command: WriteCommand,
 }
@@ -163,53 +196,30 @@ impl MongoSinkConfig {
         wc
     }
 
-    /// The collection of a window.
-    pub fn collection_for(&self, window: &str) -> String {
-        format!("{}{}", self.collection_prefix, window)
+    /// The document-shaping part of the config (`check` has validated the template).
+    pub fn layout(&self) -> Result<Layout, crate::template::TemplateError> {
+        Ok(Layout {
+            collection: Template::parse(&self.collection)?,
+            explode: self.explode.clone(),
+            key: self.key.clone(),
+            date_fields: self.date_fields.clone(),
+        })
     }
-}
 
-/// MongoDB's rules for database names (the characters that are invalid on any platform).
-fn database_name_problem(name: &str) -> Option<&'static str> {
-    if name.is_empty() {
-        Some("must not be empty")
-    } else if name.len() >= 64 {
-        Some("must be shorter than 64 bytes")
-    } else if name.contains([
-        '/', '\\', '.', ' ', '"', '$', '*', '<', '>', ':', '|', '?', '\0',
-    ]) {
-        Some("must not contain any of / \\ . space \" $ * < > : | ? or NUL")
-    } else {
-        None
-    }
-}
-
-/// Longest namespace (`<database>.<collection>`) MongoDB accepts, in bytes.
-pub const MAX_NAMESPACE_BYTES: usize = 255;
-
-/// Why `<database>.<collection>` cannot be a MongoDB collection (a window name from the
-/// input makes the collection name, so this is checked per record).
-pub fn namespace_problem(database: &str, collection: &str) -> Option<String> {
-    if collection.is_empty() {
-        return Some("collection name is empty".into());
-    }
-    if let Some(problem) = collection_name_problem(collection) {
-        return Some(format!("collection names {problem}"));
-    }
-    let length = database.len() + 1 + collection.len();
-    (length > MAX_NAMESPACE_BYTES).then(|| {
-        format!("namespace of {length} bytes is longer than MongoDB's {MAX_NAMESPACE_BYTES}")
-    })
-}
-
-/// MongoDB's rules for collection names, applied to a prefix or a full name.
-pub(crate) fn collection_name_problem(name: &str) -> Option<&'static str> {
-    if name.contains('$') || name.contains('\0') {
-        Some("must not contain `$` or NUL")
-    } else if name.starts_with("system.") {
-        Some("must not start with `system.`")
-    } else {
-        None
+    /// `(timeField, metaField)` of time-series collections, `None` for regular ones.
+    pub fn time_series_fields(&self) -> Option<(&str, Option<&str>)> {
+        if !self.time_series {
+            return None;
+        }
+        let time = self.date_fields.first()?;
+        let meta = self.meta_field.as_deref().or_else(|| {
+            let mut others = self.key.iter().filter(|k| *k != time);
+            match (others.next(), others.next()) {
+                (Some(only), None) => Some(only.as_str()),
+                _ => None,
+            }
+        });
+        Some((time, meta))
     }
 }
 
@@ -236,17 +246,7 @@ impl ConnectorConfig for MongoSinkConfig {
                 format!("database name {problem}"),
             ));
         }
-        if self.collection_prefix.is_empty() {
-            issues.push(ConfigIssue::new(
-                "collection_prefix",
-                "must not be empty (collections would be named after windows only)",
-            ));
-        } else if let Some(problem) = collection_name_problem(&self.collection_prefix) {
-            issues.push(ConfigIssue::new(
-                "collection_prefix",
-                format!("collection names {problem}"),
-            ));
-        }
+        crate::layout_check::check_layout(self, &mut issues);
         if self.write_concern.w == Some(WriteAcknowledgment::Nodes(0)) {
             issues.push(ConfigIssue::new(
                 "write_concern.w",
@@ -311,15 +311,6 @@ impl ConnectorConfig for MongoSinkConfig {
                     "a replica set has at most 50 members: use 1 to 50, or \"majority\"",
                 ));
             }
-        }
-        if self.collection_prefix.len() + self.database.len() + 1 >= MAX_NAMESPACE_BYTES {
-            issues.push(ConfigIssue::new(
-                "collection_prefix",
-                format!(
-                    "database and prefix leave no room for a window name in MongoDB's \
-                     {MAX_NAMESPACE_BYTES}-byte namespaces"
-                ),
-            ));
         }
         issues
     }

@@ -5,9 +5,9 @@ use framework::ConnectorError;
 /// Why the sink could not start or finish a batch.
 #[derive(Debug, thiserror::Error)]
 pub enum MongoSinkError {
-    /// The connection string cannot be parsed (message already redacted).
-    #[error("invalid MongoDB URI {uri}: {message}")]
-    InvalidUri { uri: String, message: String },
+    /// The config does not pass `check()` (message already redacted).
+    #[error("invalid MongoDB sink config (uri {uri}): {message}")]
+    InvalidConfig { uri: String, message: String },
     /// The driver client could not be created from the options.
     #[error("cannot create MongoDB client for {uri}: {message}")]
     Client { uri: String, message: String },
@@ -32,7 +32,7 @@ pub enum MongoSinkError {
 impl From<MongoSinkError> for ConnectorError {
     fn from(error: MongoSinkError) -> Self {
         match error {
-            MongoSinkError::InvalidUri { .. } => ConnectorError::Config(error.to_string()),
+            MongoSinkError::InvalidConfig { .. } => ConnectorError::Config(error.to_string()),
             _ => ConnectorError::Fatal(error.to_string()),
         }
     }

@@ -18,8 +18,13 @@ use framework::{
 use mongodb::options::Acknowledgment;
 use tokio_util::sync::CancellationToken;
 
+/// `value` over the required fields (`collection`, `key`) of the btcusdt layout.
 fn parse(value: serde_json::Value) -> Result<MongoSinkConfig, serde_json::Error> {
-    serde_json::from_value(value)
+    let mut base = btc_layout();
+    if let (Some(base), Some(extra)) = (base.as_object_mut(), value.as_object()) {
+        base.extend(extra.clone());
+    }
+    serde_json::from_value(base)
 }
 
 fn issue_paths(config: &MongoSinkConfig) -> Vec<String> {
@@ -27,27 +32,119 @@ fn issue_paths(config: &MongoSinkConfig) -> Vec<String> {
 }
 
 #[test]
-fn empty_config_gets_the_documented_defaults_and_passes_checks() {
+fn a_layout_alone_gets_the_documented_defaults_and_passes_checks() {
     let config = parse(serde_json::json!({})).unwrap();
     assert_eq!(
         config.uri,
         "mongodb://127.0.0.1:27017/?directConnection=true"
     );
     assert_eq!(config.database, "btc");
-    assert_eq!(config.collection_prefix, "btc-price-zscore-");
-    assert_eq!(config.collection_for("30s"), "btc-price-zscore-30s");
+    assert_eq!(config.collection, "btc-price-zscore-{window}");
+    assert_eq!(config.max_collections, 10_000);
     assert!(!config.time_series);
     assert_eq!(config.retry.initial_backoff.as_millis(), 100);
     assert_eq!(config.retry.max_backoff.as_millis(), 10_000);
     assert!(config.write_concern.journal);
     assert!(config.check().is_empty(), "{:?}", config.check());
+    let bare: MongoSinkConfig =
+        serde_json::from_value(serde_json::json!({"collection": "c", "key": ["id"]})).unwrap();
+    assert_eq!((bare.explode.as_deref(), bare.date_fields.len()), (None, 0));
+    assert!(bare.check().is_empty(), "{:?}", bare.check());
+}
+
+#[test]
+fn collection_and_key_are_required() {
+    let error =
+        serde_json::from_value::<MongoSinkConfig>(serde_json::json!({"key": ["id"]})).unwrap_err();
+    assert!(error.to_string().contains("collection"), "{error}");
+    let error = serde_json::from_value::<MongoSinkConfig>(serde_json::json!({"collection": "c"}))
+        .unwrap_err();
+    assert!(error.to_string().contains("key"), "{error}");
 }
 
 #[test]
 fn unknown_fields_are_refused_at_every_level() {
-    assert!(parse(serde_json::json!({"collection": "x"})).is_err());
+    assert!(parse(serde_json::json!({"collection_prefix": "x"})).is_err());
     assert!(parse(serde_json::json!({"write_concern": {"j": true}})).is_err());
     assert!(parse(serde_json::json!({"retry": {"initial": "1s"}})).is_err());
+}
+
+#[test]
+fn layout_checks_name_the_offending_field() {
+    let cases: &[(serde_json::Value, &str)] = &[
+        (serde_json::json!({"collection": "z-{window"}), "collection"),
+        (serde_json::json!({"collection": "z-}"}), "collection"),
+        (serde_json::json!({"collection": "z-{}"}), "collection"),
+        (serde_json::json!({"collection": "z-{a.b}"}), "collection"),
+        (
+            serde_json::json!({"collection": "system.{window}"}),
+            "collection",
+        ),
+        (serde_json::json!({"collection": ""}), "collection"),
+        (serde_json::json!({"collection": "{zscores}"}), "collection"),
+        (
+            serde_json::json!({"collection": "x".repeat(260)}),
+            "collection",
+        ),
+        (serde_json::json!({"key": []}), "key"),
+        (serde_json::json!({"key": ["symbol", "symbol"]}), "key[1]"),
+        (serde_json::json!({"key": ["symbol", "data.ts"]}), "key[1]"),
+        (serde_json::json!({"key": ["_id"]}), "key[0]"),
+        (
+            serde_json::json!({"date_fields": ["timestamp", ""]}),
+            "date_fields[1]",
+        ),
+        (serde_json::json!({"explode": "symbol"}), "explode"),
+        (serde_json::json!({"explode": "a.b"}), "explode"),
+        (
+            serde_json::json!({"time_series": true, "date_fields": []}),
+            "date_fields",
+        ),
+        (serde_json::json!({"meta_field": "symbol"}), "meta_field"),
+        (
+            serde_json::json!({"time_series": true, "meta_field": "timestamp"}),
+            "meta_field",
+        ),
+        (serde_json::json!({"max_collections": 0}), "max_collections"),
+        (
+            serde_json::json!({"max_collections": 1_000_001}),
+            "max_collections",
+        ),
+    ];
+    for (extra, path) in cases {
+        let config = parse(extra.clone()).unwrap();
+        assert_eq!(issue_paths(&config), vec![path.to_string()], "{extra}");
+    }
+}
+
+#[test]
+fn template_fields_are_public_for_validate() {
+    assert_eq!(
+        connector_mongo::template_fields("trades-{symbol}-{window}").unwrap(),
+        vec!["symbol", "window"]
+    );
+    assert!(connector_mongo::template_fields("x-{").is_err());
+}
+
+#[test]
+fn time_series_fields_default_to_the_first_date_and_the_other_key_field() {
+    let config = parse(serde_json::json!({"time_series": true})).unwrap();
+    assert_eq!(
+        config.time_series_fields(),
+        Some(("timestamp", Some("symbol")))
+    );
+    let several =
+        parse(serde_json::json!({"time_series": true, "key": ["a", "b", "timestamp"]})).unwrap();
+    assert_eq!(several.time_series_fields(), Some(("timestamp", None)));
+    let chosen = parse(
+        serde_json::json!({"time_series": true, "key": ["a", "b", "timestamp"], "meta_field": "b"}),
+    )
+    .unwrap();
+    assert_eq!(chosen.time_series_fields(), Some(("timestamp", Some("b"))));
+    assert_eq!(
+        parse(serde_json::json!({})).unwrap().time_series_fields(),
+        None
+    );
 }
 
 #[test]
@@ -77,7 +174,7 @@ fn checks_flag_unusable_values_with_their_paths() {
     let config = parse(serde_json::json!({
         "uri": "http://localhost",
         "database": "bad.name",
-        "collection_prefix": "a$",
+        "collection": "a$-{window}",
         "write_concern": {"w": 0, "wtimeout": "0s"},
         "retry": {"initial_backoff": "2s", "max_backoff": "1s"},
         "server_selection_timeout": "0s",
@@ -88,7 +185,7 @@ fn checks_flag_unusable_values_with_their_paths() {
         vec![
             "uri",
             "database",
-            "collection_prefix",
+            "collection",
             "write_concern.w",
             "write_concern.wtimeout",
             "retry.max_backoff",
@@ -99,26 +196,20 @@ fn checks_flag_unusable_values_with_their_paths() {
         parse(serde_json::json!({"retry": {"initial_backoff": "0ms", "max_backoff": "0ms"}}))
             .unwrap();
     assert_eq!(issue_paths(&zero), vec!["retry.initial_backoff"]);
-    let empty_prefix = parse(serde_json::json!({"collection_prefix": ""})).unwrap();
-    assert_eq!(issue_paths(&empty_prefix), vec!["collection_prefix"]);
 }
 
 #[test]
-fn registered_as_the_mongo_sink_reading_zscore_records() {
+fn registered_as_the_mongo_sink_reading_any_json_records() {
     let registration = ConnectorRegistration::find("mongo").expect("mongo is registered");
     assert_eq!(registration.kind, ConnectorKind::Sink);
     assert_eq!(registration.inputs.len(), 1);
-    assert_eq!(registration.inputs[0].record_type.name(), "zscore");
+    assert_eq!(registration.inputs[0].record_type.name(), "json");
     assert!(registration.output.is_none());
-    let check = (registration.check)(
-        &serde_json::json!({"database": "btc"}),
-        &ValidationContext::default(),
-    );
+    let check = (registration.check)(&btc_layout(), &ValidationContext::default());
     assert!(check.issues.is_empty(), "{:?}", check.issues);
-    let check = (registration.check)(
-        &serde_json::json!({"databse": "btc"}),
-        &ValidationContext::default(),
-    );
+    let mut typo = btc_layout();
+    typo["databse"] = serde_json::json!("btc");
+    let check = (registration.check)(&typo, &ValidationContext::default());
     assert_eq!(check.issues.len(), 1);
 }
 
@@ -152,7 +243,12 @@ fn json_schema_documents_every_config_field() {
     for field in [
         "uri",
         "database",
-        "collection_prefix",
+        "collection",
+        "explode",
+        "key",
+        "date_fields",
+        "meta_field",
+        "max_collections",
         "write_concern",
         "retry",
         "time_series",

@@ -57,12 +57,41 @@ pub fn config(uri: &str, database: &str, extra: serde_json::Value) -> MongoSinkC
         "database": database,
         "retry": {"initial_backoff": "50ms", "max_backoff": "500ms"},
     });
+    if let (Some(base), Some(layout)) = (value.as_object_mut(), btc_layout().as_object()) {
+        base.extend(layout.clone());
+    }
     if let (Some(base), Some(extra)) = (value.as_object_mut(), extra.as_object()) {
         for (k, v) in extra {
             base.insert(k.clone(), v.clone());
         }
     }
     serde_json::from_value(value).unwrap()
+}
+
+/// The layout of `pipelines/btcusdt.yaml`'s `load` stage.
+pub fn btc_layout() -> serde_json::Value {
+    serde_json::json!({
+        "collection": "btc-price-zscore-{window}",
+        "explode": "zscores",
+        "key": ["symbol", "timestamp"],
+        "date_fields": ["timestamp"],
+    })
+}
+
+/// A retry counter the test can read, as the runtime passes the stage's
+/// `pipeline_sink_write_retries_total`.
+pub fn counted_ctx(
+    shutdown: tokio_util::sync::CancellationToken,
+) -> (
+    framework::SinkContext,
+    std::sync::Arc<std::sync::atomic::AtomicU64>,
+) {
+    let retries = std::sync::Arc::new(std::sync::atomic::AtomicU64::new(0));
+    let counter = metrics::Counter::from_arc(retries.clone());
+    (
+        framework::SinkContext::with_retry_counter(shutdown, counter),
+        retries,
+    )
 }
 
 pub fn sink(config: MongoSinkConfig) -> MongoSink {
@@ -119,7 +148,7 @@ pub async fn client(uri: &str) -> Client {
     Client::with_uri_str(uri).await.unwrap()
 }
 
-/// Every document of `<prefix><window>`, sorted by (symbol, timestamp).
+/// Every document of a collection, sorted by (symbol, timestamp).
 pub async fn documents(client: &Client, database: &str, collection: &str) -> Vec<Document> {
     use futures::TryStreamExt;
     client

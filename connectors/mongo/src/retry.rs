@@ -1,0 +1,226 @@
+//! Which MongoDB errors are transient, and the retry loop with backoff. Every retry is
+//! counted in the stage's `pipeline_sink_write_retries_total` (`SinkContext::record_retry`).
+
+use std::{future::IntoFuture, time::Duration};
+
+use framework::SinkContext;
+use mongodb::error::{
+    Error as DriverError, ErrorKind, WriteFailure, RETRYABLE_ERROR, RETRYABLE_WRITE_ERROR,
+    SYSTEM_OVERLOADED_ERROR, TRANSIENT_TRANSACTION_ERROR,
+};
+use rand::Rng;
+use tracing::warn;
+
+use crate::{error::MongoSinkError, sink::MongoSink};
+
+/// Server error codes that go away by retrying: network trouble, elections, shutdowns,
+/// write conflicts, write-concern timeouts.
+pub(crate) const TRANSIENT_CODES: &[i32] = &[
+    6,     // HostUnreachable
+    7,     // HostNotFound
+    50,    // MaxTimeMSExpired
+    64,    // WriteConcernFailed (wtimeout)
+    89,    // NetworkTimeout
+    91,    // ShutdownInProgress
+    112,   // WriteConflict
+    189,   // PrimarySteppedDown
+    262,   // ExceededTimeLimit
+    9001,  // SocketException
+    10107, // NotWritablePrimary
+    11600, // InterruptedAtShutdown
+    11602, // InterruptedDueToReplStateChange
+    13435, // NotPrimaryNoSecondaryOk
+    13436, // NotPrimaryOrSecondary
+];
+
+/// Whether retrying `error` (unchanged) can succeed.
+pub fn is_transient(error: &DriverError) -> bool {
+    if [
+        RETRYABLE_WRITE_ERROR,
+        RETRYABLE_ERROR,
+        SYSTEM_OVERLOADED_ERROR,
+        TRANSIENT_TRANSACTION_ERROR,
+    ]
+    .iter()
+    .any(|label| error.contains_label(label))
+    {
+        return true;
+    }
+    match error.kind.as_ref() {
+        ErrorKind::Io(_)
+        | ErrorKind::ConnectionPoolCleared { .. }
+        | ErrorKind::ServerSelection { .. }
+        | ErrorKind::DnsResolve { .. } => true,
+        ErrorKind::Command(command) => TRANSIENT_CODES.contains(&command.code),
+        ErrorKind::Write(WriteFailure::WriteConcernError(_)) => true,
+        ErrorKind::Write(WriteFailure::WriteError(write)) => TRANSIENT_CODES.contains(&write.code),
+        ErrorKind::BulkWrite(bulk) => {
+            !bulk.write_concern_errors.is_empty() || driver_source(error).is_some_and(is_transient)
+        }
+        _ => false,
+    }
+}
+
+/// The error behind a bulk-write error that is neither a write error nor a write-concern
+/// error (e.g. the connection dropped after some batches were written).
+pub(crate) fn driver_source(error: &DriverError) -> Option<&DriverError> {
+    std::error::Error::source(error)?.downcast_ref::<DriverError>()
+}
+
+/// Why one model of a request failed.
+#[derive(Debug, Clone)]
+pub(crate) enum Failure {
+    /// Retrying may succeed (write conflict, the command failed on the network...).
+    Transient(String),
+    /// The server refuses this document for good.
+    Permanent(String),
+}
+
+impl Failure {
+    pub(crate) fn from_code(code: i32, text: String) -> Self {
+        if TRANSIENT_CODES.contains(&code) {
+            Failure::Transient(text)
+        } else {
+            Failure::Permanent(text)
+        }
+    }
+}
+
+/// Exponential backoff with "equal jitter": half the delay is fixed, half random, so
+/// retries of many sinks spread out but never hammer the server.
+pub(crate) fn backoff_delay(initial: Duration, max: Duration, attempt: u32) -> Duration {
+    let exponent = attempt.saturating_sub(1).min(20);
+    let delay = initial.saturating_mul(1u32 << exponent).min(max);
+    let half = delay / 2;
+    let jitter_ms = rand::rng().random_range(0..=half.as_millis().min(u64::MAX as u128) as u64);
+    half + Duration::from_millis(jitter_ms)
+}
+
+impl MongoSink {
+    /// Runs `operation` until it succeeds, fails permanently, or shutdown is requested,
+    /// sleeping with exponential backoff and jitter between attempts.
+    pub(crate) async fn retry_transient<T, F, Fut>(
+        &mut self,
+        name: &'static str,
+        target: &str,
+        ctx: &SinkContext,
+        mut operation: F,
+    ) -> Result<T, MongoSinkError>
+    where
+        F: FnMut() -> Fut,
+        Fut: IntoFuture<Output = Result<T, DriverError>>,
+    {
+        let mut attempts = 0u32;
+        let mut last_error = String::from("attempt in flight");
+        loop {
+            attempts += 1;
+            let result = tokio::select! {
+                biased;
+                _ = ctx.shutdown().cancelled() => {
+                    return Err(interrupted(name, target, attempts, &last_error));
+                }
+                result = operation().into_future() => result,
+            };
+            match result {
+                Ok(value) => return Ok(value),
+                Err(e) if is_transient(&e) => {
+                    last_error = self.redact(&e.to_string());
+                    self.back_off(name, target, attempts, &last_error, ctx)
+                        .await?;
+                }
+                Err(e) => {
+                    return Err(MongoSinkError::Permanent {
+                        operation: name,
+                        target: target.to_string(),
+                        message: self.redact(&e.to_string()),
+                    })
+                }
+            }
+        }
+    }
+
+    /// Counts (stage metric and own counter) and logs a failed attempt, then sleeps
+    /// before the next one (or returns `Interrupted` when shutdown is requested meanwhile).
+    pub(crate) async fn back_off(
+        &mut self,
+        operation: &'static str,
+        target: &str,
+        attempts: u32,
+        message: &str,
+        ctx: &SinkContext,
+    ) -> Result<(), MongoSinkError> {
+        ctx.record_retry();
+        self.counters.add_retry();
+        let delay = backoff_delay(
+            self.config.retry.initial_backoff.as_std(),
+            self.config.retry.max_backoff.as_std(),
+            attempts,
+        );
+        if let Some(suppressed) = self.retry_log.allow("retry") {
+            warn!(
+                stage = %self.stage.stage,
+                operation,
+                target,
+                attempt = attempts,
+                retry_in_ms = delay.as_millis() as u64,
+                suppressed,
+                error = %message,
+                "transient MongoDB error, retrying (the batch waits, nothing is dropped)"
+            );
+        }
+        tokio::select! {
+            biased;
+            _ = ctx.shutdown().cancelled() => Err(interrupted(operation, target, attempts, message)),
+            _ = tokio::time::sleep(delay) => Ok(()),
+        }
+    }
+}
+
+/// The error of a retry loop stopped by shutdown (the batch stays uncommitted).
+pub(crate) fn interrupted(
+    operation: &'static str,
+    target: &str,
+    attempts: u32,
+    last_error: &str,
+) -> MongoSinkError {
+    MongoSinkError::Interrupted {
+        operation,
+        target: target.to_string(),
+        attempts,
+        last_error: last_error.to_string(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn backoff_doubles_up_to_the_maximum_with_bounded_jitter() {
+        let initial = Duration::from_millis(100);
+        let max = Duration::from_secs(2);
+        for _ in 0..50 {
+            let first = backoff_delay(initial, max, 1);
+            assert!(
+                first >= Duration::from_millis(50) && first <= initial,
+                "{first:?}"
+            );
+            let third = backoff_delay(initial, max, 3);
+            assert!(third >= Duration::from_millis(200) && third <= Duration::from_millis(400));
+            let late = backoff_delay(initial, max, 40);
+            assert!(late >= Duration::from_secs(1) && late <= max, "{late:?}");
+        }
+    }
+
+    #[test]
+    fn write_conflicts_are_transient_and_validation_failures_permanent() {
+        assert!(matches!(
+            Failure::from_code(112, String::new()),
+            Failure::Transient(_)
+        ));
+        assert!(matches!(
+            Failure::from_code(121, String::new()),
+            Failure::Permanent(_)
+        ));
+    }
+}
