@@ -44,7 +44,7 @@ trap cleanup EXIT
 # stretches (build scripts of C libraries, linking) that leave a core idle.
 say "building (release) in the background"
 scripts/servers.sh build-deps
-cargo build --release --quiet -p pipeline --bin pipeline -p connector-binance --bin binance-mock &
+cargo build --release --quiet -p pipeline --bin pipeline -p binance-mock --bin binance-mock &
 BUILD_PID=$!
 
 if [[ -z "${KAFKA_BROKERS:-}" && -z "${MONGO_URI:-}" ]]; then

@@ -6,7 +6,7 @@ mod common;
 use std::{collections::HashMap, time::Duration};
 
 use common::*;
-use connector_binance::mock::{MockBinance, MockConfig};
+use binance_mock::{MockBinance, MockConfig};
 use nix::sys::signal::Signal;
 
 fn extract_pipeline(dir: &std::path::Path, base_url: &str, topic: &str) -> std::path::PathBuf {

@@ -13,7 +13,7 @@ use std::{
 };
 
 use common::*;
-use connector_binance::mock::{MockBinance, MockConfig, MockHandle};
+use binance_mock::{MockBinance, MockConfig, MockHandle};
 use mongodb::bson::Document;
 use nix::sys::signal::Signal;
 

@@ -7,7 +7,7 @@ mod common;
 use std::{collections::BTreeMap, path::Path, time::Duration};
 
 use common::*;
-use connector_binance::mock::{MockBinance, MockConfig};
+use binance_mock::{MockBinance, MockConfig};
 use mongodb::bson::Document;
 
 fn stages(source: &str, archive: &str, name: &str) -> String {

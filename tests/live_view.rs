@@ -13,7 +13,7 @@ use std::{
 };
 
 use common::*;
-use connector_binance::mock::{MockBinance, MockConfig, MockHandle};
+use binance_mock::{MockBinance, MockConfig, MockHandle};
 
 /// The shipped pipeline (topics, groups and database unique to the test) running with
 /// `--metrics-addr` against the mock.

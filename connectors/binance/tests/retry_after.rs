@@ -9,7 +9,8 @@ use std::{
 };
 
 use common::{config, mock};
-use connector_binance::{mock::Fault, BinanceSource};
+use binance_mock::Fault;
+use connector_binance::BinanceSource;
 use framework::{
     connector::SourceEvent, ConnectorConfig, DurationSpec, Source, SourceContext, SourceEnd,
 };

@@ -8,11 +8,8 @@ use std::{
 };
 
 use common::{config, mock, spawn};
-use connector_binance::{
-    mock::{Fault, MockHandle},
-    response::reason,
-    BinanceSource,
-};
+use binance_mock::{Fault, MockHandle};
+use connector_binance::{response::reason, BinanceSource};
 use framework::{
     connector::SourceEvent, event_time::parse_millis, ConnectorConfig, ConnectorError,
     ConnectorKind, ConnectorRegistration, OutputRecord, SourceEnd, ValidationContext,
