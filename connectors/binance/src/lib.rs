@@ -2,6 +2,7 @@
 //! schedule and writing `price` records (`{"symbol","price","timestamp"}`). The local
 //! Binance server its tests run against is the separate `binance-mock` crate.
 
+pub mod backoff;
 pub mod client;
 pub mod config;
 pub mod response;

@@ -30,6 +30,9 @@ pub enum Fault {
     Slow { delay_ms: u64 },
     /// The connection is closed without any answer.
     DropConnection,
+    /// 200 with a body of `bytes` spaces around a valid answer (at most 256 MiB), to
+    /// exercise a client's body-size limit.
+    HugeBody { bytes: u64 },
 }
 
 /// A fault and how many consecutive requests it applies to.

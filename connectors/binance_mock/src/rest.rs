@@ -14,6 +14,8 @@ use crate::{
 
 /// Price tick of the random walk: 0.01, prices are kept in ticks to stay exact.
 pub(crate) const TICKS_PER_UNIT: i64 = 100;
+/// Largest body the `huge_body` fault sends.
+const MAX_HUGE_BODY: u64 = 256 << 20;
 
 /// Plausible starting prices for well-known symbols; others get a seeded one.
 pub(crate) fn initial_price_ticks(symbol: &str, rng: &mut StdRng) -> i64 {
@@ -232,6 +234,11 @@ fn ticker_reply(
             delay: Some(Duration::from_millis(*delay_ms)),
         },
         Fault::DropConnection => Reply::Drop,
+        Fault::HugeBody { bytes } => {
+            let body = render(&items);
+            let pad = usize::try_from((*bytes).min(MAX_HUGE_BODY)).unwrap_or(0);
+            answer(StatusCode::OK, " ".repeat(pad.saturating_sub(body.len())) + &body)
+        }
     }
 }
 
