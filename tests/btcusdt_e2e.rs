@@ -12,8 +12,8 @@ use std::{
     time::{Duration, Instant},
 };
 
-use common::*;
 use binance_mock::{MockBinance, MockConfig, MockHandle};
+use common::*;
 use mongodb::bson::Document;
 use nix::sys::signal::Signal;
 

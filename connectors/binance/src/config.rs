@@ -340,7 +340,12 @@ mod body_limit_tests {
     #[test]
     fn max_body_bytes_defaults_to_1_mib_and_must_stay_within_1_kib_to_64_mib() {
         assert_eq!(BinanceConfig::default().max_body_bytes, 1 << 20);
-        for (bytes, ok) in [(1023, false), (1024, true), (64 << 20, true), ((64 << 20) + 1, false)] {
+        for (bytes, ok) in [
+            (1023, false),
+            (1024, true),
+            (64 << 20, true),
+            ((64 << 20) + 1, false),
+        ] {
             let c = BinanceConfig {
                 max_body_bytes: bytes,
                 ..BinanceConfig::default()

@@ -371,7 +371,14 @@ impl BinanceSource {
                     // and retried like a failure: the next answer may be normal again.
                     let detail = e.to_string();
                     if let Err(Stopped) = self
-                        .reject(ctx, &shutdown, &mut state, reason::BODY_TOO_LARGE, detail.clone(), Vec::new())
+                        .reject(
+                            ctx,
+                            &shutdown,
+                            &mut state,
+                            reason::BODY_TOO_LARGE,
+                            detail.clone(),
+                            Vec::new(),
+                        )
                         .await?
                     {
                         return Ok(());
@@ -381,7 +388,9 @@ impl BinanceSource {
                 Err(e) => {
                     self.stats.network_error();
                     let text = match &e {
-                        FetchError::Timeout { .. } | FetchError::BodyTooLarge { .. } => e.to_string(),
+                        FetchError::Timeout { .. } | FetchError::BodyTooLarge { .. } => {
+                            e.to_string()
+                        }
                         FetchError::Network { source, .. } => {
                             format!("{e} ({})", root_cause(source))
                         }

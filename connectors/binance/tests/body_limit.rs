@@ -65,7 +65,10 @@ async fn a_body_over_the_limit_is_dead_lettered_counted_and_the_source_recovers(
     assert_eq!(rejected.len(), 1, "{rejected:?}");
     let (why, detail, payload) = &rejected[0];
     assert_eq!(*why, reason::BODY_TOO_LARGE);
-    assert!(detail.contains("max_body_bytes (1048576 bytes)"), "{detail}");
+    assert!(
+        detail.contains("max_body_bytes (1048576 bytes)"),
+        "{detail}"
+    );
     assert!(
         detail.contains("Content-Length 2097152"),
         "the declared size is reported: {detail}"

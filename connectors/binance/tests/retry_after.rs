@@ -8,8 +8,8 @@ use std::{
     time::{Duration, Instant},
 };
 
-use common::{config, mock};
 use binance_mock::Fault;
+use common::{config, mock};
 use connector_binance::BinanceSource;
 use framework::{
     connector::SourceEvent, ConnectorConfig, DurationSpec, Source, SourceContext, SourceEnd,

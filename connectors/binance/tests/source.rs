@@ -7,8 +7,8 @@ use std::{
     time::{Duration, Instant},
 };
 
-use common::{config, mock, spawn};
 use binance_mock::{Fault, MockHandle};
+use common::{config, mock, spawn};
 use connector_binance::{response::reason, BinanceSource};
 use framework::{
     connector::SourceEvent, event_time::parse_millis, ConnectorConfig, ConnectorError,

@@ -76,7 +76,11 @@ impl Feed {
     pub(crate) fn tick(&mut self, now_ms: i64) -> Tick {
         let mut events = Vec::with_capacity(self.symbols.len() * 3);
         for i in 0..self.symbols.len() {
-            walk(&mut self.prices[i], STREAM_CHANGE_PROBABILITY, &mut self.rng);
+            walk(
+                &mut self.prices[i],
+                STREAM_CHANGE_PROBABILITY,
+                &mut self.rng,
+            );
             self.trade_ids[i] += 1;
             self.agg_ids[i] += 1;
             self.update_id += 1;

@@ -132,7 +132,11 @@ impl MockBinance {
             shutdown.clone(),
         ));
         if let Some(every) = shared.config.ws_trade_interval {
-            tasks.spawn(feed::run_ticker(Arc::clone(&shared), every, shutdown.clone()));
+            tasks.spawn(feed::run_ticker(
+                Arc::clone(&shared),
+                every,
+                shutdown.clone(),
+            ));
         }
         let task = tokio::spawn(async move {
             while let Some(result) = tasks.join_next().await {

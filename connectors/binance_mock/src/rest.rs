@@ -81,7 +81,12 @@ fn answer(status: StatusCode, body: String) -> Reply {
 
 /// Decides the reply to an `/api/...` request and logs it, all under the lock, so that
 /// fault order and price walk follow request arrival order.
-pub(crate) fn plan_api_reply(shared: &Shared, method: &Method, path: &str, query: &str) -> (Reply, u32) {
+pub(crate) fn plan_api_reply(
+    shared: &Shared,
+    method: &Method,
+    path: &str,
+    query: &str,
+) -> (Reply, u32) {
     let now_ms = chrono::Utc::now().timestamp_millis();
     let mut state = shared.lock();
     let minute = now_ms.div_euclid(60_000);
@@ -237,7 +242,10 @@ fn ticker_reply(
         Fault::HugeBody { bytes } => {
             let body = render(&items);
             let pad = usize::try_from((*bytes).min(MAX_HUGE_BODY)).unwrap_or(0);
-            answer(StatusCode::OK, " ".repeat(pad.saturating_sub(body.len())) + &body)
+            answer(
+                StatusCode::OK,
+                " ".repeat(pad.saturating_sub(body.len())) + &body,
+            )
         }
     }
 }
@@ -264,5 +272,4 @@ mod tests {
         assert_eq!(format_ticks(5), "0.05000000");
         assert_eq!(format_ticks(100), "1.00000000");
     }
-
 }

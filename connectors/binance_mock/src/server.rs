@@ -67,7 +67,12 @@ async fn control(shared: &Shared, request: Request<Incoming>) -> Response<Full<B
             json_response(StatusCode::OK, "{}".into())
         }
         (&Method::POST, "/__mock/faults") => {
-            let steps: Vec<FaultStep> = match read_one_or_many(request, "a fault step or an array of them, e.g. {\"kind\":\"server_error\",\"times\":3}").await {
+            let steps: Vec<FaultStep> = match read_one_or_many(
+                request,
+                "a fault step or an array of them, e.g. {\"kind\":\"server_error\",\"times\":3}",
+            )
+            .await
+            {
                 Ok(steps) => steps,
                 Err(response) => return response,
             };
@@ -84,7 +89,12 @@ async fn control(shared: &Shared, request: Request<Incoming>) -> Response<Full<B
             to_json(serde_json::to_string(&pending))
         }
         (&Method::POST, "/__mock/ws") => {
-            let commands: Vec<WsCommand> = match read_one_or_many(request, "a stream command or an array of them, e.g. {\"kind\":\"disconnect\"}").await {
+            let commands: Vec<WsCommand> = match read_one_or_many(
+                request,
+                "a stream command or an array of them, e.g. {\"kind\":\"disconnect\"}",
+            )
+            .await
+            {
                 Ok(commands) => commands,
                 Err(response) => return response,
             };

@@ -105,7 +105,10 @@ pub(crate) fn upgrade(
         Err(msg) => return refuse(StatusCode::BAD_REQUEST, msg),
     };
     let Some(key) = request.headers().get(header::SEC_WEBSOCKET_KEY) else {
-        return refuse(StatusCode::BAD_REQUEST, "Invalid request: no Sec-WebSocket-Key");
+        return refuse(
+            StatusCode::BAD_REQUEST,
+            "Invalid request: no Sec-WebSocket-Key",
+        );
     };
     let accept = derive_accept_key(key.as_bytes());
     let id = {
@@ -130,12 +133,9 @@ pub(crate) fn upgrade(
     tokio::spawn(async move {
         let reason = match hyper::upgrade::on(request).await {
             Ok(upgraded) => {
-                let ws = WebSocketStream::from_raw_socket(
-                    TokioIo::new(upgraded),
-                    Role::Server,
-                    None,
-                )
-                .await;
+                let ws =
+                    WebSocketStream::from_raw_socket(TokioIo::new(upgraded), Role::Server, None)
+                        .await;
                 serve_connection(&shared, id, ws, streams, receiver, shutdown).await
             }
             Err(e) => format!("error: upgrade failed: {e}"),
@@ -149,8 +149,14 @@ pub(crate) fn upgrade(
     let mut response = Response::new(Full::new(Bytes::new()));
     *response.status_mut() = StatusCode::SWITCHING_PROTOCOLS;
     let headers = response.headers_mut();
-    headers.insert(header::UPGRADE, header::HeaderValue::from_static("websocket"));
-    headers.insert(header::CONNECTION, header::HeaderValue::from_static("Upgrade"));
+    headers.insert(
+        header::UPGRADE,
+        header::HeaderValue::from_static("websocket"),
+    );
+    headers.insert(
+        header::CONNECTION,
+        header::HeaderValue::from_static("Upgrade"),
+    );
     if let Ok(value) = header::HeaderValue::from_str(&accept) {
         headers.insert(header::SEC_WEBSOCKET_ACCEPT, value);
     }
@@ -187,7 +193,11 @@ fn control_answer(text: &str, streams: &mut Vec<String>) -> String {
     let params: Vec<String> = value
         .get("params")
         .and_then(|p| p.as_array())
-        .map(|a| a.iter().filter_map(|v| v.as_str().map(str::to_string)).collect())
+        .map(|a| {
+            a.iter()
+                .filter_map(|v| v.as_str().map(str::to_string))
+                .collect()
+        })
         .unwrap_or_default();
     let result = match value.get("method").and_then(|m| m.as_str()) {
         Some("SUBSCRIBE") => {
@@ -376,7 +386,10 @@ mod tests {
         );
         assert_eq!(answer, r#"{"id":1,"result":null}"#);
         let answer = control_answer(r#"{"method":"LIST_SUBSCRIPTIONS","id":3}"#, &mut streams);
-        assert_eq!(answer, r#"{"id":3,"result":["btcusdt@trade","ethusdt@trade"]}"#);
+        assert_eq!(
+            answer,
+            r#"{"id":3,"result":["btcusdt@trade","ethusdt@trade"]}"#
+        );
         assert!(control_answer(r#"{"method":"NOPE","id":2}"#, &mut streams).contains("\"code\":2"));
     }
 }

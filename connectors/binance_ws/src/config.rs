@@ -177,11 +177,13 @@ impl BinanceWsConfig {
 
 /// An `ws`/`wss` URL with a host and nothing after it but an optional `/`.
 pub(crate) fn check_base_url(text: &str) -> Result<(), String> {
-    let (scheme, rest) = text
-        .split_once("://")
-        .ok_or_else(|| format!("{text:?} is not a URL (expected e.g. \"wss://stream.binance.com:9443\")"))?;
+    let (scheme, rest) = text.split_once("://").ok_or_else(|| {
+        format!("{text:?} is not a URL (expected e.g. \"wss://stream.binance.com:9443\")")
+    })?;
     if !matches!(scheme, "ws" | "wss") {
-        return Err(format!("{text:?}: only ws:// and wss:// URLs are supported"));
+        return Err(format!(
+            "{text:?}: only ws:// and wss:// URLs are supported"
+        ));
     }
     let authority = rest.strip_suffix('/').unwrap_or(rest);
     if authority.is_empty() {
@@ -199,7 +201,10 @@ impl ConnectorConfig for BinanceWsConfig {
     fn check(&self) -> Vec<ConfigIssue> {
         let mut issues = Vec::new();
         if self.symbols.is_empty() {
-            issues.push(ConfigIssue::new("symbols", "at least one symbol is required"));
+            issues.push(ConfigIssue::new(
+                "symbols",
+                "at least one symbol is required",
+            ));
         }
         let mut seen = BTreeSet::new();
         for (i, symbol) in self.symbols.iter().enumerate() {
@@ -245,7 +250,10 @@ impl ConnectorConfig for BinanceWsConfig {
             ));
         }
         if self.base_urls.is_empty() {
-            issues.push(ConfigIssue::new("base_urls", "at least one base URL is required"));
+            issues.push(ConfigIssue::new(
+                "base_urls",
+                "at least one base URL is required",
+            ));
         }
         for (i, url) in self.base_urls.iter().enumerate() {
             if let Err(message) = check_base_url(url) {
@@ -255,7 +263,12 @@ impl ConnectorConfig for BinanceWsConfig {
         let ms = DurationSpec::from_millis;
         let s = DurationSpec::from_secs;
         for (path, value, min, max) in [
-            ("rotate_after", self.rotate_after, s(1), s(23 * 3600 + 50 * 60)),
+            (
+                "rotate_after",
+                self.rotate_after,
+                s(1),
+                s(23 * 3600 + 50 * 60),
+            ),
             ("max_overlap", self.max_overlap, ms(100), s(300)),
             ("connect_timeout", self.connect_timeout, ms(100), s(300)),
             ("idle_timeout", self.idle_timeout, s(1), s(600)),
@@ -272,7 +285,10 @@ impl ConnectorConfig for BinanceWsConfig {
         if self.backoff_max < self.backoff_initial {
             issues.push(ConfigIssue::new(
                 "backoff_max",
-                format!("must be at least backoff_initial ({})", self.backoff_initial),
+                format!(
+                    "must be at least backoff_initial ({})",
+                    self.backoff_initial
+                ),
             ));
         }
         if !(1024..=16 << 20).contains(&self.max_message_bytes) {
@@ -312,7 +328,11 @@ mod tests {
         assert!(c.check().is_empty(), "{:?}", c.check());
         assert_eq!(
             c.stream_names()[0],
-            ("btcusdt@aggTrade".to_string(), "BTCUSDT".to_string(), StreamKind::AggTrade)
+            (
+                "btcusdt@aggTrade".to_string(),
+                "BTCUSDT".to_string(),
+                StreamKind::AggTrade
+            )
         );
     }
 
@@ -336,7 +356,13 @@ mod tests {
         }));
         assert_eq!(
             paths(&c),
-            ["symbols[0]", "symbols[2]", "streams[1]", "base_urls[0]", "base_urls[1]"]
+            [
+                "symbols[0]",
+                "symbols[2]",
+                "streams[1]",
+                "base_urls[0]",
+                "base_urls[1]"
+            ]
         );
     }
 
@@ -351,12 +377,20 @@ mod tests {
         assert!(c.check().is_empty());
         let c = BinanceWsConfig {
             symbols: symbols(342),
-            streams: vec![StreamKind::Trade, StreamKind::AggTrade, StreamKind::BookTicker],
+            streams: vec![
+                StreamKind::Trade,
+                StreamKind::AggTrade,
+                StreamKind::BookTicker,
+            ],
             ..BinanceWsConfig::default()
         };
         let issues = c.check();
         assert_eq!(issues.len(), 1);
-        assert!(issues[0].message.contains("1026 streams"), "{}", issues[0].message);
+        assert!(
+            issues[0].message.contains("1026 streams"),
+            "{}",
+            issues[0].message
+        );
     }
 
     #[test]

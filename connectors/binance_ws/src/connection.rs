@@ -78,7 +78,9 @@ impl Settings {
         WebSocketConfig::default()
             .max_message_size(Some(self.max_message_bytes))
             .max_frame_size(Some(self.max_message_bytes))
-            // We send pongs and one close frame at most: a small write buffer suffices.
+            // We send pongs and one close frame at most: write at once, and bound what
+            // may queue if the server stops reading.
+            .write_buffer_size(0)
             .max_write_buffer_size(64 * 1024)
     }
 }
@@ -113,7 +115,12 @@ impl OutgoingBudget {
     }
 }
 
-async fn report(tx: &mpsc::Sender<Report>, stop: &CancellationToken, conn: u64, event: Event) -> bool {
+async fn report(
+    tx: &mpsc::Sender<Report>,
+    stop: &CancellationToken,
+    conn: u64,
+    event: Event,
+) -> bool {
     tokio::select! {
         biased;
         _ = stop.cancelled() => false,
@@ -190,7 +197,10 @@ pub(crate) async fn run(
             Ok(Some(Ok(message))) => message,
         };
         let event = match message {
-            Message::Text(text) => Event::Text(text.as_str().to_owned(), chrono::Utc::now().timestamp_millis()),
+            Message::Text(text) => Event::Text(
+                text.as_str().to_owned(),
+                chrono::Utc::now().timestamp_millis(),
+            ),
             Message::Binary(bytes) => Event::Binary(bytes.len()),
             Message::Ping(_) => {
                 if !budget.take_pong(Instant::now()) {

@@ -35,8 +35,7 @@ pub fn parse(text: &str) -> Result<Decimal, DecimalError> {
         None => (text, ""),
     };
     let digits = |s: &str| s.bytes().all(|b| b.is_ascii_digit());
-    if int.is_empty() || !digits(int) || !digits(frac) || (text.contains('.') && frac.is_empty())
-    {
+    if int.is_empty() || !digits(int) || !digits(frac) || (text.contains('.') && frac.is_empty()) {
         return Err(DecimalError::NotPlain(text.to_string()));
     }
     let int = int.trim_start_matches('0');
@@ -74,7 +73,10 @@ mod tests {
             ("007.50", "7.5"),
             ("0.10000000", "0.1"),
             // More digits than f64 holds stay exact.
-            ("12345678901234567890.123456789", "12345678901234567890.123456789"),
+            (
+                "12345678901234567890.123456789",
+                "12345678901234567890.123456789",
+            ),
         ] {
             let d = parse(text).unwrap();
             assert_eq!(d.json, json, "{text}");
@@ -97,10 +99,10 @@ mod tests {
                 "{text:?}"
             );
         }
-        assert_eq!(
-            parse(&"1".repeat(41)),
-            Err(DecimalError::TooLong(41))
-        );
-        assert!(matches!(parse_positive("0.000"), Err(DecimalError::Zero(_))));
+        assert_eq!(parse(&"1".repeat(41)), Err(DecimalError::TooLong(41)));
+        assert!(matches!(
+            parse_positive("0.000"),
+            Err(DecimalError::Zero(_))
+        ));
     }
 }

@@ -298,7 +298,9 @@ pub fn parse_frame(text: &str, streams: &Streams, received_ms: i64) -> Result<Fr
             format!("expected an object, got {}", framework::json::kind(&value)),
         ));
     };
-    if envelope.contains_key("id") && (envelope.contains_key("result") || envelope.contains_key("error")) {
+    if envelope.contains_key("id")
+        && (envelope.contains_key("result") || envelope.contains_key("error"))
+    {
         return Ok(Frame::ControlAnswer(text.to_string()));
     }
     let name = match envelope.get("stream") {
@@ -410,18 +412,74 @@ mod tests {
             ("{\"stream\":", reason::MALFORMED_JSON),
             ("[1,2]", reason::UNEXPECTED_SHAPE),
             (r#"{"data":{}}"#, reason::UNEXPECTED_SHAPE),
-            (r#"{"stream":"ethusdt@trade","data":{}}"#, reason::UNEXPECTED_STREAM),
-            (r#"{"stream":"btcusdt@trade","data":[]}"#, reason::UNEXPECTED_SHAPE),
-            (&trade(r#"{"e":"trade","E":1746631831895,"s":"ETHUSDT","t":1,"p":"1","q":"1","T":1746631831891,"m":true}"#), reason::UNEXPECTED_STREAM),
-            (&trade(r#"{"e":"aggTrade","E":1746631831895,"s":"BTCUSDT","t":1,"p":"1","q":"1","T":1746631831891,"m":true}"#), reason::UNEXPECTED_STREAM),
-            (&trade(r#"{"e":"trade","E":1746631831895,"s":"BTCUSDT","p":"1","q":"1","T":1746631831891,"m":true}"#), reason::UNEXPECTED_SHAPE),
-            (&trade(r#"{"e":"trade","E":1746631831895,"s":"BTCUSDT","t":-1,"p":"1","q":"1","T":1746631831891,"m":true}"#), reason::UNEXPECTED_SHAPE),
-            (&trade(r#"{"e":"trade","E":1746631831895,"s":"BTCUSDT","t":1,"p":"NaN","q":"1","T":1746631831891,"m":true}"#), reason::INVALID_DECIMAL),
-            (&trade(r#"{"e":"trade","E":1746631831895,"s":"BTCUSDT","t":1,"p":"1e5","q":"1","T":1746631831891,"m":true}"#), reason::INVALID_DECIMAL),
-            (&trade(r#"{"e":"trade","E":1746631831895,"s":"BTCUSDT","t":1,"p":"0.000","q":"1","T":1746631831891,"m":true}"#), reason::INVALID_DECIMAL),
-            (&trade(r#"{"e":"trade","E":1746631831895,"s":"BTCUSDT","t":1,"p":83034.29,"q":"1","T":1746631831891,"m":true}"#), reason::UNEXPECTED_SHAPE),
-            (&trade(r#"{"e":"trade","E":1746631831895,"s":"BTCUSDT","t":1,"p":"1","q":"1","T":1746631831891000,"m":true}"#), reason::INVALID_TIME),
-            (&trade(r#"{"e":"trade","E":1746631831895,"s":"BTCUSDT","t":1,"p":"1","q":"1","T":1746631831891,"m":"yes"}"#), reason::UNEXPECTED_SHAPE),
+            (
+                r#"{"stream":"ethusdt@trade","data":{}}"#,
+                reason::UNEXPECTED_STREAM,
+            ),
+            (
+                r#"{"stream":"btcusdt@trade","data":[]}"#,
+                reason::UNEXPECTED_SHAPE,
+            ),
+            (
+                &trade(
+                    r#"{"e":"trade","E":1746631831895,"s":"ETHUSDT","t":1,"p":"1","q":"1","T":1746631831891,"m":true}"#,
+                ),
+                reason::UNEXPECTED_STREAM,
+            ),
+            (
+                &trade(
+                    r#"{"e":"aggTrade","E":1746631831895,"s":"BTCUSDT","t":1,"p":"1","q":"1","T":1746631831891,"m":true}"#,
+                ),
+                reason::UNEXPECTED_STREAM,
+            ),
+            (
+                &trade(
+                    r#"{"e":"trade","E":1746631831895,"s":"BTCUSDT","p":"1","q":"1","T":1746631831891,"m":true}"#,
+                ),
+                reason::UNEXPECTED_SHAPE,
+            ),
+            (
+                &trade(
+                    r#"{"e":"trade","E":1746631831895,"s":"BTCUSDT","t":-1,"p":"1","q":"1","T":1746631831891,"m":true}"#,
+                ),
+                reason::UNEXPECTED_SHAPE,
+            ),
+            (
+                &trade(
+                    r#"{"e":"trade","E":1746631831895,"s":"BTCUSDT","t":1,"p":"NaN","q":"1","T":1746631831891,"m":true}"#,
+                ),
+                reason::INVALID_DECIMAL,
+            ),
+            (
+                &trade(
+                    r#"{"e":"trade","E":1746631831895,"s":"BTCUSDT","t":1,"p":"1e5","q":"1","T":1746631831891,"m":true}"#,
+                ),
+                reason::INVALID_DECIMAL,
+            ),
+            (
+                &trade(
+                    r#"{"e":"trade","E":1746631831895,"s":"BTCUSDT","t":1,"p":"0.000","q":"1","T":1746631831891,"m":true}"#,
+                ),
+                reason::INVALID_DECIMAL,
+            ),
+            (
+                &trade(
+                    r#"{"e":"trade","E":1746631831895,"s":"BTCUSDT","t":1,"p":83034.29,"q":"1","T":1746631831891,"m":true}"#,
+                ),
+                reason::UNEXPECTED_SHAPE,
+            ),
+            (
+                &trade(
+                    r#"{"e":"trade","E":1746631831895,"s":"BTCUSDT","t":1,"p":"1","q":"1","T":1746631831891000,"m":true}"#,
+                ),
+                reason::INVALID_TIME,
+            ),
+            (
+                &trade(
+                    r#"{"e":"trade","E":1746631831895,"s":"BTCUSDT","t":1,"p":"1","q":"1","T":1746631831891,"m":"yes"}"#,
+                ),
+                reason::UNEXPECTED_SHAPE,
+            ),
         ];
         for (frame, expected) in cases {
             assert_eq!(refusal(frame).reason, expected, "{frame}");
@@ -432,7 +490,11 @@ mod tests {
     fn shutdown_notices_and_control_answers_are_recognised() {
         let s = streams();
         assert_eq!(
-            parse_frame(r#"{"stream":"!serverShutdown","data":{"e":"serverShutdown","E":1746631831895}}"#, &s, 1),
+            parse_frame(
+                r#"{"stream":"!serverShutdown","data":{"e":"serverShutdown","E":1746631831895}}"#,
+                &s,
+                1
+            ),
             Ok(Frame::ServerShutdown)
         );
         assert_eq!(

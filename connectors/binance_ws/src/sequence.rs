@@ -96,7 +96,10 @@ mod tests {
     #[test]
     fn a_new_connection_covers_a_stream_when_it_starts_at_or_before_the_next_id() {
         let mut s = Sequences::new(vec![true, false]);
-        assert!(s.covered_by(0, None), "nothing emitted yet: nothing to lose");
+        assert!(
+            s.covered_by(0, None),
+            "nothing emitted yet: nothing to lose"
+        );
         s.observe(0, 10);
         s.observe(1, 100);
         assert!(!s.covered_by(0, None));

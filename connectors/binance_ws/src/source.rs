@@ -1,15 +1,12 @@
 //! The source loop: one live connection, a second one during a rotation, reconnects with
 //! backoff, de-duplication and gap counting by id, graceful stop.
 
-use std::{
-    collections::VecDeque,
-    sync::Arc,
-    time::Duration,
-};
+use std::{collections::VecDeque, panic::AssertUnwindSafe, sync::Arc, time::Duration};
 
 use async_trait::async_trait;
 use connector_binance::{backoff::equal_jitter_backoff, stats::LogLimiter};
 use framework::{ConnectorConfig, ConnectorError, Source, SourceContext, SourceEnd};
+use futures::FutureExt;
 use tokio::{sync::mpsc, task::JoinHandle, time::Instant};
 use tokio_util::sync::CancellationToken;
 use tracing::{debug, info, warn};
@@ -134,14 +131,27 @@ impl BinanceWsSource {
         let id = run.next_id;
         run.next_id += 1;
         let stop = CancellationToken::new();
-        let task = tokio::spawn(connection::run(
+        let tx = run.tx.clone();
+        let connection = connection::run(
             id,
             self.url(run.base).to_string(),
             delay,
             self.settings.clone(),
-            run.tx.clone(),
+            tx.clone(),
             stop.clone(),
-        ));
+        );
+        let task = tokio::spawn(async move {
+            // A panic inside the WebSocket layer must not leave the source waiting forever.
+            if let Err(panic) = AssertUnwindSafe(connection).catch_unwind().await {
+                let what = panic
+                    .downcast_ref::<&str>()
+                    .map(|s| s.to_string())
+                    .or_else(|| panic.downcast_ref::<String>().cloned())
+                    .unwrap_or_default();
+                let event = Event::Ended(format!("connection task panicked: {what}"));
+                let _ = tx.send(Report { conn: id, event }).await;
+            }
+        });
         Link {
             id,
             stop,
@@ -237,7 +247,9 @@ impl BinanceWsSource {
                     run.rotate_at = Some(Instant::now());
                 }
             }
-            Ok(Frame::ControlAnswer(answer)) => debug!(stage = %self.stage, %answer, "binance_ws control answer"),
+            Ok(Frame::ControlAnswer(answer)) => {
+                debug!(stage = %self.stage, %answer, "binance_ws control answer")
+            }
             Err(refusal) => {
                 return self
                     .reject(ctx, run, refusal.reason, refusal.detail, text.into_bytes())
@@ -291,7 +303,10 @@ impl BinanceWsSource {
         report: Report,
     ) -> Result<Result<(), Stopped>, ConnectorError> {
         let is_active = run.active.as_ref().is_some_and(|l| l.id == report.conn);
-        let is_pending = run.pending.as_ref().is_some_and(|p| p.link.id == report.conn);
+        let is_pending = run
+            .pending
+            .as_ref()
+            .is_some_and(|p| p.link.id == report.conn);
         if !is_active && !is_pending {
             // A connection already replaced: what it still delivers is covered by the new one.
             return Ok(Ok(()));
@@ -332,12 +347,23 @@ impl BinanceWsSource {
             }
             Event::Binary(len) => {
                 return self
-                    .reject(ctx, run, reason::BINARY_FRAME, format!("binary frame of {len} bytes"), Vec::new())
+                    .reject(
+                        ctx,
+                        run,
+                        reason::BINARY_FRAME,
+                        format!("binary frame of {len} bytes"),
+                        Vec::new(),
+                    )
                     .await;
             }
             Event::Oversized(detail) => {
-                let detail = format!("{detail} (max_message_bytes {})", self.config.max_message_bytes);
-                return self.reject(ctx, run, reason::OVERSIZED_MESSAGE, detail, Vec::new()).await;
+                let detail = format!(
+                    "{detail} (max_message_bytes {})",
+                    self.config.max_message_bytes
+                );
+                return self
+                    .reject(ctx, run, reason::OVERSIZED_MESSAGE, detail, Vec::new())
+                    .await;
             }
             Event::Failed(why) | Event::Ended(why) if is_pending => {
                 self.stats.connect_failed();

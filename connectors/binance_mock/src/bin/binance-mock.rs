@@ -7,8 +7,8 @@
 
 use std::{io::Write, net::SocketAddr, process::ExitCode, time::Duration};
 
-use clap::Parser;
 use binance_mock::{MockBinance, MockConfig};
+use clap::Parser;
 use tracing_subscriber::EnvFilter;
 
 #[derive(Debug, Parser)]
