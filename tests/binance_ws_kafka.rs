@@ -65,7 +65,11 @@ stages:
     let after = chrono::Utc::now().timestamp_millis();
     let last_ids: BTreeMap<String, u64> = mock.last_trade_ids().into_iter().collect();
     let lines = wait_for("40 archived trades", Duration::from_secs(60), || {
-        let lines = if archive.exists() { read_lines(&archive) } else { Vec::new() };
+        let lines = if archive.exists() {
+            read_lines(&archive)
+        } else {
+            Vec::new()
+        };
         (lines.len() >= 40).then_some(lines)
     });
     let child = child.take();
@@ -79,9 +83,18 @@ stages:
     for line in &lines {
         let v: serde_json::Value = serde_json::from_str(line).expect("JSON line");
         let symbol = v["symbol"].as_str().expect("symbol").to_string();
-        by_symbol.entry(symbol).or_default().push(v["trade_id"].as_u64().expect("trade_id"));
-        assert!(v["price"].is_number() && v["quantity"].is_number(), "{line}");
-        assert!(v["timestamp"].is_string() && v["event_time"].is_string(), "{line}");
+        by_symbol
+            .entry(symbol)
+            .or_default()
+            .push(v["trade_id"].as_u64().expect("trade_id"));
+        assert!(
+            v["price"].is_number() && v["quantity"].is_number(),
+            "{line}"
+        );
+        assert!(
+            v["timestamp"].is_string() && v["event_time"].is_string(),
+            "{line}"
+        );
     }
     for (symbol, ids) in &by_symbol {
         let last = last_ids[symbol];
@@ -96,7 +109,10 @@ stages:
         let v: serde_json::Value = serde_json::from_slice(&r.payload).expect("JSON");
         assert_eq!(r.key.as_deref(), v["symbol"].as_str().map(str::as_bytes));
         let ts = r.timestamp_ms.expect("timestamp");
-        assert!((before..=after + 5).contains(&ts), "{ts} not in {before}..{after}");
+        assert!(
+            (before..=after + 5).contains(&ts),
+            "{ts} not in {before}..{after}"
+        );
         let parsed = chrono::DateTime::parse_from_rfc3339(v["timestamp"].as_str().unwrap())
             .unwrap()
             .timestamp_millis();
