@@ -18,7 +18,7 @@ use std::{
     time::{Duration, Instant},
 };
 
-use connector_binance::mock::{MockBinance, MockConfig};
+use binance_mock::{MockBinance, MockConfig};
 use futures::TryStreamExt;
 use mongodb::bson::{doc, Document};
 

@@ -44,7 +44,7 @@ trap cleanup EXIT
 # stretches (build scripts of C libraries, linking) that leave a core idle.
 say "building (release) in the background"
 scripts/servers.sh build-deps
-cargo build --release --quiet -p pipeline --bin pipeline -p connector-binance --bin binance-mock &
+cargo build --release --quiet -p pipeline --bin pipeline -p binance-mock --bin binance-mock &
 BUILD_PID=$!
 
 if [[ -z "${KAFKA_BROKERS:-}" && -z "${MONGO_URI:-}" ]]; then
@@ -68,7 +68,7 @@ fi
 
 if [[ "$MOCK" == 1 ]]; then
     MOCK_OUT="$(mktemp)"
-    target/release/binance-mock --listen 127.0.0.1:0 --symbols BTCUSDT > "$MOCK_OUT" &
+    target/release/binance-mock --listen 127.0.0.1:0 --symbols BTCUSDT,ETHUSDT > "$MOCK_OUT" &
     MOCK_PID=$!
     for _ in $(seq 1 100); do
         [[ -s "$MOCK_OUT" ]] && break
@@ -77,6 +77,8 @@ if [[ "$MOCK" == 1 ]]; then
     MOCK_ADDR="$(head -n 1 "$MOCK_OUT" | grep -oE '[0-9.]+:[0-9]+' | head -n 1)"
     [[ -n "$MOCK_ADDR" ]] || { echo "the Binance mock did not start" >&2; exit 1; }
     export BINANCE_BASE_URLS="[http://$MOCK_ADDR]"
+    # The same mock serves the WebSocket streams (for pipelines using binance_ws).
+    export BINANCE_WS_BASE_URLS="[ws://$MOCK_ADDR]"
     say "using the local Binance mock at http://$MOCK_ADDR"
 fi
 

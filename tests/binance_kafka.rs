@@ -5,8 +5,8 @@ mod common;
 
 use std::{collections::HashMap, time::Duration};
 
+use binance_mock::{MockBinance, MockConfig};
 use common::*;
-use connector_binance::mock::{MockBinance, MockConfig};
 use nix::sys::signal::Signal;
 
 fn extract_pipeline(dir: &std::path::Path, base_url: &str, topic: &str) -> std::path::PathBuf {

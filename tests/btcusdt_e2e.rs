@@ -12,8 +12,8 @@ use std::{
     time::{Duration, Instant},
 };
 
+use binance_mock::{MockBinance, MockConfig, MockHandle};
 use common::*;
-use connector_binance::mock::{MockBinance, MockConfig, MockHandle};
 use mongodb::bson::Document;
 use nix::sys::signal::Signal;
 

@@ -6,8 +6,8 @@ mod common;
 
 use std::{collections::BTreeMap, path::Path, time::Duration};
 
+use binance_mock::{MockBinance, MockConfig};
 use common::*;
-use connector_binance::mock::{MockBinance, MockConfig};
 use mongodb::bson::Document;
 
 fn stages(source: &str, archive: &str, name: &str) -> String {

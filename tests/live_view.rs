@@ -12,8 +12,8 @@ use std::{
     time::{Duration, Instant},
 };
 
+use binance_mock::{MockBinance, MockConfig, MockHandle};
 use common::*;
-use connector_binance::mock::{MockBinance, MockConfig, MockHandle};
 
 /// The shipped pipeline (topics, groups and database unique to the test) running with
 /// `--metrics-addr` against the mock.

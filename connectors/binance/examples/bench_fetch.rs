@@ -8,8 +8,8 @@
 
 use std::time::{Duration, Instant};
 
+use binance_mock::{MockBinance, MockConfig};
 use connector_binance::{
-    mock::{MockBinance, MockConfig},
     parse_ticker_prices, price_record, BinanceConfig, BinanceSource, PriceClient,
 };
 use framework::{DurationSpec, Source, SourceContext};

@@ -31,6 +31,13 @@ pub struct Answer {
 pub enum FetchError {
     #[error("GET {url} timed out after {timeout:?}")]
     Timeout { url: String, timeout: Duration },
+    /// The answer's body is longer than `max_body_bytes`: refused without being buffered.
+    #[error("GET {url}: the answer's body is larger than max_body_bytes ({limit} bytes){}", declared.map(|n| format!(" (Content-Length {n})")).unwrap_or_default())]
+    BodyTooLarge {
+        url: String,
+        limit: u64,
+        declared: Option<u64>,
+    },
     #[error("GET {url} failed: {source}")]
     Network {
         url: String,
@@ -48,6 +55,7 @@ pub struct PriceClient {
     current: usize,
     symbols: Vec<String>,
     timeout: Duration,
+    max_body_bytes: u64,
 }
 
 /// `base` + `path`, keeping any path prefix of the base (`http://host/prefix`).
@@ -102,6 +110,7 @@ impl PriceClient {
             current: 0,
             symbols: config.symbols.clone(),
             timeout,
+            max_body_bytes: config.max_body_bytes,
         })
     }
 
@@ -172,7 +181,10 @@ impl PriceClient {
         };
         let retry_after_secs = header_u64(RETRY_AFTER.as_str());
         let used_weight = header_u64(USED_WEIGHT_HEADER);
-        let body = response.bytes().await.map_err(|e| wrap(&url, e))?;
+        let body = self
+            .read_capped(response)
+            .await
+            .map_err(|e| e.unwrap_or_else(|e| wrap(&url, e)))?;
         Ok(Answer {
             status,
             retry_after_secs,
@@ -180,6 +192,40 @@ impl PriceClient {
             body,
             received_ms: chrono::Utc::now().timestamp_millis(),
         })
+    }
+}
+
+impl PriceClient {
+    /// The body, chunk by chunk, refused as soon as it passes `max_body_bytes` (or when
+    /// `Content-Length` already says it will), so a huge or endless answer is never held
+    /// in memory. `Err(Ok(_))` is the size refusal, `Err(Err(_))` a transport error.
+    async fn read_capped(
+        &self,
+        mut response: reqwest::Response,
+    ) -> Result<Bytes, Result<FetchError, reqwest::Error>> {
+        let limit = self.max_body_bytes;
+        let url = response.url().to_string();
+        let too_large = |declared| {
+            Err(Ok(FetchError::BodyTooLarge {
+                url: url.clone(),
+                limit,
+                declared,
+            }))
+        };
+        let declared = response.content_length();
+        if declared.is_some_and(|n| n > limit) {
+            return too_large(declared);
+        }
+        let mut body = bytes::BytesMut::with_capacity(
+            usize::try_from(declared.unwrap_or(0).min(limit)).unwrap_or(0),
+        );
+        while let Some(chunk) = response.chunk().await.map_err(Err)? {
+            if body.len() as u64 + chunk.len() as u64 > limit {
+                return too_large(declared);
+            }
+            body.extend_from_slice(&chunk);
+        }
+        Ok(body.freeze())
     }
 }
 

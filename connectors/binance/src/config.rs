@@ -59,6 +59,21 @@ pub struct BinanceConfig {
     /// The wait is shown in `/ready` and `pipeline top`.
     #[serde(default = "default_max_retry_after")]
     pub max_retry_after: DurationSpec,
+    /// Largest answer body accepted, in bytes (1 KiB to 64 MiB). A longer body is refused
+    /// while it streams in, never buffered whole: it is counted (`body_too_large`),
+    /// dead-lettered without its content and retried with backoff.
+    #[serde(default = "default_max_body_bytes")]
+    #[schemars(range(min = 1024, max = 67108864))]
+    pub max_body_bytes: u64,
+}
+
+/// Default `max_body_bytes`: a ticker answer for every Binance symbol is about 200 KB.
+pub const DEFAULT_MAX_BODY_BYTES: u64 = 1 << 20;
+/// Range of `max_body_bytes`.
+pub const MAX_BODY_BYTES_RANGE: std::ops::RangeInclusive<u64> = 1024..=64 << 20;
+
+fn default_max_body_bytes() -> u64 {
+    DEFAULT_MAX_BODY_BYTES
 }
 
 fn default_max_retry_after() -> DurationSpec {
@@ -98,6 +113,7 @@ impl Default for BinanceConfig {
             backoff_max: default_backoff_max(),
             failures_before_rotate: default_failures_before_rotate(),
             max_retry_after: default_max_retry_after(),
+            max_body_bytes: default_max_body_bytes(),
         }
     }
 }
@@ -178,6 +194,16 @@ impl ConnectorConfig for BinanceConfig {
             issues.push(ConfigIssue::new(
                 "failures_before_rotate",
                 "must be at most 1000",
+            ));
+        }
+        if !MAX_BODY_BYTES_RANGE.contains(&self.max_body_bytes) {
+            issues.push(ConfigIssue::new(
+                "max_body_bytes",
+                format!(
+                    "must be within {} to {} bytes (1 KiB to 64 MiB)",
+                    MAX_BODY_BYTES_RANGE.start(),
+                    MAX_BODY_BYTES_RANGE.end()
+                ),
             ));
         }
         // Upper bounds: beyond them a setting is a typo or silences the source.
@@ -304,5 +330,28 @@ mod tests {
                 "failures_before_rotate"
             ]
         );
+    }
+}
+
+#[cfg(test)]
+mod body_limit_tests {
+    use super::*;
+
+    #[test]
+    fn max_body_bytes_defaults_to_1_mib_and_must_stay_within_1_kib_to_64_mib() {
+        assert_eq!(BinanceConfig::default().max_body_bytes, 1 << 20);
+        for (bytes, ok) in [
+            (1023, false),
+            (1024, true),
+            (64 << 20, true),
+            ((64 << 20) + 1, false),
+        ] {
+            let c = BinanceConfig {
+                max_body_bytes: bytes,
+                ..BinanceConfig::default()
+            };
+            let paths: Vec<String> = c.check().into_iter().map(|i| i.path).collect();
+            assert_eq!(paths.is_empty(), ok, "{bytes}: {paths:?}");
+        }
     }
 }

@@ -1,10 +1,10 @@
 //! `binance`: a live source polling Binance's spot `GET /api/v3/ticker/price` on a fixed
-//! schedule and writing `price` records (`{"symbol","price","timestamp"}`), plus
-//! [`mock`], a local Binance server with scriptable faults for tests and demos.
+//! schedule and writing `price` records (`{"symbol","price","timestamp"}`). The local
+//! Binance server its tests run against is the separate `binance-mock` crate.
 
+pub mod backoff;
 pub mod client;
 pub mod config;
-pub mod mock;
 pub mod response;
 pub mod source;
 pub mod stats;

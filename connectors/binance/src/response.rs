@@ -21,15 +21,18 @@ pub mod reason {
     pub const INVALID_PRICE: &str = "invalid_price";
     /// A non-retryable HTTP status (a 4xx other than 429/418) after start-up.
     pub const HTTP_STATUS: &str = "http_status";
+    /// The answer's body passed `max_body_bytes` (dead-lettered without its content).
+    pub const BODY_TOO_LARGE: &str = "body_too_large";
 
     /// Every reason, in the order the statistics list them.
-    pub const ALL: [&str; 6] = [
+    pub const ALL: [&str; 7] = [
         MALFORMED_JSON,
         UNEXPECTED_SHAPE,
         WRONG_SYMBOL,
         MISSING_SYMBOL,
         INVALID_PRICE,
         HTTP_STATUS,
+        BODY_TOO_LARGE,
     ];
 }
 

@@ -10,12 +10,12 @@ use framework::{
     connector::StageContext, ConnectorConfig, ConnectorError, OutputRecord, Source, SourceContext,
     SourceEnd,
 };
-use rand::Rng;
 use reqwest::StatusCode;
 use tokio_util::sync::CancellationToken;
 use tracing::{debug, info, warn};
 
 use crate::{
+    backoff::equal_jitter_backoff,
     client::{Answer, FetchError, PriceClient, WEIGHT_LIMIT_PER_MINUTE},
     config::BinanceConfig,
     response::{parse_ticker_prices, price_record, reason, ApiError},
@@ -98,16 +98,13 @@ impl BinanceSource {
         Arc::clone(&self.stats)
     }
 
-    /// Backoff before retry number `failures` (1-based): exponential, capped, with "equal
-    /// jitter" (half fixed, half random) so that many clients do not retry in lockstep.
+    /// Backoff before retry number `failures` (1-based): see [`crate::backoff`].
     fn backoff(&self, failures: u32) -> Duration {
-        let initial = self.config.backoff_initial.as_std();
-        let max = self.config.backoff_max.as_std();
-        let exp = failures.saturating_sub(1).min(30);
-        let base = initial.saturating_mul(1u32 << exp).min(max);
-        let half = base / 2;
-        let jitter_ms = rand::rng().random_range(0..=half.as_millis().max(1) as u64);
-        half + Duration::from_millis(jitter_ms)
+        equal_jitter_backoff(
+            self.config.backoff_initial.as_std(),
+            self.config.backoff_max.as_std(),
+            failures,
+        )
     }
 
     async fn emit(
@@ -369,10 +366,31 @@ impl BinanceSource {
                     Ok(next) => next,
                     Err(Stopped) => return Ok(()),
                 },
+                Err(e @ FetchError::BodyTooLarge { .. }) => {
+                    // Counted as a rejection (with the limit in the detail, not the body)
+                    // and retried like a failure: the next answer may be normal again.
+                    let detail = e.to_string();
+                    if let Err(Stopped) = self
+                        .reject(
+                            ctx,
+                            &shutdown,
+                            &mut state,
+                            reason::BODY_TOO_LARGE,
+                            detail.clone(),
+                            Vec::new(),
+                        )
+                        .await?
+                    {
+                        return Ok(());
+                    }
+                    self.failed(&mut state, &detail)
+                }
                 Err(e) => {
                     self.stats.network_error();
                     let text = match &e {
-                        FetchError::Timeout { .. } => e.to_string(),
+                        FetchError::Timeout { .. } | FetchError::BodyTooLarge { .. } => {
+                            e.to_string()
+                        }
                         FetchError::Network { source, .. } => {
                             format!("{e} ({})", root_cause(source))
                         }

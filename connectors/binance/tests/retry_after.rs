@@ -8,8 +8,9 @@ use std::{
     time::{Duration, Instant},
 };
 
+use binance_mock::Fault;
 use common::{config, mock};
-use connector_binance::{mock::Fault, BinanceSource};
+use connector_binance::BinanceSource;
 use framework::{
     connector::SourceEvent, ConnectorConfig, DurationSpec, Source, SourceContext, SourceEnd,
 };

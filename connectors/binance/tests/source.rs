@@ -7,12 +7,9 @@ use std::{
     time::{Duration, Instant},
 };
 
+use binance_mock::{Fault, MockHandle};
 use common::{config, mock, spawn};
-use connector_binance::{
-    mock::{Fault, MockHandle},
-    response::reason,
-    BinanceSource,
-};
+use connector_binance::{response::reason, BinanceSource};
 use framework::{
     connector::SourceEvent, event_time::parse_millis, ConnectorConfig, ConnectorError,
     ConnectorKind, ConnectorRegistration, OutputRecord, SourceEnd, ValidationContext,

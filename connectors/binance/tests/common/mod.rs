@@ -4,10 +4,8 @@
 
 use std::time::{Duration, Instant};
 
-use connector_binance::{
-    mock::{MockBinance, MockConfig, MockHandle},
-    BinanceConfig, BinanceSource, SourceStats,
-};
+use binance_mock::{MockBinance, MockConfig, MockHandle};
+use connector_binance::{BinanceConfig, BinanceSource, SourceStats};
 use framework::{
     connector::SourceEvent, ConnectorError, DurationSpec, OutputRecord, Source, SourceContext,
     SourceEnd,

@@ -1,18 +1,20 @@
-//! `binance-mock`: a local Binance spot REST server (see `connector_binance::mock`).
+//! `binance-mock`: a local Binance spot server, REST and WebSocket streams (see the
+//! `binance_mock` library).
 //!
 //! Prints the bound address (`127.0.0.1:PORT`) as its first stdout line, then serves until
-//! SIGTERM or SIGINT. Faults are scripted with `POST /__mock/faults`.
+//! SIGTERM or SIGINT. Faults are scripted with `POST /__mock/faults` (REST) and
+//! `POST /__mock/ws` (streams).
 
-use std::{io::Write, net::SocketAddr, process::ExitCode};
+use std::{io::Write, net::SocketAddr, process::ExitCode, time::Duration};
 
+use binance_mock::{MockBinance, MockConfig};
 use clap::Parser;
-use connector_binance::mock::{MockBinance, MockConfig};
 use tracing_subscriber::EnvFilter;
 
 #[derive(Debug, Parser)]
 #[command(
     name = "binance-mock",
-    about = "Local Binance spot REST mock with scriptable faults"
+    about = "Local Binance spot mock (REST ticker and WebSocket streams) with scriptable faults"
 )]
 struct Args {
     /// Address to listen on (port 0 picks a free port; the bound address is printed).
@@ -30,6 +32,16 @@ struct Args {
     /// Chance that a price moves on each ticker request.
     #[arg(long, default_value_t = 0.1)]
     change_probability: f64,
+    /// Streams: milliseconds between two trades of each symbol (0: only scripted trades,
+    /// `POST /__mock/ws {"kind":"publish","count":N}`).
+    #[arg(long, default_value_t = 100)]
+    ws_trade_interval_ms: u64,
+    /// Streams: seconds between two server pings.
+    #[arg(long, default_value_t = 20)]
+    ws_ping_interval_secs: u64,
+    /// Streams: seconds after which a connection is closed (Binance: 24 h).
+    #[arg(long, default_value_t = 86_400)]
+    ws_max_lifetime_secs: u64,
 }
 
 async fn wait_for_signal() -> std::io::Result<()> {
@@ -59,6 +71,11 @@ async fn main() -> ExitCode {
         seed: args.seed,
         weight_limit: args.weight_limit,
         change_probability: args.change_probability,
+        ws_trade_interval: (args.ws_trade_interval_ms > 0)
+            .then(|| Duration::from_millis(args.ws_trade_interval_ms)),
+        ws_ping_interval: Duration::from_secs(args.ws_ping_interval_secs.max(1)),
+        ws_max_lifetime: Duration::from_secs(args.ws_max_lifetime_secs.max(1)),
+        ..MockConfig::default()
     };
     let handle = match MockBinance::start(config).await {
         Ok(h) => h,

@@ -6,7 +6,7 @@ use std::{
     time::Duration,
 };
 
-use connector_binance::mock::{Fault, FaultStep, MockBinance, MockConfig, MockHandle};
+use binance_mock::{Fault, FaultStep, MockBinance, MockConfig, MockHandle};
 
 async fn start(config: MockConfig) -> MockHandle {
     MockBinance::start(config).await.unwrap()
