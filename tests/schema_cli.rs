@@ -87,6 +87,7 @@ fn exported_schema_documents_connector_configs_with_descriptions_defaults_and_en
         .collect();
     for name in [
         "binance",
+        "binance_ws",
         "file_sink",
         "file_source",
         "mongo",
