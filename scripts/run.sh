@@ -1,10 +1,12 @@
 #!/usr/bin/env bash
 # The main job: the BTCUSDT pipeline (pipelines/btcusdt.yaml), all stages in one process.
 #
-# Usage: scripts/run.sh [--mock-binance] [-- extra `pipeline run` arguments]
+# Usage: scripts/run.sh [--mock-binance] [--pipeline FILE] [-- extra `pipeline run` arguments]
 #
 #   --mock-binance   poll the local Binance mock instead of the real API (offline demos);
 #                    the same as BINANCE_MOCK=1.
+#   --pipeline FILE  run another pipeline file (default pipelines/btcusdt.yaml), e.g.
+#                    pipelines/trades.yaml.
 #
 # When neither KAFKA_BROKERS nor MONGO_URI is set, installs (first time only) and starts a
 # local Kafka-protocol broker and MongoDB-protocol server on 127.0.0.1:9092 / :27017 with
@@ -17,10 +19,14 @@ ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 cd "$ROOT"
 
 MOCK="${BINANCE_MOCK:-0}"
+PIPELINE_FILE="pipelines/btcusdt.yaml"
 EXTRA=()
 while [[ $# -gt 0 ]]; do
     case "$1" in
         --mock-binance) MOCK=1 ;;
+        --pipeline)
+            [[ $# -ge 2 ]] || { echo "--pipeline needs a file" >&2; exit 2; }
+            PIPELINE_FILE="$2"; shift ;;
         --) shift; EXTRA=("$@"); break ;;
         -h|--help) sed -n '2,16p' "$0"; exit 0 ;;
         *) echo "unknown argument: $1 (see --help)" >&2; exit 2 ;;
@@ -83,8 +89,10 @@ if [[ "$MOCK" == 1 ]]; then
 fi
 
 METRICS_ADDR="${METRICS_ADDR:-127.0.0.1:9898}"
-say "running pipelines/btcusdt.yaml (Kafka $KAFKA_BROKERS); metrics on http://$METRICS_ADDR/metrics"
-say "results: cargo run --release -q -p connector-mongo --bin zscores -- latest   (Ctrl-C stops the pipeline)"
+say "running $PIPELINE_FILE (Kafka $KAFKA_BROKERS); metrics on http://$METRICS_ADDR/metrics"
+if [[ "$PIPELINE_FILE" == pipelines/btcusdt.yaml ]]; then
+    say "results: cargo run --release -q -p connector-mongo --bin zscores -- latest   (Ctrl-C stops the pipeline)"
+fi
 status=0
-target/release/pipeline run pipelines/btcusdt.yaml --metrics-addr "$METRICS_ADDR" "${EXTRA[@]}" || status=$?
+target/release/pipeline run "$PIPELINE_FILE" --metrics-addr "$METRICS_ADDR" "${EXTRA[@]}" || status=$?
 exit "$status"
