@@ -360,7 +360,7 @@ fn bad_records_are_refused_by_reason_and_do_not_disturb_good_ones() {
             "missing_field",
         ),
         (
-            br#"{"symbol":"A","price":"7","timestamp":"2025-05-07T15:30:30.000Z"}"#,
+            br#"{"symbol":"A","price":"7 USD","timestamp":"2025-05-07T15:30:30.000Z"}"#,
             "invalid_price",
         ),
         (

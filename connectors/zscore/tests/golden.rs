@@ -208,7 +208,7 @@ fn bad_input_is_rejected_per_reason_and_good_input_still_flows() {
     let bad: [(usize, String); 7] = [
         (PRICES, "not json".into()),
         (PRICES, format!(r#"{{"symbol":"BTCUSDT","timestamp":"{ts}"}}"#)),
-        (PRICES, format!(r#"{{"symbol":"BTCUSDT","price":"97009.02","timestamp":"{ts}"}}"#)),
+        (PRICES, format!(r#"{{"symbol":"BTCUSDT","price":"97009.02 USDT","timestamp":"{ts}"}}"#)),
         (PRICES, format!(r#"{{"symbol":"BTCUSDT","price":1e400,"timestamp":"{ts}"}}"#)),
         (PRICES, r#"{"symbol":"BTCUSDT","price":1.0,"timestamp":"07/05/2025"}"#.into()),
         (STATS, r#"{"symbol":"BTCUSDT","timestamp":"2025-05-07T15:31:00.000Z","stats":[{"window":"30s"}]}"#.into()),
@@ -223,7 +223,7 @@ fn bad_input_is_rejected_per_reason_and_good_input_still_flows() {
             "malformed_json",
             "missing_field",
             "invalid_price",
-            "malformed_json", // 1e400 is out of range for JSON numbers in serde_json
+            "invalid_price", // 1e400: beyond the value range, like in moving_stats
             "invalid_timestamp",
             "missing_field",
             "invalid_stats"
