@@ -208,8 +208,18 @@ impl ConnectorConfig for ZScoreConfig {
             return issues;
         };
         for (setting, ours, attribute, written) in [
-            ("value_field", fields.value.name(), formats::VALUE_ATTRIBUTE, "avg_/std_"),
-            ("key_field", fields.key.name(), formats::KEY_ATTRIBUTE, "its key as"),
+            (
+                "value_field",
+                fields.value.name(),
+                formats::VALUE_ATTRIBUTE,
+                "avg_/std_",
+            ),
+            (
+                "key_field",
+                fields.key.name(),
+                formats::KEY_ATTRIBUTE,
+                "its key as",
+            ),
         ] {
             if let Some(theirs) = writer.get(attribute).filter(|theirs| *theirs != ours) {
                 issues.push(ConfigIssue::new(

@@ -36,7 +36,6 @@ use std::{borrow::Borrow, collections::HashMap, fmt, hash::Hash};
 use framework::{
     connector::{InputPort, Resume, StageContext},
     event_time::{format_millis, guard, system_clock, Clock, FutureGuard},
-    join::{JoinCheckpoint, JoinEvent, KeyedJoin, Refusal, TableOutcome, UnmatchedCause},
     formats::{
         self,
         moving_stats::StatsReader,
@@ -44,14 +43,15 @@ use framework::{
         zscore::{Prepared, ZScoreWriter},
         Refusal as Invalid,
     },
+    join::{JoinCheckpoint, JoinEvent, KeyedJoin, Refusal, TableOutcome, UnmatchedCause},
     record::Rejected,
     ConnectorConfig, ConnectorError, DurationSpec, Emitter, InputRecord, RecordType, Transform,
     TransformConnector,
 };
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
-pub use framework::join::Buffered;
 pub use formats::zscore::zscore;
+pub use framework::join::Buffered;
 
 use framework::json::write_string as write_json_string;
 
@@ -436,15 +436,11 @@ impl ZScoreTransform {
         let (writer, log, slide_ms) = (&self.writer, &mut self.log, self.slide.as_millis());
         // Every event decides a probe: this price, or one that waited (evicted as idle).
         let mut decided = 0_usize;
-        self.join.push_probe(
-            price.key.as_ref(),
-            price.event_ms,
-            pending,
-            &mut |event| {
+        self.join
+            .push_probe(price.key.as_ref(), price.event_ms, pending, &mut |event| {
                 decided += 1;
                 on_join_event(writer, out, log, slide_ms, event);
-            },
-        );
+            });
         self.pending = (self.pending + 1).saturating_sub(decided);
     }
 

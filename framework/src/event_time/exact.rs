@@ -139,7 +139,8 @@ impl Aggregate for DecimalMoments {
     }
 
     fn add(&mut self, value: &Decimal) {
-        if let (DecimalMoments::Exact { count, sum, sum_sq }, Some(scaled)) = (&mut *self, value.scaled)
+        if let (DecimalMoments::Exact { count, sum, sum_sq }, Some(scaled)) =
+            (&mut *self, value.scaled)
         {
             let square = u128::from(scaled.unsigned_abs()).pow(2);
             if *count < MAX_EXACT_COUNT {
@@ -173,7 +174,8 @@ impl Aggregate for DecimalMoments {
         ) = (self, newer)
         {
             let total = count + count_b;
-            if let (true, Some(sum_sq)) = (total <= MAX_EXACT_COUNT, sum_sq.checked_add(*sum_sq_b)) {
+            if let (true, Some(sum_sq)) = (total <= MAX_EXACT_COUNT, sum_sq.checked_add(*sum_sq_b))
+            {
                 return DecimalMoments::Exact {
                     count: total,
                     sum: sum + sum_b,
@@ -361,7 +363,10 @@ impl U256 {
         if self.is_zero() || other.is_zero() {
             return self.is_zero().cmp(&other.is_zero()).reverse();
         }
-        let (left, right) = (u64::from(self.bits()) + u64::from(shift), u64::from(other.bits()));
+        let (left, right) = (
+            u64::from(self.bits()) + u64::from(shift),
+            u64::from(other.bits()),
+        );
         if left != right {
             return left.cmp(&right);
         }
@@ -387,7 +392,10 @@ mod tests {
         assert_eq!(three.cmp_scaled(1, U256::from(6), 0), Ordering::Equal);
         assert_eq!(three.cmp_scaled(0, U256::from(6), -1), Ordering::Equal);
         assert_eq!(three.cmp_scaled(200, U256::from(1), 201), Ordering::Greater);
-        assert_eq!(U256::from(0).cmp_scaled(5, U256::from(1), 0), Ordering::Less);
+        assert_eq!(
+            U256::from(0).cmp_scaled(5, U256::from(1), 0),
+            Ordering::Less
+        );
     }
 
     #[test]
@@ -534,7 +542,10 @@ mod tests {
         fn expected(values: &[i64]) -> (f64, f64) {
             let n = BigInt::from(values.len());
             let s1: BigInt = values.iter().map(|&v| BigInt::from(v)).sum();
-            let s2: BigInt = values.iter().map(|&v| BigInt::from(v) * BigInt::from(v)).sum();
+            let s2: BigInt = values
+                .iter()
+                .map(|&v| BigInt::from(v) * BigInt::from(v))
+                .sum();
             let scale = BigInt::from(SCALE);
             let mean = if s1 == BigInt::from(0) {
                 0.0
@@ -543,7 +554,11 @@ mod tests {
                     &s1.abs().to_biguint().unwrap(),
                     &(&n * &scale).to_biguint().unwrap(),
                 );
-                if s1 < BigInt::from(0) { -m } else { m }
+                if s1 < BigInt::from(0) {
+                    -m
+                } else {
+                    m
+                }
             };
             let num = (&n * s2 - &s1 * &s1).to_biguint().unwrap();
             let std = if num == BigUint::from(0u8) {

@@ -83,7 +83,9 @@ pub fn parse(text: &str) -> Option<Decimal> {
 }
 
 fn push_digit(mantissa: Option<u128>, digit: u8) -> Option<u128> {
-    mantissa?.checked_mul(10)?.checked_add(u128::from(digit - b'0'))
+    mantissa?
+        .checked_mul(10)?
+        .checked_add(u128::from(digit - b'0'))
 }
 
 /// `mantissa * 10^(power + 8)` when it is an integer of at most [`MAX_SCALED`].
@@ -146,7 +148,8 @@ mod tests {
     #[test]
     fn anything_but_the_number_grammar_is_refused() {
         for text in [
-            "", "-", "+1", "1.", ".5", "1e", "1e+", "NaN", "inf", "1,5", " 1", "1 ", "0x10", "1.5.2",
+            "", "-", "+1", "1.", ".5", "1e", "1e+", "NaN", "inf", "1,5", " 1", "1 ", "0x10",
+            "1.5.2",
         ] {
             assert_eq!(parse(text), None, "{text:?}");
         }

@@ -143,7 +143,10 @@ impl<const N: usize> FieldReader<N> {
     /// The raw JSON text of each path's value, `None` where a path is missing (or crosses
     /// a value that is not an object). Fails on invalid JSON, a record that is not an
     /// object, and a duplicated key on a path.
-    pub fn read<'a>(&self, payload: &'a [u8]) -> Result<[Option<&'a RawValue>; N], serde_json::Error> {
+    pub fn read<'a>(
+        &self,
+        payload: &'a [u8],
+    ) -> Result<[Option<&'a RawValue>; N], serde_json::Error> {
         let mut slots = [None; N];
         let mut deserializer = serde_json::Deserializer::from_slice(payload);
         ObjectSeed {
@@ -311,7 +314,8 @@ mod tests {
     fn reads_top_level_and_nested_values_in_one_pass() {
         let (s, p, t) = (path("data.s"), path("data.p"), path("T"));
         let reader = FieldReader::new([&s, &p, &t]).unwrap();
-        let payload = br#"{"stream":"x","data":{"e":"trade","s":"BTCUSDT","p":"97000.01","q":[1]},"T":17}"#;
+        let payload =
+            br#"{"stream":"x","data":{"e":"trade","s":"BTCUSDT","p":"97000.01","q":[1]},"T":17}"#;
         let [s, p, t] = reader.read(payload).unwrap();
         assert_eq!(classify(s.unwrap()), Scalar::Str(Cow::Borrowed("BTCUSDT")));
         assert_eq!(classify(p.unwrap()), Scalar::Str(Cow::Borrowed("97000.01")));
@@ -325,8 +329,18 @@ mod tests {
         let [s, v] = reader.read(br#"{"data":"flat","v":null}"#).unwrap();
         assert!(s.is_none());
         assert_eq!(classify(v.unwrap()), Scalar::Other("null"));
-        for bad in [&b"[1]"[..], b"{", b"{\"v\":1} x", b"{\"v\":1,\"v\":2}", b"7"] {
-            assert!(reader.read(bad).is_err(), "{}", String::from_utf8_lossy(bad));
+        for bad in [
+            &b"[1]"[..],
+            b"{",
+            b"{\"v\":1} x",
+            b"{\"v\":1,\"v\":2}",
+            b"7",
+        ] {
+            assert!(
+                reader.read(bad).is_err(),
+                "{}",
+                String::from_utf8_lossy(bad)
+            );
         }
     }
 

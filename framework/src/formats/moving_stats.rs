@@ -131,8 +131,9 @@ impl StatsReader {
 
     pub fn parse<'a>(&self, payload: &'a [u8]) -> Result<StatsRecord<'a>, Refusal> {
         let what = "statistics record";
-        let value: Value = serde_json::from_slice(payload)
-            .map_err(|e| Refusal::new("malformed_json", format!("{what} is not valid JSON: {e}")))?;
+        let value: Value = serde_json::from_slice(payload).map_err(|e| {
+            Refusal::new("malformed_json", format!("{what} is not valid JSON: {e}"))
+        })?;
         let Value::Object(mut object) = value else {
             return Err(Refusal::new(
                 "malformed_json",
@@ -143,7 +144,10 @@ impl StatsReader {
         let key = match object.remove(&self.key) {
             Some(Value::String(s)) if !s.is_empty() => s,
             Some(Value::String(_)) => {
-                return Err(Refusal::new("invalid_symbol", format!("`{}` is empty", self.key)))
+                return Err(Refusal::new(
+                    "invalid_symbol",
+                    format!("`{}` is empty", self.key),
+                ))
             }
             Some(other) => {
                 return Err(Refusal::new(
@@ -197,7 +201,10 @@ impl StatsReader {
         let Value::Object(entry) = entry else {
             return Err(Refusal::new(
                 "invalid_stats",
-                format!("a `stats` entry must be an object, got {}", crate::json::kind(entry)),
+                format!(
+                    "a `stats` entry must be an object, got {}",
+                    crate::json::kind(entry)
+                ),
             ));
         };
         let field = |name: &str| {
@@ -210,7 +217,10 @@ impl StatsReader {
             other => {
                 return Err(Refusal::new(
                     "invalid_stats",
-                    format!("`window` must be a string, got {}", crate::json::kind(other)),
+                    format!(
+                        "`window` must be a string, got {}",
+                        crate::json::kind(other)
+                    ),
                 ))
             }
         };
@@ -246,22 +256,40 @@ mod tests {
         let reader = StatsReader::new("symbol", "price");
         let ts = "2025-05-07T15:31:00.000Z";
         let cases = [
-            (format!(r#"{{"symbol":"X","timestamp":"{ts}"}}"#), "missing_field"),
             (
-                format!(r#"{{"symbol":"X","timestamp":"{ts}","stats":[{{"window":"30s","avg_price":1}}]}}"#),
+                format!(r#"{{"symbol":"X","timestamp":"{ts}"}}"#),
                 "missing_field",
             ),
             (
-                format!(r#"{{"symbol":"X","timestamp":"{ts}","stats":[{{"window":"30s","avg_price":1,"std_price":-1}}]}}"#),
+                format!(
+                    r#"{{"symbol":"X","timestamp":"{ts}","stats":[{{"window":"30s","avg_price":1}}]}}"#
+                ),
+                "missing_field",
+            ),
+            (
+                format!(
+                    r#"{{"symbol":"X","timestamp":"{ts}","stats":[{{"window":"30s","avg_price":1,"std_price":-1}}]}}"#
+                ),
                 "invalid_stats",
             ),
             (
-                format!(r#"{{"symbol":"X","timestamp":"{ts}","stats":[{{"window":"30s","avg_price":"1","std_price":1}}]}}"#),
+                format!(
+                    r#"{{"symbol":"X","timestamp":"{ts}","stats":[{{"window":"30s","avg_price":"1","std_price":1}}]}}"#
+                ),
                 "invalid_stats",
             ),
-            (format!(r#"{{"symbol":"X","timestamp":"{ts}","stats":{{}}}}"#), "invalid_stats"),
-            (r#"{"symbol":"X","timestamp":"soon","stats":[]}"#.to_string(), "invalid_timestamp"),
-            (format!(r#"{{"symbol":1,"timestamp":"{ts}","stats":[]}}"#), "invalid_symbol"),
+            (
+                format!(r#"{{"symbol":"X","timestamp":"{ts}","stats":{{}}}}"#),
+                "invalid_stats",
+            ),
+            (
+                r#"{"symbol":"X","timestamp":"soon","stats":[]}"#.to_string(),
+                "invalid_timestamp",
+            ),
+            (
+                format!(r#"{{"symbol":1,"timestamp":"{ts}","stats":[]}}"#),
+                "invalid_symbol",
+            ),
             ("{".to_string(), "malformed_json"),
             ("[]".to_string(), "malformed_json"),
         ];

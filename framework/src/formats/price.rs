@@ -133,7 +133,8 @@ impl PriceParser {
             .read(payload)
             .map_err(|e| Refusal::new("malformed_json", e.to_string()))?;
         let f = &self.fields;
-        let missing = |path: &FieldPath| Refusal::new("missing_field", format!("missing field `{path}`"));
+        let missing =
+            |path: &FieldPath| Refusal::new("missing_field", format!("missing field `{path}`"));
         let (key, value, time) = (
             key.ok_or_else(|| missing(&f.key))?,
             value.ok_or_else(|| missing(&f.value))?,
@@ -142,7 +143,10 @@ impl PriceParser {
         let key = match classify(key) {
             Scalar::Str(s) if !s.is_empty() => s,
             Scalar::Str(_) => {
-                return Err(Refusal::new("invalid_symbol", format!("`{}` is empty", f.key)))
+                return Err(Refusal::new(
+                    "invalid_symbol",
+                    format!("`{}` is empty", f.key),
+                ))
             }
             other => {
                 return Err(Refusal::new(
@@ -178,9 +182,7 @@ impl PriceParser {
             ));
         };
         let v = value.value;
-        let in_range = v.is_finite()
-            && v.abs() <= MAX_VALUE
-            && (!self.require_positive || v > 0.0);
+        let in_range = v.is_finite() && v.abs() <= MAX_VALUE && (!self.require_positive || v > 0.0);
         if in_range {
             return Ok(value);
         }
@@ -214,9 +216,7 @@ pub fn time_of(path: &FieldPath, scalar: Scalar<'_>) -> Result<i64, Refusal> {
         },
         Scalar::Other(kind) => Err(Refusal::new(
             "invalid_timestamp",
-            format!(
-                "`{path}` must be an ISO 8601 string or epoch milliseconds, got {kind}"
-            ),
+            format!("`{path}` must be an ISO 8601 string or epoch milliseconds, got {kind}"),
         )),
     }
 }
@@ -274,25 +274,73 @@ mod tests {
         let cases = [
             ("{not json".to_string(), "malformed_json"),
             ("[1,2]".to_string(), "malformed_json"),
-            (format!(r#"{{"symbol":"A","price":1,{ts}}} x"#), "malformed_json"),
-            (format!(r#"{{"symbol":"A","symbol":"B","price":1,{ts}}}"#), "malformed_json"),
+            (
+                format!(r#"{{"symbol":"A","price":1,{ts}}} x"#),
+                "malformed_json",
+            ),
+            (
+                format!(r#"{{"symbol":"A","symbol":"B","price":1,{ts}}}"#),
+                "malformed_json",
+            ),
             (format!(r#"{{"price":1,{ts}}}"#), "missing_field"),
             (r#"{"symbol":"A","price":1}"#.to_string(), "missing_field"),
             (format!(r#"{{"symbol":"A",{ts}}}"#), "missing_field"),
-            (format!(r#"{{"symbol":7,"price":1,{ts}}}"#), "invalid_symbol"),
-            (format!(r#"{{"symbol":"","price":1,{ts}}}"#), "invalid_symbol"),
-            (format!(r#"{{"symbol":"A","price":"1.5x",{ts}}}"#), "invalid_price"),
-            (format!(r#"{{"symbol":"A","price":0,{ts}}}"#), "invalid_price"),
-            (format!(r#"{{"symbol":"A","price":-3.5,{ts}}}"#), "invalid_price"),
-            (format!(r#"{{"symbol":"A","price":1e200,{ts}}}"#), "invalid_price"),
-            (format!(r#"{{"symbol":"A","price":"1e200",{ts}}}"#), "invalid_price"),
-            (format!(r#"{{"symbol":"A","price":1e400,{ts}}}"#), "invalid_price"),
-            (format!(r#"{{"symbol":"A","price":null,{ts}}}"#), "invalid_price"),
-            (r#"{"symbol":"A","price":1,"timestamp":"yesterday"}"#.to_string(), "invalid_timestamp"),
-            (r#"{"symbol":"A","price":1,"timestamp":1.5}"#.to_string(), "invalid_timestamp"),
-            (r#"{"symbol":"A","price":1,"timestamp":-1}"#.to_string(), "invalid_timestamp"),
-            (r#"{"symbol":"A","price":1,"timestamp":253402300800000}"#.to_string(), "invalid_timestamp"),
-            (r#"{"symbol":"A","price":1,"timestamp":true}"#.to_string(), "invalid_timestamp"),
+            (
+                format!(r#"{{"symbol":7,"price":1,{ts}}}"#),
+                "invalid_symbol",
+            ),
+            (
+                format!(r#"{{"symbol":"","price":1,{ts}}}"#),
+                "invalid_symbol",
+            ),
+            (
+                format!(r#"{{"symbol":"A","price":"1.5x",{ts}}}"#),
+                "invalid_price",
+            ),
+            (
+                format!(r#"{{"symbol":"A","price":0,{ts}}}"#),
+                "invalid_price",
+            ),
+            (
+                format!(r#"{{"symbol":"A","price":-3.5,{ts}}}"#),
+                "invalid_price",
+            ),
+            (
+                format!(r#"{{"symbol":"A","price":1e200,{ts}}}"#),
+                "invalid_price",
+            ),
+            (
+                format!(r#"{{"symbol":"A","price":"1e200",{ts}}}"#),
+                "invalid_price",
+            ),
+            (
+                format!(r#"{{"symbol":"A","price":1e400,{ts}}}"#),
+                "invalid_price",
+            ),
+            (
+                format!(r#"{{"symbol":"A","price":null,{ts}}}"#),
+                "invalid_price",
+            ),
+            (
+                r#"{"symbol":"A","price":1,"timestamp":"yesterday"}"#.to_string(),
+                "invalid_timestamp",
+            ),
+            (
+                r#"{"symbol":"A","price":1,"timestamp":1.5}"#.to_string(),
+                "invalid_timestamp",
+            ),
+            (
+                r#"{"symbol":"A","price":1,"timestamp":-1}"#.to_string(),
+                "invalid_timestamp",
+            ),
+            (
+                r#"{"symbol":"A","price":1,"timestamp":253402300800000}"#.to_string(),
+                "invalid_timestamp",
+            ),
+            (
+                r#"{"symbol":"A","price":1,"timestamp":true}"#.to_string(),
+                "invalid_timestamp",
+            ),
         ];
         for (payload, reason) in cases {
             let err = parser().parse(payload.as_bytes()).unwrap_err();

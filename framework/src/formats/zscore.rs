@@ -87,7 +87,14 @@ impl ZScoreWriter {
 
     /// `{"timestamp","<key>","<value>","zscores":[{"window","zscore_<value>"}...]}`;
     /// `key_json` is the key as a JSON string literal.
-    pub fn write(&self, time_ms: i64, key_json: &[u8], value: f64, stats: &Prepared, out: &mut Vec<u8>) {
+    pub fn write(
+        &self,
+        time_ms: i64,
+        key_json: &[u8],
+        value: f64,
+        stats: &Prepared,
+        out: &mut Vec<u8>,
+    ) {
         out.extend_from_slice(b"{\"timestamp\":\"");
         write_millis(out, time_ms);
         out.push(b'"');
@@ -136,13 +143,31 @@ mod tests {
     #[test]
     fn size_hint_bounds_the_written_record_even_for_the_longest_numbers() {
         let windows = [
-            WindowStats { window: "30s".into(), avg: 1.7976931348623157e308, std: 2.2250738585072014e-308 },
-            WindowStats { window: "1m".into(), avg: -1.2345678901234567e-300, std: 3.0000000000000004 },
+            WindowStats {
+                window: "30s".into(),
+                avg: 1.7976931348623157e308,
+                std: 2.2250738585072014e-308,
+            },
+            WindowStats {
+                window: "1m".into(),
+                avg: -1.2345678901234567e-300,
+                std: 3.0000000000000004,
+            },
         ];
         let writer = ZScoreWriter::new("symbol", "temperature_celsius");
         let prepared = writer.prepare(&windows);
         let mut out = Vec::new();
-        writer.write(-62_135_596_800_000, b"\"BTCUSDT\"", 1.2345678901234567e-300, &prepared, &mut out);
-        assert!(out.len() <= prepared.record_size_hint(9, writer.heads_len()), "{}", String::from_utf8_lossy(&out));
+        writer.write(
+            -62_135_596_800_000,
+            b"\"BTCUSDT\"",
+            1.2345678901234567e-300,
+            &prepared,
+            &mut out,
+        );
+        assert!(
+            out.len() <= prepared.record_size_hint(9, writer.heads_len()),
+            "{}",
+            String::from_utf8_lossy(&out)
+        );
     }
 }
