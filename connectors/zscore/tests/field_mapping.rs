@@ -284,3 +284,28 @@ fn exact_rational_helpers_are_themselves_exact() {
     ));
     assert!(exact("0.1").abs() < BigRational::from_u8(1).unwrap());
 }
+
+#[test]
+fn both_stages_refuse_the_same_bad_values_for_the_same_reason_and_detail() {
+    let ts = "2025-05-07T15:31:00.100Z";
+    let cases = [
+        format!(r#"{{"symbol":"A","price":1e200,"timestamp":"{ts}"}}"#),
+        format!(r#"{{"symbol":"A","price":"1e200","timestamp":"{ts}"}}"#),
+        format!(r#"{{"symbol":"A","price":0,"timestamp":"{ts}"}}"#),
+        format!(r#"{{"symbol":"A","price":"12,5","timestamp":"{ts}"}}"#),
+        format!(r#"{{"symbol":"","price":1,"timestamp":"{ts}"}}"#),
+        r#"{"symbol":"A","price":1,"timestamp":1.5}"#.to_string(),
+        r#"{"symbol":"A","price":1}"#.to_string(),
+    ];
+    for payload in &cases {
+        let mut stats = MovingStats::new(&MovingStatsConfig::default()).unwrap();
+        let mut z = ZScoreTransform::new(&ZScoreConfig::default(), "test").unwrap();
+        let (mut a, mut b) = (Emitter::new(), Emitter::new());
+        stats.process(&record(0, payload.as_bytes(), 0), &mut a);
+        z.process(&record(PRICES, payload.as_bytes(), 0), &mut b);
+        assert_eq!(a.rejected.len(), 1, "{payload}");
+        assert_eq!(b.rejected.len(), 1, "{payload}");
+        assert_eq!(a.rejected[0].reason, b.rejected[0].reason, "{payload}");
+        assert_eq!(a.rejected[0].detail, b.rejected[0].detail, "{payload}");
+    }
+}

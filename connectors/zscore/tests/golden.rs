@@ -367,3 +367,35 @@ fn checkpoint_is_small_json_and_resume_replays_from_p_c_minus_slide() {
         Resume::FromCommitted
     );
 }
+
+#[test]
+fn check_inputs_flags_value_and_key_fields_the_statistics_writer_does_not_write() {
+    let config: ZScoreConfig =
+        serde_json::from_str(r#"{"value_field":"prise","key_field":"data.s"}"#).unwrap();
+    let writer = with_stats_writer(&[("slide", "1s"), ("key", "symbol"), ("value", "price")]);
+    let issues = config.check_inputs(&writer);
+    let paths: Vec<&str> = issues.iter().map(|i| i.path.as_str()).collect();
+    assert_eq!(paths, ["value_field", "key_field"]);
+    assert!(issues[0].message.contains("`prise`") && issues[0].message.contains("`price`"));
+    // The last segment is what the writer writes: `data.p` matches a writer of `p`.
+    let nested: ZScoreConfig =
+        serde_json::from_str(r#"{"value_field":"data.p","key_field":"data.s"}"#).unwrap();
+    let writer = with_stats_writer(&[("key", "s"), ("value", "p")]);
+    assert!(nested.check_inputs(&writer).is_empty());
+}
+
+#[test]
+fn field_settings_with_bad_paths_are_config_issues() {
+    for (json, path) in [
+        (r#"{"value_field":""}"#, "value_field"),
+        (r#"{"key_field":"data..s"}"#, "key_field"),
+        (r#"{"timestamp_field":"ts."}"#, "timestamp_field"),
+        (r#"{"timestamp_field":"price"}"#, "timestamp_field"),
+    ] {
+        let config: ZScoreConfig = serde_json::from_str(json).unwrap();
+        let issues = config.check();
+        assert_eq!(issues.len(), 1, "{json}: {issues:?}");
+        assert_eq!(issues[0].path, path, "{json}");
+        assert!(ZScoreTransform::new(&config, "test").is_err(), "{json}");
+    }
+}

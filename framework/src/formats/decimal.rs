@@ -98,7 +98,7 @@ fn scale(mantissa: u128, power: i64) -> Option<i64> {
         mantissa.checked_mul(10u128.checked_pow(u32::try_from(shift).ok()?)?)?
     } else {
         let divisor = 10u128.checked_pow(u32::try_from(-shift).ok()?)?;
-        if mantissa % divisor != 0 {
+        if !mantissa.is_multiple_of(divisor) {
             return None;
         }
         mantissa / divisor
