@@ -14,6 +14,7 @@ pub mod connector;
 pub mod duration;
 pub mod error;
 pub mod event_time;
+pub mod formats;
 pub mod interpolate;
 pub mod join;
 pub mod json;

@@ -5,6 +5,7 @@ use std::collections::HashMap;
 use framework::{
     connector::Attributes,
     event_time::{guard, KeyLimits, SlidingWindows},
+    formats::{self, price::PriceFields},
     ConfigIssue, ConnectorConfig, DurationSpec,
 };
 use schemars::JsonSchema;
@@ -54,6 +55,39 @@ pub struct MovingStatsConfig {
     /// at most 365d).
     #[serde(default)]
     pub key_idle_timeout: Option<DurationSpec>,
+    /// Field of the key the statistics are grouped by (a string). A dotted path reads
+    /// nested objects (`data.s`); the output holds the key under the path's last segment.
+    #[serde(default = "default_key_field")]
+    pub key_field: String,
+    /// Field of the value (a JSON number or a decimal string such as `"97000.01"`). The
+    /// output writes `avg_<name>` and `std_<name>`, `<name>` being the path's last segment.
+    /// Decimals with up to 8 fractional digits are summed exactly (semantics.md §2).
+    #[serde(default = "default_value_field")]
+    pub value_field: String,
+    /// Field of the event time: an ISO 8601 string, or an integer of milliseconds since
+    /// the Unix epoch.
+    #[serde(default = "default_timestamp_field")]
+    pub timestamp_field: String,
+    /// Refuse values <= 0 as `invalid_price` (a zero price is a feed error). Set to false
+    /// for values that may be zero or negative, such as temperatures.
+    #[serde(default = "default_positive_only")]
+    pub positive_only: bool,
+}
+
+pub(crate) fn default_key_field() -> String {
+    formats::price::DEFAULT_KEY_FIELD.to_string()
+}
+
+pub(crate) fn default_value_field() -> String {
+    formats::price::DEFAULT_VALUE_FIELD.to_string()
+}
+
+pub(crate) fn default_timestamp_field() -> String {
+    formats::price::DEFAULT_TIMESTAMP_FIELD.to_string()
+}
+
+fn default_positive_only() -> bool {
+    true
 }
 
 fn default_max_future_skew() -> DurationSpec {
@@ -88,6 +122,10 @@ impl Default for MovingStatsConfig {
             max_future_skew: default_max_future_skew(),
             max_keys: default_max_keys(),
             key_idle_timeout: None,
+            key_field: default_key_field(),
+            value_field: default_value_field(),
+            timestamp_field: default_timestamp_field(),
+            positive_only: default_positive_only(),
         }
     }
 }
@@ -119,6 +157,11 @@ impl MovingStatsConfig {
                 DurationSpec::as_millis,
             ),
         }
+    }
+
+    /// Where the key, value and event time are read (when the config is usable).
+    pub fn fields(&self) -> Result<PriceFields, String> {
+        PriceFields::new(&self.key_field, &self.value_field, &self.timestamp_field)
     }
 
     /// The window geometry, when the config is usable.
@@ -223,6 +266,11 @@ impl ConnectorConfig for MovingStatsConfig {
             self.key_idle_timeout.map(DurationSpec::as_millis),
             self.min_idle_ms(),
         ));
+        issues.extend(PriceFields::check(
+            &self.key_field,
+            &self.value_field,
+            &self.timestamp_field,
+        ));
         issues
     }
 
@@ -246,7 +294,11 @@ impl ConnectorConfig for MovingStatsConfig {
 
     fn output_attributes(&self) -> Attributes {
         let mut attributes = Attributes::new();
-        attributes.insert("slide".into(), self.slide.to_string());
+        attributes.insert(formats::SLIDE_ATTRIBUTE.into(), self.slide.to_string());
+        if let Ok(fields) = self.fields() {
+            attributes.insert(formats::KEY_ATTRIBUTE.into(), fields.key.name().into());
+            attributes.insert(formats::VALUE_ATTRIBUTE.into(), fields.value.name().into());
+        }
         attributes.insert("windows".into(), self.window_names().join(","));
         attributes
     }

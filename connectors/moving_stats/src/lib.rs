@@ -1,9 +1,11 @@
 //! `moving_stats`: per-symbol moving average and population standard deviation of prices
 //! over event-time sliding windows (semantics.md §1-§3, §5).
 //!
-//! Reads `btc-price` records (`{"symbol","price","timestamp"}`) on the `prices` port and
-//! writes one `btc-price-moving` record per (symbol, window end `e`) once the symbol's
-//! watermark passes `e`:
+//! Reads value records (`{"symbol","price","timestamp"}` by default; `key_field`,
+//! `value_field` and `timestamp_field` name other fields, dotted paths included) on the
+//! `prices` port and writes one `btc-price-moving` record per (key, window end `e`) once
+//! the key's watermark passes `e` (formats: [`framework::formats::price`] and
+//! [`framework::formats::moving_stats`]):
 //!
 //! ```json
 //! {"timestamp":"2025-05-07T15:31:00.000Z","symbol":"BTCUSDT","stats":[
@@ -12,7 +14,8 @@
 //! ```
 //!
 //! The windowing itself is [`framework::event_time::KeyedWindowOperator`] with
-//! [`MomentStats`]; this crate parses, formats and checkpoints.
+//! [`DecimalMoments`] (exact integer sums of decimals, correctly rounded results); this
+//! crate wires the formats to it and checkpoints.
 //!
 //! Restart: [`Transform::checkpoint`] stores each symbol's watermark `W_c` and the next
 //! offset; [`Transform::resume`] asks the runtime to replay from
@@ -22,27 +25,26 @@
 
 pub mod checkpoint;
 pub mod config;
-pub mod input;
-pub mod output;
 
 use std::collections::HashMap;
 
 use framework::{
     connector::{InputPort, Resume, StageContext},
     event_time::{
-        format_millis, guard, system_clock, Admission, Clock, ClosedWindows, FutureGuard,
-        KeyedWindowOperator, MomentStats,
+        format_millis, guard, system_clock, Admission, Clock, ClosedWindows, DecimalMoments,
+        FutureGuard, KeyedWindowOperator,
     },
+    formats::{moving_stats::StatsWriter, price::PriceParser},
     ConnectorError, Emitter, InputRecord, RecordType, Transform, TransformConnector,
 };
 
 pub use checkpoint::{Checkpoint, CheckpointError};
 pub use config::MovingStatsConfig;
 
-/// Records of `btc-price`.
-pub const PRICE: RecordType = RecordType("price");
+/// Records of `btc-price` (declared once, in the format's home).
+pub const PRICE: RecordType = framework::formats::PRICE;
 /// Records of `btc-price-moving`.
-pub const MOVING_STATS: RecordType = RecordType("moving-stats");
+pub const MOVING_STATS: RecordType = framework::formats::MOVING_STATS;
 
 /// The registered connector.
 pub struct MovingStatsConnector;
@@ -72,9 +74,10 @@ framework::register_transform!(MovingStatsConnector);
 
 /// One instance per input partition.
 pub struct MovingStats {
-    operator: KeyedWindowOperator<String, MomentStats>,
+    operator: KeyedWindowOperator<String, DecimalMoments>,
     future: FutureGuard,
-    format: output::OutputFormat,
+    parser: PriceParser,
+    format: StatsWriter,
     lateness: String,
     stage: String,
     /// Offset after the last processed record (checkpointed).
@@ -105,11 +108,20 @@ impl MovingStats {
         let windows = config
             .sliding_windows()
             .map_err(|e| ConnectorError::Config(e.to_string()))?;
+        let fields = config.fields().map_err(ConnectorError::Config)?;
+        let format = StatsWriter::new(
+            &config.window_names(),
+            fields.key.name(),
+            fields.value.name(),
+        );
+        let parser =
+            PriceParser::new(fields, config.positive_only).map_err(ConnectorError::Config)?;
         Ok(MovingStats {
             operator: KeyedWindowOperator::new(windows, config.lateness.as_millis())
                 .with_limits(config.key_limits()),
             future: FutureGuard::new(config.max_future_skew.as_millis(), clock),
-            format: output::OutputFormat::new(&config.window_names()),
+            parser,
+            format,
             lateness: config.lateness.to_string(),
             stage: String::from("moving_stats"),
             next_offset: None,
@@ -147,9 +159,9 @@ impl MovingStats {
 /// Writes each closed (symbol, end) as one record; asks the operator to pause once `out`
 /// is full (the runtime then produces it and calls `emit_pending`).
 fn emit_into<'a>(
-    format: &'a output::OutputFormat,
+    format: &'a StatsWriter,
     out: &'a mut Emitter,
-) -> impl FnMut(&String, &ClosedWindows<'_, MomentStats>) -> bool + 'a {
+) -> impl FnMut(&String, &ClosedWindows<'_, DecimalMoments>) -> bool + 'a {
     move |symbol, closed| {
         let mut payload = Vec::with_capacity(96 + 160 * closed.aggregates.len());
         format.write(&mut payload, symbol, closed);
@@ -164,18 +176,18 @@ impl Transform for MovingStats {
             self.next_offset
                 .map_or(record.offset + 1, |n| n.max(record.offset + 1)),
         );
-        let price = match input::parse(record.payload) {
+        let price = match self.parser.parse(record.payload) {
             Ok(price) => price,
             Err(bad) => return self.refuse(record, bad.reason, bad.detail, out),
         };
-        if let Err(detail) = guard::check_key(&price.symbol) {
+        if let Err(detail) = guard::check_key(&price.key) {
             return self.refuse(record, "invalid_symbol", detail, out);
         }
         if let Err(now_ms) = self.future.check(price.event_ms) {
             let detail = format!(
                 "event time {} of {:?} is more than {} ahead of the wall clock {}",
                 format_millis(price.event_ms),
-                price.symbol,
+                price.key,
                 framework::DurationSpec::from_millis(self.future.max_skew_ms()),
                 format_millis(now_ms)
             );
@@ -184,16 +196,16 @@ impl Transform for MovingStats {
         if self
             .replayed_below
             .is_some_and(|below| record.offset < below)
-            && !self.operator.has_key(price.symbol.as_ref())
+            && !self.operator.has_key(price.key.as_ref())
         {
             // Replayed after a restart, of a symbol the checkpoint does not hold: it was
             // evicted or refused before the restart, and its windows were written then.
             return;
         }
         let admission = self.operator.process_bounded(
-            price.symbol.as_ref(),
+            price.key.as_ref(),
             price.event_ms,
-            &price.price,
+            &price.value,
             emit_into(&self.format, out),
         );
         let (reason, detail) = match admission {
@@ -202,7 +214,7 @@ impl Transform for MovingStats {
                 guard::TOO_MANY_KEYS,
                 format!(
                     "{:?} would be symbol number {} of this partition; max_keys is {max_keys}",
-                    price.symbol,
+                    price.key,
                     max_keys + 1
                 ),
             ),
@@ -212,7 +224,7 @@ impl Transform for MovingStats {
                     "event time {} of {:?} is before {}, the idle-key horizon (symbols idle \
                      longer than key_idle_timeout are evicted)",
                     format_millis(price.event_ms),
-                    price.symbol,
+                    price.key,
                     format_millis(horizon_ms)
                 ),
             ),
@@ -220,7 +232,7 @@ impl Transform for MovingStats {
                 let detail = format!(
                     "event time {} of {:?} is before its watermark {} (lateness {})",
                     format_millis(price.event_ms),
-                    price.symbol,
+                    price.key,
                     if watermark_ms == i64::MAX {
                         "+inf (its input ended)".to_string()
                     } else {

@@ -135,3 +135,44 @@ fn the_connector_is_registered_with_its_port_and_record_types() {
     assert_eq!(registration.inputs[0].record_type.name(), "price");
     assert_eq!(registration.output.map(|t| t.name()), Some("moving-stats"));
 }
+
+#[test]
+fn field_settings_default_to_the_price_record_and_bad_paths_are_reported_by_setting() {
+    let cfg = parse(serde_json::json!({}));
+    assert_eq!(
+        (
+            cfg.key_field.as_str(),
+            cfg.value_field.as_str(),
+            cfg.timestamp_field.as_str()
+        ),
+        ("symbol", "price", "timestamp")
+    );
+    assert!(cfg.positive_only);
+    assert_eq!(paths(serde_json::json!({"key_field": ""})), ["key_field"]);
+    assert_eq!(
+        paths(serde_json::json!({"value_field": "data."})),
+        ["value_field"]
+    );
+    assert_eq!(
+        paths(serde_json::json!({"timestamp_field": "a b"})),
+        ["timestamp_field"]
+    );
+    // A path inside another cannot be read as a separate field.
+    assert_eq!(
+        paths(serde_json::json!({"key_field": "data", "value_field": "data.p"})),
+        ["value_field"]
+    );
+    assert!(issues(serde_json::json!({
+        "key_field": "data.s", "value_field": "data.p", "timestamp_field": "data.T"
+    }))
+    .is_empty());
+}
+
+#[test]
+fn attributes_publish_the_key_and_value_names_readers_derive_their_fields_from() {
+    let cfg = parse(serde_json::json!({"key_field": "data.s", "value_field": "data.p"}));
+    let attributes = cfg.output_attributes();
+    assert_eq!(attributes.get("key").map(String::as_str), Some("s"));
+    assert_eq!(attributes.get("value").map(String::as_str), Some("p"));
+    assert_eq!(attributes.get("slide").map(String::as_str), Some("1s"));
+}

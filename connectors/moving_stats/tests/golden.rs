@@ -360,7 +360,7 @@ fn bad_records_are_refused_by_reason_and_do_not_disturb_good_ones() {
             "missing_field",
         ),
         (
-            br#"{"symbol":"A","price":"7","timestamp":"2025-05-07T15:30:30.000Z"}"#,
+            br#"{"symbol":"A","price":"7 USD","timestamp":"2025-05-07T15:30:30.000Z"}"#,
             "invalid_price",
         ),
         (
@@ -411,5 +411,39 @@ fn negative_event_times_use_floor_alignment() {
             record("A", -1_000, &[entry("2s", -3_000, 1, "3.0", "0.0")]),
             record("A", 0, &[entry("2s", -2_000, 1, "3.0", "0.0")]),
         ]
+    );
+}
+
+#[test]
+fn field_mapped_records_write_names_derived_from_the_fields() {
+    let cfg = connector_moving_stats::MovingStatsConfig {
+        key_field: "data.s".into(),
+        value_field: "data.p".into(),
+        timestamp_field: "data.T".into(),
+        ..config(&["2s"], "1s", "0ms")
+    };
+    let msgs: Vec<Msg> = [
+        (0, "\"97000.01\""),
+        (300, "97000.02"),
+        (600, "\"97000.03000000\""),
+    ]
+    .iter()
+    .map(|&(t, p)| Msg {
+        key: b"BTCUSDT".to_vec(),
+        payload: format!(r#"{{"data":{{"s":"BTCUSDT","p":{p},"T":{}}}}}"#, s(t)).into_bytes(),
+        timestamp_ms: s(t),
+    })
+    .collect();
+    let out = run(&cfg, &msgs, true);
+    assert!(out.rejected.is_empty(), "{:?}", out.rejected);
+    // avg 97000.02 exactly; std sqrt(2/3) cents, correctly rounded.
+    let std = "0.00816496580927726";
+    assert_eq!(
+        payloads(&out.records)[0],
+        format!(
+            r#"{{"timestamp":"{}","s":"BTCUSDT","stats":[{{"window":"2s","window_start":"{}","count":3,"avg_p":97000.02,"std_p":{std}}}]}}"#,
+            ts(s(1_000)),
+            ts(s(-1_000))
+        )
     );
 }

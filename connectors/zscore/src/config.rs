@@ -2,6 +2,7 @@
 
 use framework::{
     event_time::{guard, KeyLimits},
+    formats::{self, price::PriceFields},
     schemars::JsonSchema,
     ConfigIssue, ConnectorConfig, DurationSpec, ValidationContext,
 };
@@ -50,6 +51,40 @@ pub struct ZScoreConfig {
     #[serde(default = "default_max_pending_prices")]
     #[schemars(range(min = 1, max = 10_000_000))]
     pub max_pending_prices: usize,
+    /// Field of the key prices are joined on (a string; a dotted path reads nested
+    /// objects). Statistics records hold the key under the path's last segment, as
+    /// `moving_stats` writes it; so does the output.
+    #[serde(default = "default_key_field")]
+    pub key_field: String,
+    /// Field of the value (a JSON number or a decimal string). The statistics read are
+    /// `avg_<name>`/`std_<name>` and the output writes the value under `<name>` and
+    /// `zscore_<name>` per window, `<name>` being the path's last segment.
+    #[serde(default = "default_value_field")]
+    pub value_field: String,
+    /// Field of the value's event time: an ISO 8601 string, or an integer of milliseconds
+    /// since the Unix epoch.
+    #[serde(default = "default_timestamp_field")]
+    pub timestamp_field: String,
+    /// Refuse values <= 0 as `invalid_price`, like the `moving_stats` stage should (set
+    /// both to false for values that may be zero or negative).
+    #[serde(default = "default_positive_only")]
+    pub positive_only: bool,
+}
+
+fn default_key_field() -> String {
+    formats::price::DEFAULT_KEY_FIELD.to_string()
+}
+
+fn default_value_field() -> String {
+    formats::price::DEFAULT_VALUE_FIELD.to_string()
+}
+
+fn default_timestamp_field() -> String {
+    formats::price::DEFAULT_TIMESTAMP_FIELD.to_string()
+}
+
+fn default_positive_only() -> bool {
+    true
 }
 
 fn default_max_pending_prices() -> usize {
@@ -76,11 +111,20 @@ impl Default for ZScoreConfig {
             max_keys: default_max_keys(),
             key_idle_timeout: None,
             max_pending_prices: default_max_pending_prices(),
+            key_field: default_key_field(),
+            value_field: default_value_field(),
+            timestamp_field: default_timestamp_field(),
+            positive_only: default_positive_only(),
         }
     }
 }
 
 impl ZScoreConfig {
+    /// Where the key, value and event time of prices are read (when the config is usable).
+    pub fn fields(&self) -> Result<PriceFields, String> {
+        PriceFields::new(&self.key_field, &self.value_field, &self.timestamp_field)
+    }
+
     /// The bounds on keyed state per partition.
     pub fn key_limits(&self) -> KeyLimits {
         KeyLimits {
@@ -134,6 +178,11 @@ impl ConnectorConfig for ZScoreConfig {
             self.key_idle_timeout.map(DurationSpec::as_millis),
             0,
         ));
+        issues.extend(PriceFields::check(
+            &self.key_field,
+            &self.value_field,
+            &self.timestamp_field,
+        ));
         issues
     }
 
@@ -141,20 +190,47 @@ impl ConnectorConfig for ZScoreConfig {
         let Some(Some(writer)) = inputs.input_attributes.get(STATS) else {
             return Vec::new();
         };
-        let Some(theirs) = writer.get("slide") else {
-            return Vec::new();
-        };
+        let mut issues = Vec::new();
         // Compared as durations: "60s" and "1m" are the same slide.
-        if theirs.parse::<DurationSpec>().ok() == Some(self.slide) {
-            return Vec::new();
+        if let Some(theirs) = writer.get(formats::SLIDE_ATTRIBUTE) {
+            if theirs.parse::<DurationSpec>().ok() != Some(self.slide) {
+                issues.push(ConfigIssue::new(
+                    "slide",
+                    format!(
+                        "slide {} differs from the slide {theirs} of the statistics writer; \
+                         z-scores would match no statistics",
+                        self.slide
+                    ),
+                ));
+            }
         }
-        vec![ConfigIssue::new(
-            "slide",
-            format!(
-                "slide {} differs from the slide {theirs} of the statistics writer; \
-                 z-scores would match no statistics",
-                self.slide
+        let Ok(fields) = self.fields() else {
+            return issues;
+        };
+        for (setting, ours, attribute, written) in [
+            (
+                "value_field",
+                fields.value.name(),
+                formats::VALUE_ATTRIBUTE,
+                "avg_/std_",
             ),
-        )]
+            (
+                "key_field",
+                fields.key.name(),
+                formats::KEY_ATTRIBUTE,
+                "its key as",
+            ),
+        ] {
+            if let Some(theirs) = writer.get(attribute).filter(|theirs| *theirs != ours) {
+                issues.push(ConfigIssue::new(
+                    setting,
+                    format!(
+                        "{setting} names `{ours}`, but the statistics writer writes \
+                         {written}`{theirs}`; every statistics record would be refused"
+                    ),
+                ));
+            }
+        }
+        issues
     }
 }

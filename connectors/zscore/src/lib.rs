@@ -28,7 +28,6 @@
 //! again either, so the `late` count may miss a few of them across a restart.)
 
 mod config;
-mod records;
 
 pub use config::ZScoreConfig;
 
@@ -37,6 +36,13 @@ use std::{borrow::Borrow, collections::HashMap, fmt, hash::Hash};
 use framework::{
     connector::{InputPort, Resume, StageContext},
     event_time::{format_millis, guard, system_clock, Clock, FutureGuard},
+    formats::{
+        self,
+        moving_stats::StatsReader,
+        price::PriceParser,
+        zscore::{Prepared, ZScoreWriter},
+        Refusal as Invalid,
+    },
     join::{JoinCheckpoint, JoinEvent, KeyedJoin, Refusal, TableOutcome, UnmatchedCause},
     record::Rejected,
     ConnectorConfig, ConnectorError, DurationSpec, Emitter, InputRecord, RecordType, Transform,
@@ -44,10 +50,12 @@ use framework::{
 };
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
+pub use formats::zscore::zscore;
 pub use framework::join::Buffered;
-pub use records::zscore;
 
-use records::{parse_price, parse_stats, write_json_string, write_zscore_record, Invalid, Stats};
+use framework::json::write_string as write_json_string;
+
+type Stats = Prepared;
 
 /// Input port of the prices.
 pub const PRICES: usize = 0;
@@ -65,14 +73,14 @@ impl TransformConnector for ZScore {
     const INPUTS: &'static [InputPort] = &[
         InputPort {
             name: "prices",
-            record_type: RecordType("price"),
+            record_type: formats::PRICE,
         },
         InputPort {
             name: "stats",
-            record_type: RecordType("moving-stats"),
+            record_type: formats::MOVING_STATS,
         },
     ];
-    const OUTPUT: RecordType = RecordType("zscore");
+    const OUTPUT: RecordType = formats::ZSCORE;
 
     fn build(
         config: &ZScoreConfig,
@@ -210,6 +218,7 @@ type Join = KeyedJoin<Symbol, PendingPrice, Stats>;
 /// Turns the join's decisions about prices into output records and rejections. Returns
 /// whether `out` can take more (the join pauses otherwise; see `emit_pending`).
 fn on_join_event(
+    writer: &ZScoreWriter,
     out: &mut Emitter,
     log: &mut RejectLog,
     slide_ms: i64,
@@ -223,8 +232,9 @@ fn on_join_event(
             table,
             ..
         } => {
-            let mut payload = Vec::with_capacity(table.record_size_hint(key.json.len()));
-            write_zscore_record(time_ms, &key.json, probe.price, table, &mut payload);
+            let mut payload =
+                Vec::with_capacity(table.record_size_hint(key.json.len(), writer.heads_len()));
+            writer.write(time_ms, &key.json, probe.price, table, &mut payload);
             out.emit(Some(key.name.as_bytes().to_vec()), payload, time_ms);
         }
         JoinEvent::Unmatched {
@@ -285,6 +295,7 @@ fn on_join_event(
 
 /// A decision about a price that was waiting for its statistics: one fewer waits.
 fn on_waiting_decided(
+    writer: &ZScoreWriter,
     out: &mut Emitter,
     log: &mut RejectLog,
     slide_ms: i64,
@@ -292,7 +303,7 @@ fn on_waiting_decided(
     event: JoinEvent<'_, Symbol, PendingPrice, Stats>,
 ) -> bool {
     *pending = pending.saturating_sub(1);
-    on_join_event(out, log, slide_ms, event)
+    on_join_event(writer, out, log, slide_ms, event)
 }
 
 /// Reason and details of a record the join refused for its key.
@@ -322,6 +333,9 @@ pub struct ZScoreTransform {
     /// Prices in the join waiting for their statistics, and their bound.
     pending: usize,
     max_pending: usize,
+    prices: PriceParser,
+    stats: StatsReader,
+    writer: ZScoreWriter,
 }
 
 impl ZScoreTransform {
@@ -346,7 +360,15 @@ impl ZScoreTransform {
         let join = Join::new(config.slide.as_millis(), config.lateness.as_millis())
             .map_err(|e| ConnectorError::Config(e.to_string()))?
             .with_limits(config.key_limits());
+        let fields = config.fields().map_err(ConnectorError::Config)?;
+        let stats = StatsReader::new(fields.key.name(), fields.value.name());
+        let writer = ZScoreWriter::new(fields.key.name(), fields.value.name());
+        let prices =
+            PriceParser::new(fields, config.positive_only).map_err(ConnectorError::Config)?;
         Ok(ZScoreTransform {
+            prices,
+            stats,
+            writer,
             join,
             future: FutureGuard::new(config.max_future_skew.as_millis(), clock),
             slide: config.slide,
@@ -387,19 +409,19 @@ impl ZScoreTransform {
     }
 
     fn process_price(&mut self, record: &InputRecord<'_>, out: &mut Emitter) {
-        let price = match parse_price(record.payload) {
+        let price = match self.prices.parse(record.payload) {
             Ok(price) => price,
             Err(invalid) => return self.reject(out, record, invalid),
         };
-        if let Err(invalid) = self.guard(&price.symbol, price.time_ms) {
+        if let Err(invalid) = self.guard(&price.key, price.event_ms) {
             return self.reject(out, record, invalid);
         }
         if self.pending >= self.max_pending {
             let detail = format!(
                 "{} prices already wait for their statistics (max_pending_prices); price of {} at {} dropped",
                 self.pending,
-                price.symbol,
-                format_millis(price.time_ms)
+                price.key,
+                format_millis(price.event_ms)
             );
             return self.reject(
                 out,
@@ -410,56 +432,58 @@ impl ZScoreTransform {
                 },
             );
         }
-        let pending = PendingPrice::new(price.price, record);
-        let (log, slide_ms) = (&mut self.log, self.slide.as_millis());
+        let pending = PendingPrice::new(price.value.value, record);
+        let (writer, log, slide_ms) = (&self.writer, &mut self.log, self.slide.as_millis());
         // Every event decides a probe: this price, or one that waited (evicted as idle).
         let mut decided = 0_usize;
-        self.join.push_probe(
-            price.symbol.as_ref(),
-            price.time_ms,
-            pending,
-            &mut |event| {
+        self.join
+            .push_probe(price.key.as_ref(), price.event_ms, pending, &mut |event| {
                 decided += 1;
-                on_join_event(out, log, slide_ms, event);
-            },
-        );
+                on_join_event(writer, out, log, slide_ms, event);
+            });
         self.pending = (self.pending + 1).saturating_sub(decided);
     }
 
     fn process_stats(&mut self, record: &InputRecord<'_>, out: &mut Emitter) {
-        let stats = match parse_stats(record.payload) {
+        let stats = match self.stats.parse(record.payload) {
             Ok(stats) => stats,
             Err(invalid) => return self.reject(out, record, invalid),
         };
-        if let Err(invalid) = self.guard(&stats.symbol, stats.time_ms) {
+        if let Err(invalid) = self.guard(&stats.key, stats.time_ms) {
             return self.reject(out, record, invalid);
         }
-        let (log, slide_ms, pending) = (&mut self.log, self.slide.as_millis(), &mut self.pending);
+        let prepared = self.writer.prepare(&stats.windows);
+        let (writer, log, slide_ms, pending) = (
+            &self.writer,
+            &mut self.log,
+            self.slide.as_millis(),
+            &mut self.pending,
+        );
         let outcome = self.join.push_table_bounded(
-            stats.symbol.as_ref(),
+            stats.key.as_ref(),
             stats.time_ms,
-            stats.stats,
-            &mut |event| on_waiting_decided(out, log, slide_ms, pending, event),
+            prepared,
+            &mut |event| on_waiting_decided(writer, out, log, slide_ms, pending, event),
         );
         let at = format_millis(stats.time_ms);
         let invalid = match outcome {
             TableOutcome::Accepted | TableOutcome::Duplicate => return,
             TableOutcome::Refused(cause) => {
-                let (reason, detail) = refusal(&stats.symbol, stats.time_ms, cause);
+                let (reason, detail) = refusal(&stats.key, stats.time_ms, cause);
                 Invalid { reason, detail }
             }
             TableOutcome::Misaligned => Invalid {
                 reason: "misaligned_stats",
                 detail: format!(
                     "statistics of {} at {at} do not end at a multiple of the slide {}",
-                    stats.symbol, self.slide
+                    stats.key, self.slide
                 ),
             },
             TableOutcome::Late { watermark_ms } => Invalid {
                 reason: "late",
                 detail: format!(
                     "statistics of {} at {at} are behind the statistics watermark {}",
-                    stats.symbol,
+                    stats.key,
                     format_millis(watermark_ms)
                 ),
             },
@@ -467,7 +491,7 @@ impl ZScoreTransform {
                 reason: "stale_stats",
                 detail: format!(
                     "statistics of {} at {at} arrived after those at {}",
-                    stats.symbol,
+                    stats.key,
                     format_millis(latest_table_ms)
                 ),
             },
@@ -493,16 +517,27 @@ impl Transform for ZScoreTransform {
     }
 
     fn end_of_input(&mut self, out: &mut Emitter) {
-        let (log, slide_ms, pending) = (&mut self.log, self.slide.as_millis(), &mut self.pending);
+        let (writer, log, slide_ms, pending) = (
+            &self.writer,
+            &mut self.log,
+            self.slide.as_millis(),
+            &mut self.pending,
+        );
         self.join.end_of_input_bounded(&mut |event| {
-            on_waiting_decided(out, log, slide_ms, pending, event)
+            on_waiting_decided(writer, out, log, slide_ms, pending, event)
         });
     }
 
     fn emit_pending(&mut self, out: &mut Emitter) {
-        let (log, slide_ms, pending) = (&mut self.log, self.slide.as_millis(), &mut self.pending);
-        self.join
-            .emit_pending(&mut |event| on_waiting_decided(out, log, slide_ms, pending, event));
+        let (writer, log, slide_ms, pending) = (
+            &self.writer,
+            &mut self.log,
+            self.slide.as_millis(),
+            &mut self.pending,
+        );
+        self.join.emit_pending(&mut |event| {
+            on_waiting_decided(writer, out, log, slide_ms, pending, event)
+        });
     }
 
     fn watermarks(&self) -> Vec<(String, i64)> {

@@ -208,7 +208,7 @@ fn bad_input_is_rejected_per_reason_and_good_input_still_flows() {
     let bad: [(usize, String); 7] = [
         (PRICES, "not json".into()),
         (PRICES, format!(r#"{{"symbol":"BTCUSDT","timestamp":"{ts}"}}"#)),
-        (PRICES, format!(r#"{{"symbol":"BTCUSDT","price":"97009.02","timestamp":"{ts}"}}"#)),
+        (PRICES, format!(r#"{{"symbol":"BTCUSDT","price":"97009.02 USDT","timestamp":"{ts}"}}"#)),
         (PRICES, format!(r#"{{"symbol":"BTCUSDT","price":1e400,"timestamp":"{ts}"}}"#)),
         (PRICES, r#"{"symbol":"BTCUSDT","price":1.0,"timestamp":"07/05/2025"}"#.into()),
         (STATS, r#"{"symbol":"BTCUSDT","timestamp":"2025-05-07T15:31:00.000Z","stats":[{"window":"30s"}]}"#.into()),
@@ -223,7 +223,7 @@ fn bad_input_is_rejected_per_reason_and_good_input_still_flows() {
             "malformed_json",
             "missing_field",
             "invalid_price",
-            "malformed_json", // 1e400 is out of range for JSON numbers in serde_json
+            "invalid_price", // 1e400: beyond the value range, like in moving_stats
             "invalid_timestamp",
             "missing_field",
             "invalid_stats"
@@ -366,4 +366,36 @@ fn checkpoint_is_small_json_and_resume_replays_from_p_c_minus_slide() {
         transform().resume(Some(&empty)).unwrap(),
         Resume::FromCommitted
     );
+}
+
+#[test]
+fn check_inputs_flags_value_and_key_fields_the_statistics_writer_does_not_write() {
+    let config: ZScoreConfig =
+        serde_json::from_str(r#"{"value_field":"prise","key_field":"data.s"}"#).unwrap();
+    let writer = with_stats_writer(&[("slide", "1s"), ("key", "symbol"), ("value", "price")]);
+    let issues = config.check_inputs(&writer);
+    let paths: Vec<&str> = issues.iter().map(|i| i.path.as_str()).collect();
+    assert_eq!(paths, ["value_field", "key_field"]);
+    assert!(issues[0].message.contains("`prise`") && issues[0].message.contains("`price`"));
+    // The last segment is what the writer writes: `data.p` matches a writer of `p`.
+    let nested: ZScoreConfig =
+        serde_json::from_str(r#"{"value_field":"data.p","key_field":"data.s"}"#).unwrap();
+    let writer = with_stats_writer(&[("key", "s"), ("value", "p")]);
+    assert!(nested.check_inputs(&writer).is_empty());
+}
+
+#[test]
+fn field_settings_with_bad_paths_are_config_issues() {
+    for (json, path) in [
+        (r#"{"value_field":""}"#, "value_field"),
+        (r#"{"key_field":"data..s"}"#, "key_field"),
+        (r#"{"timestamp_field":"ts."}"#, "timestamp_field"),
+        (r#"{"timestamp_field":"price"}"#, "timestamp_field"),
+    ] {
+        let config: ZScoreConfig = serde_json::from_str(json).unwrap();
+        let issues = config.check();
+        assert_eq!(issues.len(), 1, "{json}: {issues:?}");
+        assert_eq!(issues[0].path, path, "{json}");
+        assert!(ZScoreTransform::new(&config, "test").is_err(), "{json}");
+    }
 }

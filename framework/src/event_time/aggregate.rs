@@ -66,6 +66,20 @@ impl MomentStats {
         }
     }
 
+    /// The summary of `count` values with this mean and sum of squared deviations `m2`
+    /// (how an exact summary hands over to the float path).
+    pub fn from_moments(count: u64, mean: f64, m2: f64) -> Self {
+        if count == 0 {
+            return Self::empty();
+        }
+        MomentStats {
+            count,
+            shift: mean,
+            mean: 0.0,
+            m2: m2.max(0.0),
+        }
+    }
+
     /// Sum of squared deviations from the mean (`n` times the population variance).
     pub fn m2(&self) -> f64 {
         self.m2

@@ -4,6 +4,7 @@
 //! records say, so tests drive it with a virtual clock and replays give identical results.
 
 pub mod aggregate;
+pub mod exact;
 pub mod guard;
 pub mod operator;
 pub mod sliding;
@@ -12,6 +13,7 @@ pub mod watermark;
 pub mod window;
 
 pub use aggregate::{Aggregate, MomentStats};
+pub use exact::{Decimal, DecimalMoments};
 pub use guard::{system_clock, Clock, FutureGuard, KeyLimits};
 pub use operator::{Admission, ClosedWindows, KeyedWindowOperator};
 pub use sliding::AlignedSlidingWindow;
