@@ -120,7 +120,10 @@ fn trades_pipeline_writes_exact_moving_stats_of_every_symbol_and_window_to_mongo
         for document in &documents {
             assert_eq!(document.get_str("symbol").ok(), Some(symbol.as_str()));
             let window = document.get_str("window").expect("window").to_string();
-            let end = document.get_datetime("timestamp").expect("date").timestamp_millis();
+            let end = document
+                .get_datetime("timestamp")
+                .expect("date")
+                .timestamp_millis();
             let start = document
                 .get_datetime("window_start")
                 .expect("date")
@@ -146,7 +149,10 @@ fn trades_pipeline_writes_exact_moving_stats_of_every_symbol_and_window_to_mongo
             let std = (variance_num as f64).sqrt() / n as f64 / 1e8;
             let avg = document.get_f64("avg_price").expect("avg_price");
             let got_std = document.get_f64("std_price").expect("std_price");
-            assert!(((avg - mean) / mean).abs() < 1e-12, "avg {avg} vs {mean}: {document}");
+            assert!(
+                ((avg - mean) / mean).abs() < 1e-12,
+                "avg {avg} vs {mean}: {document}"
+            );
             assert!(
                 (got_std - std).abs() <= 1e-9 * std.max(1e-9 * mean),
                 "std {got_std} vs {std}: {document}"

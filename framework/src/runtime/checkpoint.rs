@@ -9,6 +9,7 @@
 //! lookups are not implemented by all of them).
 
 use std::{collections::VecDeque, time::Duration};
+use tracing::warn;
 
 use rdkafka::{
     consumer::{BaseConsumer, Consumer},
@@ -117,16 +118,46 @@ impl ReplayIndex {
         }
     }
 
-    /// The latest point before which every record is older than `t`, forgetting what
-    /// comes before it (replay points only move forward).
+    /// The latest point before which every record is older than `t`. When `t` is older
+    /// than everything known, the oldest known point: it replays less than asked, but
+    /// never less than the replay that started this index (resuming at the committed
+    /// offset instead would lose more).
+    ///
+    /// A transform's replay time can move back between commits (a join's oldest pending
+    /// record may be an out-of-order one, up to its lateness earlier), so entries are kept
+    /// for [`RETAIN_MS`] behind the latest `t` asked for and only older ones are
+    /// forgotten: that bounds the index by event time, not by input.
     pub fn replay_point(&mut self, t: i64) -> Option<ReplayPoint> {
-        let position = self.entries.iter().rposition(|(_, ts)| *ts <= t)?;
-        self.entries.drain(..position);
-        self.entries
-            .front()
-            .map(|&(offset, ts)| ReplayPoint { offset, ts })
+        let forget_before = t.saturating_sub(RETAIN_MS);
+        if let Some(keep) = self
+            .entries
+            .iter()
+            .rposition(|(_, ts)| *ts <= forget_before)
+        {
+            self.entries.drain(..keep);
+        }
+        let point = match self.entries.iter().rev().find(|(_, ts)| *ts <= t) {
+            Some(point) => point,
+            None => {
+                let oldest = self.entries.front()?;
+                warn!(
+                    wanted_ms = t,
+                    oldest_ms = oldest.1,
+                    "replay point older than the input history kept; replaying from the oldest known point"
+                );
+                oldest
+            }
+        };
+        Some(ReplayPoint {
+            offset: point.0,
+            ts: point.1,
+        })
     }
 }
+
+/// How far behind the latest replay time the index still answers exactly (longer than
+/// any sensible lateness).
+const RETAIN_MS: i64 = 3_600_000;
 
 #[cfg(test)]
 mod tests {
@@ -159,21 +190,43 @@ mod tests {
     }
 
     #[test]
-    fn unknown_history_means_no_replay_point_before_the_start() {
+    fn a_replay_time_before_the_known_history_gets_the_oldest_known_point() {
         let mut index = ReplayIndex::new(10, 50_000);
         index.observe(10, 60_000);
-        assert_eq!(index.replay_point(40_000), None);
+        assert_eq!(
+            index.replay_point(40_000),
+            Some(ReplayPoint {
+                offset: 10,
+                ts: 50_000
+            })
+        );
         assert_eq!(index.replay_point(55_000).map(|p| p.offset), Some(10));
     }
 
     #[test]
-    fn entries_are_at_least_a_step_apart_and_pruned_as_replay_moves_on() {
+    fn a_replay_time_that_moves_back_is_still_answered_exactly() {
         let mut index = ReplayIndex::new(0, i64::MIN);
         for i in 0..10_000 {
-            index.observe(i, i * 10);
+            index.observe(i, i * 1_000);
         }
-        assert!(index.entries.len() <= 102, "{}", index.entries.len());
-        assert_eq!(index.replay_point(50_000).map(|p| p.offset), Some(5_000));
-        assert!(index.entries.len() <= 52);
+        assert_eq!(index.replay_point(5_000_000).map(|p| p.offset), Some(5_000));
+        // A join's oldest pending record can be older than at the previous commit.
+        assert_eq!(index.replay_point(4_990_000).map(|p| p.offset), Some(4_990));
+        assert_eq!(index.replay_point(3_500_000).map(|p| p.offset), Some(3_500));
+    }
+
+    #[test]
+    fn entries_are_at_least_a_step_apart_and_pruned_an_hour_behind_the_replay_time() {
+        let mut index = ReplayIndex::new(0, i64::MIN);
+        for i in 0..100_000 {
+            index.observe(i, i * 100);
+        }
+        assert!(index.entries.len() <= 10_002, "{}", index.entries.len());
+        assert_eq!(
+            index.replay_point(8_000_000).map(|p| p.offset),
+            Some(80_000)
+        );
+        // Kept: from 8,000 s - 1 h = 4,400 s on, one entry per second.
+        assert!(index.entries.len() <= 5_602, "{}", index.entries.len());
     }
 }
