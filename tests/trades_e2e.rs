@@ -64,10 +64,11 @@ fn trades_pipeline_writes_exact_moving_stats_of_every_symbol_and_window_to_mongo
     let db = client.database(&database);
     let count = |symbol: &str| {
         runtime
-            .block_on(
+            .block_on(async {
                 db.collection::<Document>(&format!("trades-moving-{symbol}"))
-                    .count_documents(doc! {}),
-            )
+                    .count_documents(doc! {})
+                    .await
+            })
             .unwrap_or(0)
     };
     // Windows close 10 s (the lateness) after they end: wait for 8 slides of each symbol.
@@ -167,5 +168,7 @@ fn trades_pipeline_writes_exact_moving_stats_of_every_symbol_and_window_to_mongo
             assert_eq!(ends, expected, "{symbol} {window}: one document per slide");
         }
     }
-    runtime.block_on(db.drop()).expect("drop test database");
+    runtime
+        .block_on(async { db.drop().await })
+        .expect("drop test database");
 }

@@ -41,7 +41,10 @@ stages:
     inputs: {{ prices: {prices}, stats: {moving} }}
     output: {output}
     dead_letter: {output}-dropped
-    config: {{ slide: 1s, lateness: 10s }}
+    # The whole prices topic is there before the join starts, so the consumer may read
+    # prices far ahead of their statistics: with the default bound (100,000 waiting
+    # prices) which ones are dropped as too_many_pending would depend on fetch timing.
+    config: {{ slide: 1s, lateness: 10s, max_pending_prices: 1000000 }}
 "#,
             name = unique("zscore"),
             prices = topics.prices,
