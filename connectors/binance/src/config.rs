@@ -127,32 +127,37 @@ pub fn is_legal_symbol(symbol: &str) -> bool {
             .all(|b| b.is_ascii_uppercase() || b.is_ascii_digit() || b"-_.".contains(&b))
 }
 
+/// The `symbols` list of both Binance sources: non-empty, legal, no repeats.
+pub fn check_symbols(symbols: &[String], issues: &mut Vec<ConfigIssue>) {
+    if symbols.is_empty() {
+        issues.push(ConfigIssue::new(
+            "symbols",
+            "at least one symbol is required",
+        ));
+    }
+    let mut seen = BTreeSet::new();
+    for (i, symbol) in symbols.iter().enumerate() {
+        if !is_legal_symbol(symbol) {
+            issues.push(ConfigIssue::new(
+                format!("symbols[{i}]"),
+                format!(
+                    "{symbol:?} is not a Binance symbol: 1 to {MAX_SYMBOL_LEN} characters of A-Z, 0-9, '-', '_' or '.' (uppercase, e.g. \"BTCUSDT\")"
+                ),
+            ));
+        }
+        if !seen.insert(symbol.as_str()) {
+            issues.push(ConfigIssue::new(
+                format!("symbols[{i}]"),
+                format!("{symbol:?} is listed more than once"),
+            ));
+        }
+    }
+}
+
 impl ConnectorConfig for BinanceConfig {
     fn check(&self) -> Vec<ConfigIssue> {
         let mut issues = Vec::new();
-        if self.symbols.is_empty() {
-            issues.push(ConfigIssue::new(
-                "symbols",
-                "at least one symbol is required",
-            ));
-        }
-        let mut seen = BTreeSet::new();
-        for (i, symbol) in self.symbols.iter().enumerate() {
-            if !is_legal_symbol(symbol) {
-                issues.push(ConfigIssue::new(
-                    format!("symbols[{i}]"),
-                    format!(
-                        "{symbol:?} is not a Binance symbol: 1 to {MAX_SYMBOL_LEN} characters of A-Z, 0-9, '-', '_' or '.' (uppercase, e.g. \"BTCUSDT\")"
-                    ),
-                ));
-            }
-            if !seen.insert(symbol.as_str()) {
-                issues.push(ConfigIssue::new(
-                    format!("symbols[{i}]"),
-                    format!("{symbol:?} is listed more than once"),
-                ));
-            }
-        }
+        check_symbols(&self.symbols, &mut issues);
         if self.base_urls.is_empty() {
             issues.push(ConfigIssue::new(
                 "base_urls",

@@ -2,7 +2,7 @@
 
 use std::collections::BTreeSet;
 
-use connector_binance::config::{is_legal_symbol, MAX_SYMBOL_LEN};
+use connector_binance::config::check_symbols;
 use framework::{ConfigIssue, ConnectorConfig, DurationSpec};
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
@@ -200,29 +200,7 @@ pub(crate) fn check_base_url(text: &str) -> Result<(), String> {
 impl ConnectorConfig for BinanceWsConfig {
     fn check(&self) -> Vec<ConfigIssue> {
         let mut issues = Vec::new();
-        if self.symbols.is_empty() {
-            issues.push(ConfigIssue::new(
-                "symbols",
-                "at least one symbol is required",
-            ));
-        }
-        let mut seen = BTreeSet::new();
-        for (i, symbol) in self.symbols.iter().enumerate() {
-            if !is_legal_symbol(symbol) {
-                issues.push(ConfigIssue::new(
-                    format!("symbols[{i}]"),
-                    format!(
-                        "{symbol:?} is not a Binance symbol: 1 to {MAX_SYMBOL_LEN} characters of A-Z, 0-9, '-', '_' or '.' (uppercase, e.g. \"BTCUSDT\")"
-                    ),
-                ));
-            }
-            if !seen.insert(symbol.as_str()) {
-                issues.push(ConfigIssue::new(
-                    format!("symbols[{i}]"),
-                    format!("{symbol:?} is listed more than once"),
-                ));
-            }
-        }
+        check_symbols(&self.symbols, &mut issues);
         if self.streams.is_empty() {
             issues.push(ConfigIssue::new(
                 "streams",

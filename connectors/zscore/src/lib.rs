@@ -28,10 +28,12 @@
 //! again either, so the `late` count may miss a few of them across a restart.)
 
 mod config;
+mod symbol;
 
 pub use config::ZScoreConfig;
+use symbol::Symbol;
 
-use std::{borrow::Borrow, collections::HashMap, fmt, hash::Hash};
+use std::{collections::HashMap, fmt};
 
 use framework::{
     connector::{InputPort, Resume, StageContext},
@@ -48,12 +50,9 @@ use framework::{
     ConnectorConfig, ConnectorError, DurationSpec, Emitter, InputRecord, RecordType, Transform,
     TransformConnector,
 };
-use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
 pub use formats::zscore::zscore;
 pub use framework::join::Buffered;
-
-use framework::json::write_string as write_json_string;
 
 type Stats = Prepared;
 
@@ -91,64 +90,6 @@ impl TransformConnector for ZScore {
 }
 
 framework::register_transform!(ZScore);
-
-/// A join key: the symbol, with its JSON string literal computed once.
-#[derive(Debug, Clone)]
-struct Symbol {
-    name: Box<str>,
-    json: Box<[u8]>,
-}
-
-impl From<&str> for Symbol {
-    fn from(name: &str) -> Self {
-        let mut json = Vec::with_capacity(name.len() + 2);
-        write_json_string(&mut json, name);
-        Symbol {
-            name: name.into(),
-            json: json.into(),
-        }
-    }
-}
-
-impl Borrow<str> for Symbol {
-    fn borrow(&self) -> &str {
-        &self.name
-    }
-}
-
-// Identity is the name alone (as `Borrow<str>` requires).
-impl PartialEq for Symbol {
-    fn eq(&self, other: &Self) -> bool {
-        self.name == other.name
-    }
-}
-impl Eq for Symbol {}
-impl Hash for Symbol {
-    fn hash<H: std::hash::Hasher>(&self, state: &mut H) {
-        self.name.hash(state)
-    }
-}
-impl PartialOrd for Symbol {
-    fn partial_cmp(&self, other: &Self) -> Option<std::cmp::Ordering> {
-        Some(self.cmp(other))
-    }
-}
-impl Ord for Symbol {
-    fn cmp(&self, other: &Self) -> std::cmp::Ordering {
-        self.name.cmp(&other.name)
-    }
-}
-impl Serialize for Symbol {
-    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
-        serializer.serialize_str(&self.name)
-    }
-}
-impl<'de> Deserialize<'de> for Symbol {
-    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
-        let name = std::borrow::Cow::<str>::deserialize(deserializer)?;
-        Ok(Symbol::from(name.as_ref()))
-    }
-}
 
 /// A price waiting for its statistics, with its original message for the dead-letter
 /// topic in case it ends up unmatched.

@@ -1,0 +1,170 @@
+//! The compile-time registry: each connector's typed description erased into function
+//! pointers ([`ConnectorRegistration`]), collected with `inventory`, and the
+//! `register_*!` macros that submit them.
+
+use super::*;
+
+/// Result of checking one stage's config: problems, and what it publishes to readers.
+#[derive(Debug, Default)]
+pub struct ConfigCheck {
+    pub issues: Vec<ConfigIssue>,
+    pub output_attributes: Attributes,
+    /// What [`ConnectorConfig::warnings`] found.
+    pub warnings: Vec<ConfigIssue>,
+}
+
+/// Builds a connector instance from its (schema-checked) JSON config.
+pub type BuildFn<T> = fn(&serde_json::Value, &StageContext) -> Result<T, ConnectorError>;
+
+/// The erased constructor of a connector.
+#[derive(Clone, Copy)]
+pub enum Builder {
+    Source(BuildFn<Box<dyn Source>>),
+    Transform(BuildFn<TransformFactory>),
+    Sink(BuildFn<Box<dyn Sink>>),
+}
+
+/// One registered connector, as stored by `inventory`.
+pub struct ConnectorRegistration {
+    pub name: &'static str,
+    pub summary: &'static str,
+    pub kind: ConnectorKind,
+    pub inputs: &'static [InputPort],
+    pub output: Option<RecordType>,
+    /// JSON Schema (2020-12) of the config, derived from the config struct.
+    pub schema: fn() -> serde_json::Value,
+    /// Typed checks, run only on configs that satisfy the schema.
+    pub check: fn(&serde_json::Value, &ValidationContext) -> ConfigCheck,
+    pub builder: Builder,
+}
+
+inventory::collect!(ConnectorRegistration);
+
+fn schema_of<C: ConnectorConfig>() -> serde_json::Value {
+    crate::validate::inline_schema_for::<C>()
+}
+
+fn parse_config<C: ConnectorConfig>(value: &serde_json::Value) -> Result<C, ConnectorError> {
+    serde_json::from_value(value.clone()).map_err(|e| ConnectorError::Config(e.to_string()))
+}
+
+fn check_config<C: ConnectorConfig>(
+    value: &serde_json::Value,
+    inputs: &ValidationContext,
+) -> ConfigCheck {
+    match parse_config::<C>(value) {
+        Ok(config) => {
+            let mut issues = config.check();
+            issues.extend(config.check_inputs(inputs));
+            ConfigCheck {
+                issues,
+                output_attributes: config.output_attributes(),
+                warnings: config.warnings(),
+            }
+        }
+        Err(e) => ConfigCheck {
+            issues: vec![ConfigIssue::new("", e.to_string())],
+            output_attributes: Attributes::new(),
+            warnings: Vec::new(),
+        },
+    }
+}
+
+fn build_source<S: SourceConnector>(
+    value: &serde_json::Value,
+    stage: &StageContext,
+) -> Result<Box<dyn Source>, ConnectorError> {
+    S::build(parse_config(value)?, stage)
+}
+
+fn build_transform<T: TransformConnector>(
+    value: &serde_json::Value,
+    stage: &StageContext,
+) -> Result<TransformFactory, ConnectorError> {
+    let config: T::Config = parse_config(value)?;
+    let stage = stage.clone();
+    Ok(Arc::new(move |_partition| T::build(&config, &stage)))
+}
+
+fn build_sink<S: SinkConnector>(
+    value: &serde_json::Value,
+    stage: &StageContext,
+) -> Result<Box<dyn Sink>, ConnectorError> {
+    S::build(parse_config(value)?, stage)
+}
+
+impl ConnectorRegistration {
+    pub const fn source<S: SourceConnector>() -> Self {
+        ConnectorRegistration {
+            name: S::NAME,
+            summary: S::SUMMARY,
+            kind: ConnectorKind::Source,
+            inputs: &[],
+            output: Some(S::OUTPUT),
+            schema: schema_of::<S::Config>,
+            check: check_config::<S::Config>,
+            builder: Builder::Source(build_source::<S>),
+        }
+    }
+
+    pub const fn transform<T: TransformConnector>() -> Self {
+        ConnectorRegistration {
+            name: T::NAME,
+            summary: T::SUMMARY,
+            kind: ConnectorKind::Transform,
+            inputs: T::INPUTS,
+            output: Some(T::OUTPUT),
+            schema: schema_of::<T::Config>,
+            check: check_config::<T::Config>,
+            builder: Builder::Transform(build_transform::<T>),
+        }
+    }
+
+    pub const fn sink<S: SinkConnector>() -> Self {
+        ConnectorRegistration {
+            name: S::NAME,
+            summary: S::SUMMARY,
+            kind: ConnectorKind::Sink,
+            inputs: S::INPUTS,
+            output: None,
+            schema: schema_of::<S::Config>,
+            check: check_config::<S::Config>,
+            builder: Builder::Sink(build_sink::<S>),
+        }
+    }
+
+    /// Every registered connector, sorted by name.
+    pub fn all() -> Vec<&'static ConnectorRegistration> {
+        let mut all: Vec<_> = inventory::iter::<ConnectorRegistration>().collect();
+        all.sort_by_key(|r| r.name);
+        all
+    }
+
+    pub fn find(name: &str) -> Option<&'static ConnectorRegistration> {
+        inventory::iter::<ConnectorRegistration>().find(|r| r.name == name)
+    }
+}
+
+/// Registers a [`SourceConnector`].
+#[macro_export]
+macro_rules! register_source {
+    ($connector:ty) => {
+        $crate::inventory::submit! { $crate::ConnectorRegistration::source::<$connector>() }
+    };
+}
+
+/// Registers a [`TransformConnector`].
+#[macro_export]
+macro_rules! register_transform {
+    ($connector:ty) => {
+        $crate::inventory::submit! { $crate::ConnectorRegistration::transform::<$connector>() }
+    };
+}
+
+/// Registers a [`SinkConnector`].
+#[macro_export]
+macro_rules! register_sink {
+    ($connector:ty) => {
+        $crate::inventory::submit! { $crate::ConnectorRegistration::sink::<$connector>() }
+    };
+}
