@@ -1,9 +1,11 @@
 //! Several processes of one stage (issue 10 §3): end of input is counted per upstream
-//! writer part, so N processes give the same output as one.
+//! writer part, so N processes give the same output as one; a process that joins a
+//! running stage and is then SIGKILLed loses and duplicates nothing.
 
 mod common;
 
 use std::{
+    collections::BTreeMap,
     path::{Path, PathBuf},
     time::Duration,
 };
@@ -46,7 +48,9 @@ stages:
     type: zscore
     inputs: {{ prices: {prices}, stats: {moving} }}
     output: {zscore}
-    config: {{ slide: 1s, lateness: 10s }}
+    # All prices may be in the topic before their statistics: no price may be dropped at
+    # the pending bound, or runs would differ by fetch timing (semantics.md §7).
+    config: {{ slide: 1s, lateness: 10s, max_pending_prices: 1000000 }}
   - name: load
     type: mongo
     input: {zscore}
@@ -126,4 +130,161 @@ fn two_processes_of_moving_stats_on_a_3_symbol_replay_equal_a_one_process_run() 
         "distinct statistics records of two processes vs one"
     );
     assert_eq!(distinct, expected);
+}
+
+/// Every document of every collection of `database`, without `_id`, sorted.
+fn mongo_documents(database: &str) -> BTreeMap<String, Vec<String>> {
+    use futures::TryStreamExt;
+    let runtime = tokio::runtime::Runtime::new().expect("runtime");
+    runtime.block_on(async {
+        let client = mongodb::Client::with_uri_str(mongo_uri())
+            .await
+            .expect("mongo client");
+        let db = client.database(database);
+        let mut all = BTreeMap::new();
+        for name in db.list_collection_names().await.expect("collections") {
+            let docs: Vec<mongodb::bson::Document> = db
+                .collection(&name)
+                .find(mongodb::bson::doc! {})
+                .await
+                .expect("find")
+                .try_collect()
+                .await
+                .expect("documents");
+            let mut docs: Vec<String> = docs
+                .into_iter()
+                .map(|mut d| {
+                    d.remove("_id");
+                    format!("{d}")
+                })
+                .collect();
+            docs.sort();
+            all.insert(name, docs);
+        }
+        all
+    })
+}
+
+/// `pipeline_records_in_total` of `stage` in a /metrics text, summed over its series.
+fn records_in(metrics: &str, stage: &str) -> f64 {
+    let label = format!("stage=\"{stage}\"");
+    metrics
+        .lines()
+        .filter(|l| l.starts_with("pipeline_records_in_total{") && l.contains(&label))
+        .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+        .sum()
+}
+
+#[test]
+fn a_process_that_joins_a_live_stage_and_is_sigkilled_leaves_mongodb_equal_to_an_uninterrupted_run()
+{
+    let dir = tempfile::tempdir().expect("tempdir");
+    const PER_SYMBOL: usize = 4_000;
+    let lines = price_lines(&SYMBOLS, PER_SYMBOL, START_MS, 0);
+    let file = dir.path().join("prices.jsonl");
+    std::fs::write(&file, lines.join("\n") + "\n").expect("write prices");
+    let unused = dir.path().join("archive.jsonl");
+
+    let reference_name = unique("ref");
+    let reference = pipeline(dir.path(), &reference_name, &file, &unused);
+    finished(
+        run_to_end(&reference, &["replay", "moving", "zscore", "load"]),
+        "uninterrupted run",
+    );
+    let expected = mongo_documents(&reference_name);
+    let expected_docs: usize = expected.values().map(Vec::len).sum();
+    assert!(
+        expected_docs > 20_000,
+        "{expected_docs} reference documents"
+    );
+
+    // Live: the replay reads a FIFO that this test fills at a steady pace, so the stages
+    // are mid-stream when the second process joins and when it dies.
+    let fifo = dir.path().join("live.fifo");
+    let made = std::process::Command::new("mkfifo")
+        .arg(&fifo)
+        .status()
+        .expect("mkfifo");
+    assert!(made.success(), "mkfifo {}", fifo.display());
+    let live_name = unique("live");
+    let live = pipeline(dir.path(), &live_name, &fifo, &unused);
+    let replay = KillOnDrop(Some(run_to_end(&live, &["replay"])));
+    let first = KillOnDrop(Some(run_to_end(&live, &["moving", "zscore", "load"])));
+    let (written_tx, written_rx) = std::sync::mpsc::channel::<usize>();
+    let writer = std::thread::spawn(move || {
+        use std::io::Write;
+        let mut out = std::fs::OpenOptions::new()
+            .write(true)
+            .open(&fifo)
+            .expect("open fifo");
+        // 1,000 prices/s: the whole input takes 12 s to arrive.
+        for (n, chunk) in lines.chunks(100).enumerate() {
+            out.write_all((chunk.join("\n") + "\n").as_bytes())
+                .expect("write fifo");
+            let _ = written_tx.send((n + 1) * 100);
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    });
+    // A quarter in, a second process joins every stateful stage and the sink.
+    while written_rx
+        .recv_timeout(Duration::from_secs(60))
+        .expect("the writer goes on")
+        < SYMBOLS.len() * PER_SYMBOL / 4
+    {}
+    let addr = free_local_addr();
+    let second = spawn_pipeline(
+        &[
+            "run",
+            live.to_str().expect("utf-8"),
+            "--stage",
+            "moving",
+            "--stage",
+            "zscore",
+            "--stage",
+            "load",
+            "--metrics-addr",
+            &addr,
+        ],
+        &envs(),
+    );
+    // It dies once the rebalance gave it partitions and it processed records of both
+    // stateful stages: its uncommitted work and its partitions must be taken over.
+    wait_for(
+        "the second process to process records",
+        Duration::from_secs(90),
+        || {
+            let (_, metrics) = http_get(&addr, "/metrics")?;
+            (records_in(&metrics, "moving") > 0.0 && records_in(&metrics, "zscore") > 0.0)
+                .then_some(())
+        },
+    );
+    signal(&second, nix::sys::signal::Signal::SIGKILL);
+    let killed = wait_with_timeout(second, Duration::from_secs(10));
+    assert!(!killed.status.success(), "the second process was killed");
+    writer.join().expect("writer");
+    finished(replay.take(), "live replay");
+    finished(first.take(), "first process");
+
+    let got = mongo_documents(&live_name);
+    assert_eq!(
+        got.keys().collect::<Vec<_>>(),
+        expected.keys().collect::<Vec<_>>(),
+        "collections"
+    );
+    for (collection, docs) in &expected {
+        let live_docs = &got[collection];
+        let missing = docs
+            .iter()
+            .filter(|d| live_docs.binary_search(d).is_err())
+            .count();
+        let extra = live_docs
+            .iter()
+            .filter(|d| docs.binary_search(d).is_err())
+            .count();
+        assert_eq!(
+            (missing, extra, live_docs.len()),
+            (0, 0, docs.len()),
+            "{collection}: documents missing / different / count after the rebalance and SIGKILL"
+        );
+    }
 }

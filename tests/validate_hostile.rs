@@ -158,6 +158,20 @@ fn secret_values_appear_in_no_diagnostic_text_or_json() {
         assert!(stdout.contains("security.protocol"), "{stdout}");
         assert!(!stdout.contains("from-the-env-777"), "{format}: {stdout}");
     }
+    // A misspelled secret's name is not recognised as secret, and librdkafka's
+    // rejection of the unknown name quotes its value: the value is never shown.
+    let path = common::write_file(
+        dir.path(),
+        "typo-secret.yaml",
+        "name: s\nkafka:\n  brokers: b:1\n  properties:\n    sasl.pasword: typo-secret-5678\nstages: []\n",
+    );
+    for format in ["text", "json"] {
+        let (output, _) = validate(&[path.to_str().expect("path"), "--format", format], &[]);
+        let stdout = String::from_utf8_lossy(&output.stdout);
+        assert_eq!(output.status.code(), Some(1), "{stdout}");
+        assert!(stdout.contains("sasl.pasword"), "{stdout}");
+        assert!(!stdout.contains("typo-secret-5678"), "{format}: {stdout}");
+    }
 }
 
 #[test]

@@ -68,7 +68,7 @@ impl FrameworkError {
     pub fn kafka(context: impl Into<String>, source: rdkafka::error::KafkaError) -> Self {
         FrameworkError::Kafka {
             context: context.into(),
-            source,
+            source: crate::kafka_properties::without_config_value(source),
         }
     }
 }

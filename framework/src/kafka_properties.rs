@@ -2,7 +2,7 @@
 //! client properties the runtime owns, librdkafka's own acceptance of the others, and
 //! per-topic configs. Pure: nothing here opens a connection.
 
-use rdkafka::config::ClientConfig;
+use rdkafka::{config::ClientConfig, error::KafkaError};
 
 use crate::spec::{KafkaSpec, PropertyValue, TopicSpec};
 
@@ -69,6 +69,24 @@ pub fn owned_reason(name: &str) -> Option<&'static str> {
         .map(|(_, why)| *why)
 }
 
+/// The same error without the property's value: librdkafka's configuration errors carry
+/// the value verbatim, and a misspelled secret (`sasl.pasword`) is not recognised as one
+/// by its name, so no value is ever shown. A value echoed inside librdkafka's message
+/// (`Invalid value "..."`) is masked when the name looks secret.
+pub fn without_config_value(error: KafkaError) -> KafkaError {
+    match error {
+        KafkaError::ClientConfig(code, message, name, value) => {
+            let message = if crate::redact::is_secret_property(&name) && !value.is_empty() {
+                message.replace(value.as_str(), "***")
+            } else {
+                message
+            };
+            KafkaError::ClientConfig(code, message, name, "***".into())
+        }
+        other => other,
+    }
+}
+
 /// Hands every property to librdkafka's own configuration parser (no network), so that
 /// unknown names, bad values and features missing from this build (e.g. GSSAPI) are
 /// reported by `validate` instead of at start-up. Returns the property and librdkafka's
@@ -82,7 +100,7 @@ pub fn librdkafka_rejections(kafka: &KafkaSpec) -> Vec<(String, String)> {
         let mut config = ClientConfig::new();
         config.set(name, value.to_string());
         match config.create_native_config() {
-            Err(e) => rejected.push((name.clone(), e.to_string())),
+            Err(e) => rejected.push((name.clone(), without_config_value(e).to_string())),
             Ok(native) if matches!(name.as_str(), "sasl.mechanism" | "sasl.mechanisms") => {
                 // librdkafka only notices a mechanism it was built without when a client
                 // is created; check it here so `validate` says so.
@@ -307,6 +325,20 @@ mod tests {
             names,
             vec!["sasl.mechanism", "sasl.pasword", "security.protocol"]
         );
+    }
+
+    #[test]
+    fn a_rejected_property_never_shows_its_value_even_when_its_name_is_misspelled() {
+        let text = |s: &str| PropertyValue::Text(s.into());
+        let rejected = librdkafka_rejections(&kafka(&[
+            ("sasl.pasword", text("hunter2-secret")),
+            ("sasl_password", text("hunter3-secret")),
+        ]));
+        assert_eq!(rejected.len(), 2, "{rejected:?}");
+        for (name, message) in &rejected {
+            assert!(message.contains(name.as_str()), "{message}");
+            assert!(!message.contains("hunter"), "{message}");
+        }
     }
 
     #[test]

@@ -52,7 +52,10 @@ pub fn fetch(
         .set("group.id", format!("{topic}.reader"))
         .set("enable.auto.commit", "false")
         .create()
-        .map_err(|e| format!("creating a checkpoint reader: {e}"))?;
+        .map_err(|e| {
+            let e = crate::kafka_properties::without_config_value(e);
+            format!("creating a checkpoint reader: {e}")
+        })?;
     let mut tpl = TopicPartitionList::new();
     tpl.add_partition_offset(topic, partition, Offset::Offset(offset))
         .map_err(|e| format!("checkpoint position: {e}"))?;

@@ -66,6 +66,7 @@ fn ended_from(stage: &StageRuntime, topic: &str, partition: i32, from: i64) -> b
     {
         Ok(c) => c,
         Err(e) => {
+            let e = crate::kafka_properties::without_config_value(e);
             warn!(stage = %stage.name, "creating an end-of-input checker: {e}");
             return false;
         }
