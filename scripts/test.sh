@@ -4,9 +4,10 @@
 # Usage: scripts/test.sh [CARGO TEST ARGS...] [-- TEST BINARY ARGS...]
 #   e.g. scripts/test.sh -p some-crate -- --nocapture some_test_name
 #
-# Steps: install the servers if needed (scripts/servers.sh install) and the packages only
-# tests need (scripts/servers.sh test-deps: chromium for tests/live_view.rs); when CI=true also
-# `cargo fmt --check` and `cargo clippy -D warnings`; start the servers on test ports;
+# Steps: when CI=true `cargo fmt --check`; the build's system packages; then, while
+# `cargo clippy -D warnings` (CI=true) and the test build run, install the servers if needed
+# (scripts/servers.sh install) and the packages only tests need (scripts/servers.sh
+# test-deps: chromium for tests/live_view.rs) in the background; start the servers on test ports;
 # `cargo test --workspace --release` (--locked when Cargo.lock exists, --test-threads=2
 # unless given); stop the servers on exit, whatever happens.
 #
@@ -61,9 +62,11 @@ phase_end() {
 }
 
 SERVERS_STARTED=0
+INSTALL_PID=""
 on_exit() {
     local rc=$?
     trap - EXIT INT TERM
+    if [[ -n "$INSTALL_PID" ]]; then kill "$INSTALL_PID" 2>/dev/null || true; fi
     if [[ -n "$CURRENT" ]]; then
         SUMMARY+=("$(printf '%-28s %5ss  FAILED (exit %s)' "$CURRENT" $(($(now_s) - PHASE_T0)) "$rc")")
     fi
@@ -115,19 +118,39 @@ if [[ "${CI:-}" == "true" ]]; then
     phase_end
 fi
 
-phase_begin "install servers"
-bash "$SERVERS" install
+# The servers' installation (the MongoDB-protocol server is built from source the first
+# time, ~5 min with long single-threaded stretches) runs in the background while the
+# project builds; the build only needs its system packages first.
+phase_begin "install build packages"
+bash "$SERVERS" build-deps
 phase_end
 
-phase_begin "install test packages"
-bash "$SERVERS" test-deps
-phase_end
+INSTALL_LOG="$(mktemp)"
+( bash "$SERVERS" install && bash "$SERVERS" test-deps ) >"$INSTALL_LOG" 2>&1 &
+INSTALL_PID=$!
+log "installing the servers and test packages in the background (pid $INSTALL_PID)"
 
 if [[ "${CI:-}" == "true" ]]; then
     phase_begin "cargo clippy"
     cargo clippy --workspace --all-targets --release "${locked[@]}" -- -D warnings
     phase_end
 fi
+
+phase_begin "build tests"
+cargo test "${workspace[@]}" --release "${locked[@]}" "${cargo_args[@]}" --no-run
+phase_end
+
+phase_begin "install servers (background)"
+install_status=0
+wait "$INSTALL_PID" || install_status=$?
+INSTALL_PID=""
+cat "$INSTALL_LOG"
+rm -f "$INSTALL_LOG"
+if ((install_status != 0)); then
+    log "installing the servers failed (exit $install_status)"
+    exit "$install_status"
+fi
+phase_end
 
 phase_begin "start servers"
 if [[ "${KEEP_TEST_DATA:-0}" != "1" ]]; then
