@@ -42,13 +42,6 @@ fn tansu_bin() -> PathBuf {
     bin
 }
 
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .expect("ephemeral port")
-        .port()
-}
-
 /// A broker of this test's own, stopped when dropped.
 struct Broker(Child);
 
@@ -196,7 +189,7 @@ fn tls_round_trip_then_wrong_ca() -> (std::process::Output, Duration, u16) {
     let ca = write_file(dir.path(), "ca.pem", &pki.ca_pem);
     let wrong_ca = write_file(dir.path(), "wrong-ca.pem", &throwaway_pki("wrong").ca_pem);
 
-    let backend = free_port();
+    let backend = framework::testing::free_port();
     let tls_port = start_tls_proxy(&runtime, &pki, backend);
     let _broker = Broker::start(backend, tls_port, &[]);
     let (env, lines, output) = io_env(dir.path());
@@ -270,7 +263,7 @@ fn a_broker_requiring_sasl_rejects_unknown_scram_credentials_fast_without_leakin
     // store: this proves SCRAM is compiled in and spoken, and that a refused login ends
     // the run with a clear, redacted error instead of retrying forever.
     let dir = tempfile::tempdir().expect("tempdir");
-    let port = free_port();
+    let port = framework::testing::free_port();
     let _broker = Broker::start(port, port, &["--authentication"]);
     let (env, _, _) = io_env(dir.path());
     let password = "Sup3r-secret-pw";

@@ -348,6 +348,10 @@ impl SinkContext {
     pub fn record_retry(&self) {
         self.retries.increment(1);
     }
+    /// The stage's retry counter, for [`crate::retry::Retry`].
+    pub fn retry_counter(&self) -> metrics::Counter {
+        self.retries.clone()
+    }
     /// Cancelled when the pipeline stops: a sink retrying a transient error gives up then
     /// (returning an error leaves the batch uncommitted, so nothing is lost).
     pub fn shutdown(&self) -> &CancellationToken {
@@ -389,4 +393,4 @@ pub trait SinkConnector: 'static {
 }
 
 mod registry;
-pub use registry::{Builder, ConfigCheck, ConnectorRegistration};
+pub use registry::{require_valid, Builder, ConfigCheck, ConnectorRegistration, InvalidConfig};

@@ -25,6 +25,7 @@ pub mod observe;
 pub mod pipeline_test;
 pub mod record;
 pub mod redact;
+pub mod retry;
 pub mod retype;
 pub mod runtime;
 pub mod schema;
@@ -32,6 +33,8 @@ mod schema_text;
 pub mod settings;
 pub mod spec;
 pub mod suggest;
+#[cfg(feature = "testing")]
+pub mod testing;
 pub mod validate;
 pub mod yaml;
 pub mod yaml_limits;

@@ -8,7 +8,7 @@ use std::{
 };
 
 use metrics::{counter, gauge, histogram, Counter, Gauge, Histogram};
-use tracing::warn;
+use tracing::{debug, warn};
 
 /// Handles of one stage's series (looked up once, incremented on the hot path).
 #[derive(Clone)]
@@ -148,8 +148,24 @@ impl Tally {
     }
 }
 
-/// Logs repeated warnings at most once per interval per reason, with how many were
-/// suppressed, so a bad feed cannot flood the log.
+/// Rejection reasons that normal operation produces (a record behind the watermark, a
+/// value without statistics yet around a restart): logged at debug, every other reason
+/// at warn.
+pub const EXPECTED_REJECTIONS: &[&str] = &["late", "unmatched", "stale_stats"];
+
+/// The level a rejection under `reason` is logged at.
+pub fn rejection_level(reason: &str) -> tracing::Level {
+    if EXPECTED_REJECTIONS.contains(&reason) {
+        tracing::Level::DEBUG
+    } else {
+        tracing::Level::WARN
+    }
+}
+
+/// The one rate-limited log of a stage: rejected records (logged here by the runtime,
+/// never again by the connector) and connectors' repeated warnings (retries, failures).
+/// At most one line per interval per key, with how many were suppressed, so a bad feed
+/// cannot flood the log.
 pub struct RateLimitedLog {
     interval: Duration,
     last: HashMap<&'static str, (Instant, u64)>,
@@ -163,10 +179,21 @@ impl RateLimitedLog {
         }
     }
 
-    pub fn warn(&mut self, stage: &str, reason: &'static str, detail: &str) {
+    /// Logs a rejected record at its reason's [`rejection_level`].
+    pub fn rejected(&mut self, stage: &str, reason: &'static str, detail: &str) {
         if let Some(suppressed) = self.allow(reason) {
-            warn!(stage, reason, suppressed, "rejected record: {detail}");
+            if rejection_level(reason) == tracing::Level::DEBUG {
+                debug!(stage, reason, suppressed, "rejected record: {detail}");
+            } else {
+                warn!(stage, reason, suppressed, "rejected record: {detail}");
+            }
         }
+    }
+
+    /// The former name of [`RateLimitedLog::rejected`] (same level rule), still called by
+    /// `runtime/transform.rs`, which another change owns.
+    pub fn warn(&mut self, stage: &str, reason: &'static str, detail: &str) {
+        self.rejected(stage, reason, detail);
     }
 
     /// Whether a message under `key` may be logged now: `Some(number suppressed since
@@ -204,6 +231,14 @@ mod label_tests {
         assert_eq!(log.allow("other"), Some(0), "keys are limited separately");
         std::thread::sleep(Duration::from_millis(250));
         assert_eq!(log.allow("retry"), Some(2));
+    }
+
+    #[test]
+    fn expected_rejections_are_debug_and_the_others_warn() {
+        assert_eq!(rejection_level("late"), tracing::Level::DEBUG);
+        assert_eq!(rejection_level("unmatched"), tracing::Level::DEBUG);
+        assert_eq!(rejection_level("invalid_price"), tracing::Level::WARN);
+        assert_eq!(rejection_level("too_large"), tracing::Level::WARN);
     }
 
     #[test]

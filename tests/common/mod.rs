@@ -5,40 +5,11 @@
 use std::{
     path::{Path, PathBuf},
     process::{Child, Command, Output, Stdio},
-    sync::atomic::{AtomicU32, Ordering},
-    time::{Duration, Instant, SystemTime, UNIX_EPOCH},
+    time::{Duration, Instant},
 };
 
-/// Address of the real Kafka-protocol broker started by `scripts/test.sh`.
-pub fn kafka_brokers() -> String {
-    std::env::var("KAFKA_BROKERS").unwrap_or_else(|_| {
-        panic!("KAFKA_BROKERS is not set: run the tests with scripts/test.sh, which starts a local broker")
-    })
-}
-
-/// URI of the real MongoDB-protocol server started by `scripts/test.sh`.
-pub fn mongo_uri() -> String {
-    std::env::var("MONGO_URI").unwrap_or_else(|_| {
-        panic!(
-            "MONGO_URI is not set: run the tests with scripts/test.sh, which starts a local server"
-        )
-    })
-}
-
-/// A name no other test (or earlier run against the same broker) uses.
-pub fn unique(prefix: &str) -> String {
-    static COUNTER: AtomicU32 = AtomicU32::new(0);
-    let nanos = SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map(|d| d.as_nanos())
-        .unwrap_or(0);
-    format!(
-        "{prefix}-{}-{}-{}",
-        std::process::id(),
-        COUNTER.fetch_add(1, Ordering::Relaxed),
-        nanos % 1_000_000_000
-    )
-}
+/// The servers' addresses and unique names: the helpers every crate's tests share.
+pub use framework::testing::{free_local_addr, kafka_brokers, mongo_uri, unique};
 
 pub fn pipeline_bin() -> PathBuf {
     PathBuf::from(env!("CARGO_BIN_EXE_pipeline"))
@@ -224,12 +195,6 @@ pub fn distinct_records(records: &[TopicRecord]) -> std::collections::BTreeSet<(
         .filter(|r| !r.end_of_input)
         .map(|r| (r.key.clone().unwrap_or_default(), r.payload.clone()))
         .collect()
-}
-
-/// `127.0.0.1:PORT` with a port that was free a moment ago (for `--metrics-addr`).
-pub fn free_local_addr() -> String {
-    let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind an ephemeral port");
-    listener.local_addr().expect("local address").to_string()
 }
 
 /// Plain HTTP/1.0 GET: `(status, body)`, or `None` while nothing listens at `addr`.

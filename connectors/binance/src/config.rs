@@ -2,7 +2,7 @@
 
 use std::collections::BTreeSet;
 
-use framework::{ConfigIssue, ConnectorConfig, DurationSpec};
+use framework::{retry::max_below_initial_issue, ConfigIssue, ConnectorConfig, DurationSpec};
 use schemars::JsonSchema;
 use serde::Deserialize;
 
@@ -83,7 +83,8 @@ fn default_max_retry_after() -> DurationSpec {
 fn default_base_urls() -> Vec<String> {
     DEFAULT_BASE_URLS.iter().map(|s| s.to_string()).collect()
 }
-fn default_symbols() -> Vec<String> {
+/// Default `symbols` of both Binance sources.
+pub fn default_symbols() -> Vec<String> {
     vec!["BTCUSDT".to_string()]
 }
 fn default_interval() -> DurationSpec {
@@ -154,21 +155,31 @@ pub fn check_symbols(symbols: &[String], issues: &mut Vec<ConfigIssue>) {
     }
 }
 
+/// The `base_urls` list of both Binance sources: at least one, each accepted by
+/// `check_url` (whose error names the URL).
+pub fn check_base_urls<T>(
+    urls: &[String],
+    check_url: fn(&str) -> Result<T, String>,
+    issues: &mut Vec<ConfigIssue>,
+) {
+    if urls.is_empty() {
+        issues.push(ConfigIssue::new(
+            "base_urls",
+            "at least one base URL is required",
+        ));
+    }
+    for (i, url) in urls.iter().enumerate() {
+        if let Err(message) = check_url(url) {
+            issues.push(ConfigIssue::new(format!("base_urls[{i}]"), message));
+        }
+    }
+}
+
 impl ConnectorConfig for BinanceConfig {
     fn check(&self) -> Vec<ConfigIssue> {
         let mut issues = Vec::new();
         check_symbols(&self.symbols, &mut issues);
-        if self.base_urls.is_empty() {
-            issues.push(ConfigIssue::new(
-                "base_urls",
-                "at least one base URL is required",
-            ));
-        }
-        for (i, url) in self.base_urls.iter().enumerate() {
-            if let Err(message) = check_base_url(url) {
-                issues.push(ConfigIssue::new(format!("base_urls[{i}]"), message));
-            }
-        }
+        check_base_urls(&self.base_urls, check_base_url, &mut issues);
         if self.interval.as_millis() <= 0 {
             issues.push(ConfigIssue::new(
                 "interval",
@@ -181,15 +192,12 @@ impl ConnectorConfig for BinanceConfig {
         if self.backoff_initial.as_millis() <= 0 {
             issues.push(ConfigIssue::new("backoff_initial", "must be positive"));
         }
-        if self.backoff_max < self.backoff_initial {
-            issues.push(ConfigIssue::new(
-                "backoff_max",
-                format!(
-                    "must be at least backoff_initial ({})",
-                    self.backoff_initial
-                ),
-            ));
-        }
+        issues.extend(max_below_initial_issue(
+            "backoff_initial",
+            self.backoff_initial,
+            "backoff_max",
+            self.backoff_max,
+        ));
         if self.failures_before_rotate == 0 {
             issues.push(ConfigIssue::new(
                 "failures_before_rotate",

@@ -2,7 +2,6 @@
 //! schedule and writing `price` records (`{"symbol","price","timestamp"}`). The local
 //! Binance server its tests run against is the separate `binance-mock` crate.
 
-pub mod backoff;
 pub mod client;
 pub mod config;
 pub mod response;
@@ -18,7 +17,7 @@ pub use source::BinanceSource;
 pub use stats::{SourceStats, StatsSnapshot};
 
 /// The record type of `btc-price`-style topics.
-pub const PRICE: RecordType = RecordType("price");
+pub use framework::formats::PRICE;
 
 /// The `binance` source connector.
 pub struct Binance;

@@ -1,25 +1,23 @@
 //! The fetch loop: fixed schedule, validation, retries, rate limits, graceful stop.
 
-use std::{
-    sync::Arc,
-    time::{Duration, Instant},
-};
+use std::{sync::Arc, time::Duration};
 
 use async_trait::async_trait;
 use framework::{
-    connector::StageContext, ConnectorConfig, ConnectorError, OutputRecord, Source, SourceContext,
-    SourceEnd,
+    connector::StageContext,
+    metrics::RateLimitedLog,
+    retry::{Retry, RetryPolicy},
+    ConnectorError, OutputRecord, Source, SourceContext, SourceEnd,
 };
 use reqwest::StatusCode;
 use tokio_util::sync::CancellationToken;
 use tracing::{debug, info, warn};
 
 use crate::{
-    backoff::equal_jitter_backoff,
     client::{Answer, FetchError, PriceClient, WEIGHT_LIMIT_PER_MINUTE},
     config::BinanceConfig,
     response::{parse_ticker_prices, price_record, reason, ApiError},
-    stats::{LogLimiter, SourceStats, StatsSnapshot},
+    stats::{SourceStats, StatsSnapshot},
 };
 
 /// Repeated warnings of one kind are logged at most this often.
@@ -37,6 +35,9 @@ pub struct BinanceSource {
     client: PriceClient,
     stats: Arc<SourceStats>,
     stage: String,
+    retry_policy: RetryPolicy,
+    /// The stage's `pipeline_source_retries_total` (a no-op outside the runtime).
+    retries_total: metrics::Counter,
 }
 
 /// What the loop does after one request.
@@ -54,35 +55,31 @@ struct Stopped;
 struct LoopState {
     /// Whether Binance has answered 200 once: before that, a 400 means the config is wrong.
     confirmed: bool,
-    consecutive_failures: u32,
-    reject_log: LogLimiter,
-    failure_log: LogLimiter,
-    weight_log: LogLimiter,
+    /// Consecutive failed requests and their backoff.
+    retry: Retry,
+    /// Failure and weight warnings (rejections are logged by the runtime).
+    log: RateLimitedLog,
 }
 
 impl BinanceSource {
     /// Builds a source from a config; refuses configs that fail [`ConnectorConfig::check`].
     pub fn new(config: BinanceConfig, stage: &str) -> Result<Self, ConnectorError> {
-        let issues = config.check();
-        if !issues.is_empty() {
-            let text: Vec<String> = issues
-                .iter()
-                .map(|i| {
-                    if i.path.is_empty() {
-                        i.message.clone()
-                    } else {
-                        format!("{}: {}", i.path, i.message)
-                    }
-                })
-                .collect();
-            return Err(ConnectorError::Config(text.join("; ")));
-        }
+        framework::connector::require_valid(&config)?;
+        Self::from_checked(config, stage)
+    }
+
+    /// Builds a source from a config the registry already checked.
+    fn from_checked(config: BinanceConfig, stage: &str) -> Result<Self, ConnectorError> {
         let client = PriceClient::new(&config)?;
+        let retry_policy = RetryPolicy::from_specs(config.backoff_initial, config.backoff_max)
+            .map_err(|e| ConnectorError::Config(format!("backoff: {e}")))?;
         Ok(BinanceSource {
             config,
             client,
             stats: Arc::new(SourceStats::default()),
             stage: stage.to_string(),
+            retry_policy,
+            retries_total: metrics::Counter::noop(),
         })
     }
 
@@ -90,21 +87,14 @@ impl BinanceSource {
         config: BinanceConfig,
         stage: &StageContext,
     ) -> Result<Self, ConnectorError> {
-        Self::new(config, &stage.stage)
+        let mut source = Self::from_checked(config, &stage.stage)?;
+        source.retries_total = stage.counter(framework::retry::SOURCE_RETRIES_METRIC, &[]);
+        Ok(source)
     }
 
     /// Live counters (requests, records, rejections by reason, retries, rate-limit waits).
     pub fn stats(&self) -> Arc<SourceStats> {
         Arc::clone(&self.stats)
-    }
-
-    /// Backoff before retry number `failures` (1-based): see [`crate::backoff`].
-    fn backoff(&self, failures: u32) -> Duration {
-        equal_jitter_backoff(
-            self.config.backoff_initial.as_std(),
-            self.config.backoff_max.as_std(),
-            failures,
-        )
     }
 
     async fn emit(
@@ -123,21 +113,11 @@ impl BinanceSource {
         &self,
         ctx: &mut SourceContext,
         shutdown: &CancellationToken,
-        state: &mut LoopState,
         reason: &'static str,
         detail: String,
         payload: Vec<u8>,
     ) -> Result<Result<(), Stopped>, ConnectorError> {
         self.stats.rejected(reason);
-        if let Some(held_back) = state.reject_log.allow(Instant::now()) {
-            warn!(
-                stage = %self.stage,
-                reason,
-                detail = %detail,
-                similar_suppressed = held_back,
-                "binance answer rejected"
-            );
-        }
         tokio::select! {
             biased;
             _ = shutdown.cancelled() => Ok(Err(Stopped)),
@@ -148,7 +128,7 @@ impl BinanceSource {
     fn log_weight(&self, state: &mut LoopState, used: Option<u64>) {
         let Some(used) = used else { return };
         if used as f64 > WEIGHT_LIMIT_PER_MINUTE as f64 * WEIGHT_WARN_RATIO {
-            if let Some(held_back) = state.weight_log.allow(Instant::now()) {
+            if let Some(held_back) = state.log.allow("weight") {
                 warn!(
                     stage = %self.stage,
                     used_weight_1m = used,
@@ -165,16 +145,15 @@ impl BinanceSource {
     /// A request failed transiently (network, timeout, 5xx, unexpected 4xx): count it,
     /// rotate base URL after repeated failures, and return the backoff.
     fn failed(&mut self, state: &mut LoopState, what: &str) -> Next {
-        state.consecutive_failures = state.consecutive_failures.saturating_add(1);
-        let failures = state.consecutive_failures;
+        let delay = state.retry.next_delay();
+        let failures = state.retry.failures();
         self.stats.retry();
         let mut rotated_to = None;
         if self.client.base_count() > 1 && failures % self.config.failures_before_rotate == 0 {
             rotated_to = Some(self.client.rotate().to_string());
             self.stats.rotation();
         }
-        let delay = self.backoff(failures);
-        if let Some(held_back) = state.failure_log.allow(Instant::now()) {
+        if let Some(held_back) = state.log.allow("failure") {
             warn!(
                 stage = %self.stage,
                 error = %what,
@@ -244,7 +223,7 @@ impl BinanceSource {
         let status = answer.status;
         if status == StatusCode::OK {
             state.confirmed = true;
-            state.consecutive_failures = 0;
+            state.retry.succeeded();
             let parsed =
                 parse_ticker_prices(&answer.body, self.client.symbols(), self.client.is_multi());
             let emitted = parsed.prices.len() as u64;
@@ -258,7 +237,7 @@ impl BinanceSource {
             self.stats.records(emitted);
             for r in parsed.rejections {
                 if let Err(Stopped) = self
-                    .reject(ctx, shutdown, state, r.reason, r.detail, r.payload)
+                    .reject(ctx, shutdown, r.reason, r.detail, r.payload)
                     .await?
                 {
                     return Ok(Err(Stopped));
@@ -308,13 +287,12 @@ impl BinanceSource {
             self.client.current_url(),
             String::from_utf8_lossy(&answer.body)
         );
-        // Logged (rate-limited) by `reject`; retried with backoff like other failures, since
+        // Logged (rate-limited) by the runtime; retried with backoff like other failures, since
         // a refusal after start-up may be Binance's transient doing.
         if let Err(Stopped) = self
             .reject(
                 ctx,
                 shutdown,
-                state,
                 reason::HTTP_STATUS,
                 detail.clone(),
                 answer.body.to_vec(),
@@ -333,10 +311,8 @@ impl BinanceSource {
             .max(1);
         let mut state = LoopState {
             confirmed: false,
-            consecutive_failures: 0,
-            reject_log: LogLimiter::new(WARN_PERIOD),
-            failure_log: LogLimiter::new(WARN_PERIOD),
-            weight_log: LogLimiter::new(WARN_PERIOD),
+            retry: Retry::new(self.retry_policy, self.retries_total.clone()),
+            log: RateLimitedLog::new(WARN_PERIOD),
         };
         // The first request goes at once, so a bad symbol fails the start-up fast.
         let mut immediate = true;
@@ -374,7 +350,6 @@ impl BinanceSource {
                         .reject(
                             ctx,
                             &shutdown,
-                            &mut state,
                             reason::BODY_TOO_LARGE,
                             detail.clone(),
                             Vec::new(),

@@ -1,10 +1,9 @@
-//! Counters of a running source (for metrics and the stop summary) and a rate limiter
-//! for repeated warnings.
+//! Counters of a running source (for metrics and the stop summary).
 
 use std::{
     collections::BTreeMap,
     sync::atomic::{AtomicU64, Ordering},
-    time::{Duration, Instant},
+    time::Duration,
 };
 
 use serde::Serialize;
@@ -13,11 +12,11 @@ use crate::response::reason;
 
 /// Live counters, shared through an `Arc` so the runtime can export them while the source
 /// runs ([`crate::BinanceSource::stats`]).
-#[derive(Debug, Default)]
+#[derive(Debug)]
 pub struct SourceStats {
     requests: AtomicU64,
     records: AtomicU64,
-    rejected: [AtomicU64; reason::ALL.len()],
+    rejected: ReasonCounts,
     retries: AtomicU64,
     network_errors: AtomicU64,
     server_errors: AtomicU64,
@@ -59,8 +58,59 @@ impl StatsSnapshot {
     }
 }
 
-fn bump(counter: &AtomicU64, by: u64) {
+/// Adds `by` to a live counter.
+pub fn bump(counter: &AtomicU64, by: u64) {
     counter.fetch_add(by, Ordering::Relaxed);
+}
+
+/// Live counts of refused input per reason, out of a source's fixed list of reasons
+/// (shared by both Binance sources).
+#[derive(Debug)]
+pub struct ReasonCounts {
+    reasons: &'static [&'static str],
+    counts: Box<[AtomicU64]>,
+}
+
+impl ReasonCounts {
+    pub fn new(reasons: &'static [&'static str]) -> Self {
+        ReasonCounts {
+            reasons,
+            counts: reasons.iter().map(|_| AtomicU64::new(0)).collect(),
+        }
+    }
+
+    /// Counts one refusal; a reason outside the list is not counted.
+    pub fn add(&self, reason: &str) {
+        if let Some(i) = self.reasons.iter().position(|r| *r == reason) {
+            bump(&self.counts[i], 1);
+        }
+    }
+
+    /// The reasons that occurred, with their counts.
+    pub fn snapshot(&self) -> BTreeMap<&'static str, u64> {
+        self.reasons
+            .iter()
+            .zip(self.counts.iter())
+            .map(|(r, c)| (*r, c.load(Ordering::Relaxed)))
+            .filter(|(_, n)| *n > 0)
+            .collect()
+    }
+}
+
+impl Default for SourceStats {
+    fn default() -> Self {
+        SourceStats {
+            requests: AtomicU64::new(0),
+            records: AtomicU64::new(0),
+            rejected: ReasonCounts::new(&reason::ALL),
+            retries: AtomicU64::new(0),
+            network_errors: AtomicU64::new(0),
+            server_errors: AtomicU64::new(0),
+            rate_limited_waits: AtomicU64::new(0),
+            rate_limited_wait_ms: AtomicU64::new(0),
+            base_url_rotations: AtomicU64::new(0),
+        }
+    }
 }
 
 impl SourceStats {
@@ -71,9 +121,7 @@ impl SourceStats {
         bump(&self.records, n);
     }
     pub(crate) fn rejected(&self, reason_label: &str) {
-        if let Some(i) = reason::ALL.iter().position(|r| *r == reason_label) {
-            bump(&self.rejected[i], 1);
-        }
+        self.rejected.add(reason_label);
     }
     pub(crate) fn retry(&self) {
         bump(&self.retries, 1);
@@ -100,12 +148,7 @@ impl SourceStats {
         StatsSnapshot {
             requests: get(&self.requests),
             records: get(&self.records),
-            rejected: reason::ALL
-                .iter()
-                .zip(&self.rejected)
-                .map(|(r, c)| (*r, get(c)))
-                .filter(|(_, n)| *n > 0)
-                .collect(),
+            rejected: self.rejected.snapshot(),
             retries: get(&self.retries),
             network_errors: get(&self.network_errors),
             server_errors: get(&self.server_errors),
@@ -116,55 +159,9 @@ impl SourceStats {
     }
 }
 
-/// Lets one warning through per `period` and counts the ones it held back, so that a
-/// five-minute outage logs a handful of lines instead of thousands.
-#[derive(Debug)]
-pub struct LogLimiter {
-    period: Duration,
-    last: Option<Instant>,
-    suppressed: u64,
-}
-
-impl LogLimiter {
-    pub fn new(period: Duration) -> Self {
-        LogLimiter {
-            period,
-            last: None,
-            suppressed: 0,
-        }
-    }
-
-    /// `Some(n)` when this occurrence should be logged, `n` being how many were held back
-    /// since the last logged one; `None` to stay quiet.
-    pub fn allow(&mut self, now: Instant) -> Option<u64> {
-        match self.last {
-            Some(last) if now.duration_since(last) < self.period => {
-                self.suppressed += 1;
-                None
-            }
-            _ => {
-                self.last = Some(now);
-                Some(std::mem::take(&mut self.suppressed))
-            }
-        }
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn limiter_logs_the_first_then_one_per_period_with_the_held_back_count() {
-        let mut l = LogLimiter::new(Duration::from_secs(10));
-        let t0 = Instant::now();
-        assert_eq!(l.allow(t0), Some(0));
-        for i in 1..=50 {
-            assert_eq!(l.allow(t0 + Duration::from_millis(100 * i)), None);
-        }
-        assert_eq!(l.allow(t0 + Duration::from_secs(10)), Some(50));
-        assert_eq!(l.allow(t0 + Duration::from_secs(11)), None);
-    }
 
     #[test]
     fn snapshot_lists_only_reasons_that_occurred() {

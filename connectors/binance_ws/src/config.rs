@@ -2,8 +2,8 @@
 
 use std::collections::BTreeSet;
 
-use connector_binance::config::check_symbols;
-use framework::{ConfigIssue, ConnectorConfig, DurationSpec};
+use connector_binance::config::{check_base_urls, check_symbols};
+use framework::{retry::max_below_initial_issue, ConfigIssue, ConnectorConfig, DurationSpec};
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
@@ -61,7 +61,7 @@ pub struct BinanceWsConfig {
     pub base_urls: Vec<String>,
     /// Spot symbols, uppercase as Binance spells them (`BTCUSDT`); lowercased in stream
     /// names. Each must match `^[A-Z0-9-_.]{1,20}$`, listed once.
-    #[serde(default = "default_symbols")]
+    #[serde(default = "connector_binance::config::default_symbols")]
     pub symbols: Vec<String>,
     /// Streams of every symbol: `trade`, `aggTrade`, `bookTicker`. Symbols × streams is
     /// at most 1024 (Binance's limit per connection).
@@ -108,9 +108,6 @@ pub struct BinanceWsConfig {
 fn default_base_urls() -> Vec<String> {
     DEFAULT_BASE_URLS.iter().map(|s| s.to_string()).collect()
 }
-fn default_symbols() -> Vec<String> {
-    vec!["BTCUSDT".to_string()]
-}
 fn default_streams() -> Vec<StreamKind> {
     vec![StreamKind::AggTrade]
 }
@@ -143,7 +140,7 @@ impl Default for BinanceWsConfig {
     fn default() -> Self {
         BinanceWsConfig {
             base_urls: default_base_urls(),
-            symbols: default_symbols(),
+            symbols: connector_binance::config::default_symbols(),
             streams: default_streams(),
             rotate_after: default_rotate_after(),
             max_overlap: default_max_overlap(),
@@ -227,17 +224,7 @@ impl ConnectorConfig for BinanceWsConfig {
                 ),
             ));
         }
-        if self.base_urls.is_empty() {
-            issues.push(ConfigIssue::new(
-                "base_urls",
-                "at least one base URL is required",
-            ));
-        }
-        for (i, url) in self.base_urls.iter().enumerate() {
-            if let Err(message) = check_base_url(url) {
-                issues.push(ConfigIssue::new(format!("base_urls[{i}]"), message));
-            }
-        }
+        check_base_urls(&self.base_urls, check_base_url, &mut issues);
         let ms = DurationSpec::from_millis;
         let s = DurationSpec::from_secs;
         for (path, value, min, max) in [
@@ -260,15 +247,12 @@ impl ConnectorConfig for BinanceWsConfig {
                 ));
             }
         }
-        if self.backoff_max < self.backoff_initial {
-            issues.push(ConfigIssue::new(
-                "backoff_max",
-                format!(
-                    "must be at least backoff_initial ({})",
-                    self.backoff_initial
-                ),
-            ));
-        }
+        issues.extend(max_below_initial_issue(
+            "backoff_initial",
+            self.backoff_initial,
+            "backoff_max",
+            self.backoff_max,
+        ));
         if !(1024..=16 << 20).contains(&self.max_message_bytes) {
             issues.push(ConfigIssue::new(
                 "max_message_bytes",

@@ -36,7 +36,12 @@ impl SourceConnector for BinanceWs {
         config: BinanceWsConfig,
         stage: &StageContext,
     ) -> Result<Box<dyn Source>, ConnectorError> {
-        Ok(Box::new(BinanceWsSource::new(config, &stage.stage)?))
+        let retries = stage.counter(framework::retry::SOURCE_RETRIES_METRIC, &[]);
+        Ok(Box::new(BinanceWsSource::from_checked(
+            config,
+            &stage.stage,
+            retries,
+        )?))
     }
 }
 

@@ -4,8 +4,11 @@
 use std::{collections::VecDeque, panic::AssertUnwindSafe, sync::Arc, time::Duration};
 
 use async_trait::async_trait;
-use connector_binance::{backoff::equal_jitter_backoff, stats::LogLimiter};
-use framework::{ConnectorConfig, ConnectorError, Source, SourceContext, SourceEnd};
+use framework::{
+    metrics::RateLimitedLog,
+    retry::{Retry, RetryPolicy},
+    ConnectorError, Source, SourceContext, SourceEnd,
+};
 use futures::FutureExt;
 use tokio::{sync::mpsc, task::JoinHandle, time::Instant};
 use tokio_util::sync::CancellationToken;
@@ -34,6 +37,9 @@ pub struct BinanceWsSource {
     urls: Vec<String>,
     settings: Settings,
     stats: Arc<WsStats>,
+    retry_policy: RetryPolicy,
+    /// The stage's `pipeline_source_retries_total` (a no-op outside the runtime).
+    retries_total: metrics::Counter,
 }
 
 /// Signals that shutdown was requested while emitting.
@@ -68,23 +74,29 @@ struct Run {
     pending: Option<Pending>,
     /// When the next rotation starts (set once the active connection is open).
     rotate_at: Option<Instant>,
-    failures: u32,
+    /// Consecutive failed connections and their backoff.
+    retry: Retry,
     sequences: Sequences,
-    reject_log: LogLimiter,
-    gap_log: LogLimiter,
+    /// Gap warnings (rejections are logged by the runtime).
+    log: RateLimitedLog,
 }
 
 impl BinanceWsSource {
     /// Builds a source; refuses configs that fail [`ConnectorConfig::check`].
     pub fn new(config: BinanceWsConfig, stage: &str) -> Result<Self, ConnectorError> {
-        let issues = config.check();
-        if !issues.is_empty() {
-            let text: Vec<String> = issues
-                .iter()
-                .map(|i| format!("{}: {}", i.path, i.message))
-                .collect();
-            return Err(ConnectorError::Config(text.join("; ")));
-        }
+        framework::connector::require_valid(&config)?;
+        Self::from_checked(config, stage, metrics::Counter::noop())
+    }
+
+    /// Builds a source from a config the registry already checked; its reconnections
+    /// count in `retries_total`.
+    pub(crate) fn from_checked(
+        config: BinanceWsConfig,
+        stage: &str,
+        retries_total: metrics::Counter,
+    ) -> Result<Self, ConnectorError> {
+        let retry_policy = RetryPolicy::from_specs(config.backoff_initial, config.backoff_max)
+            .map_err(|e| ConnectorError::Config(format!("backoff: {e}")))?;
         let names = config.stream_names();
         let query: Vec<&str> = names.iter().map(|(n, _, _)| n.as_str()).collect();
         let query = query.join("/");
@@ -114,6 +126,8 @@ impl BinanceWsSource {
             urls,
             settings,
             config,
+            retry_policy,
+            retries_total,
         })
     }
 
@@ -160,14 +174,6 @@ impl BinanceWsSource {
         }
     }
 
-    fn backoff(&self, failures: u32) -> Duration {
-        equal_jitter_backoff(
-            self.config.backoff_initial.as_std(),
-            self.config.backoff_max.as_std(),
-            failures,
-        )
-    }
-
     /// Replaces a lost active connection: at once with the pending one when it is open,
     /// otherwise a new attempt after backoff (on the next base URL if this one failed).
     fn replace_active(&self, run: &mut Run, failed_to_connect: bool) {
@@ -178,30 +184,24 @@ impl BinanceWsSource {
             }
             pending.link.stop.cancel();
         }
-        run.failures = run.failures.saturating_add(1);
+        let delay = run.retry.next_delay();
         if failed_to_connect {
             run.base = (run.base + 1) % self.urls.len();
         }
-        let delay = self.backoff(run.failures);
         run.rotate_at = None;
         run.active = Some(self.spawn(run, delay));
         info!(stage = %self.stage, retry_in_ms = delay.as_millis() as u64, url = %self.url(run.base),
-              consecutive_failures = run.failures, "binance_ws reconnecting");
+              consecutive_failures = run.retry.failures(), "binance_ws reconnecting");
     }
 
     async fn reject(
         &self,
         ctx: &mut SourceContext,
-        run: &mut Run,
         reason: &'static str,
         detail: String,
         payload: Vec<u8>,
     ) -> Result<Result<(), Stopped>, ConnectorError> {
         self.stats.rejected(reason);
-        if let Some(held_back) = run.reject_log.allow(std::time::Instant::now()) {
-            warn!(stage = %self.stage, reason, detail = %detail, similar_suppressed = held_back,
-                  "binance_ws frame rejected");
-        }
         let shutdown = ctx.shutdown().clone();
         tokio::select! {
             biased;
@@ -222,10 +222,10 @@ impl BinanceWsSource {
             Ok(Frame::Record(r)) => match run.sequences.observe(r.stream, r.id) {
                 Verdict::Duplicate => self.stats.duplicate(),
                 Verdict::New { missed } => {
-                    run.failures = 0;
+                    run.retry.succeeded();
                     if missed > 0 {
                         self.stats.gap(missed);
-                        if let Some(held_back) = run.gap_log.allow(std::time::Instant::now()) {
+                        if let Some(held_back) = run.log.allow("gap") {
                             warn!(stage = %self.stage, stream = %self.streams.list[r.stream].name,
                                   missed_ids = missed, before_id = r.id, similar_suppressed = held_back,
                                   "binance_ws gap in consecutive ids: trades were missed");
@@ -252,7 +252,7 @@ impl BinanceWsSource {
             }
             Err(refusal) => {
                 return self
-                    .reject(ctx, run, refusal.reason, refusal.detail, text.into_bytes())
+                    .reject(ctx, refusal.reason, refusal.detail, text.into_bytes())
                     .await;
             }
         }
@@ -349,7 +349,6 @@ impl BinanceWsSource {
                 return self
                     .reject(
                         ctx,
-                        run,
                         reason::BINARY_FRAME,
                         format!("binary frame of {len} bytes"),
                         Vec::new(),
@@ -362,15 +361,14 @@ impl BinanceWsSource {
                     self.config.max_message_bytes
                 );
                 return self
-                    .reject(ctx, run, reason::OVERSIZED_MESSAGE, detail, Vec::new())
+                    .reject(ctx, reason::OVERSIZED_MESSAGE, detail, Vec::new())
                     .await;
             }
             Event::Failed(why) | Event::Ended(why) if is_pending => {
                 self.stats.connect_failed();
                 warn!(stage = %self.stage, error = %why, "binance_ws rotation: the new connection failed; keeping the current one");
                 run.pending = None;
-                run.failures = run.failures.saturating_add(1);
-                run.rotate_at = Some(Instant::now() + self.backoff(run.failures));
+                run.rotate_at = Some(Instant::now() + run.retry.next_delay());
             }
             Event::Failed(why) => {
                 self.stats.connect_failed();
@@ -410,10 +408,9 @@ impl BinanceWsSource {
             active: None,
             pending: None,
             rotate_at: None,
-            failures: 0,
+            retry: Retry::new(self.retry_policy, self.retries_total.clone()),
             sequences: Sequences::new(consecutive),
-            reject_log: LogLimiter::new(WARN_PERIOD),
-            gap_log: LogLimiter::new(WARN_PERIOD),
+            log: RateLimitedLog::new(WARN_PERIOD),
         };
         run.active = Some(self.spawn(&mut run, Duration::ZERO));
         let result = loop {

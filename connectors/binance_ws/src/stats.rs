@@ -7,6 +7,7 @@ use std::{
     sync::atomic::{AtomicU64, Ordering},
 };
 
+use connector_binance::stats::{bump, ReasonCounts};
 use serde::Serialize;
 
 use crate::event::reason;
@@ -32,7 +33,7 @@ pub struct WsStats {
     gaps: AtomicU64,
     missed_ids: AtomicU64,
     pings: AtomicU64,
-    rejected: [AtomicU64; reason::ALL.len()],
+    rejected: ReasonCounts,
     exported: Exported,
 }
 
@@ -68,10 +69,6 @@ impl WsStatsSnapshot {
     }
 }
 
-fn bump(counter: &AtomicU64, by: u64) {
-    counter.fetch_add(by, Ordering::Relaxed);
-}
-
 impl WsStats {
     pub fn new(stage: &str) -> WsStats {
         let c = |name: &'static str| metrics::counter!(name, "stage" => stage.to_string());
@@ -85,7 +82,7 @@ impl WsStats {
             gaps: AtomicU64::new(0),
             missed_ids: AtomicU64::new(0),
             pings: AtomicU64::new(0),
-            rejected: Default::default(),
+            rejected: ReasonCounts::new(&reason::ALL),
             exported: Exported {
                 gaps: c("binance_ws_trade_id_gaps_total"),
                 missed_ids: c("binance_ws_missed_trade_ids_total"),
@@ -128,9 +125,7 @@ impl WsStats {
         bump(&self.pings, 1);
     }
     pub(crate) fn rejected(&self, reason_label: &str) {
-        if let Some(i) = reason::ALL.iter().position(|r| *r == reason_label) {
-            bump(&self.rejected[i], 1);
-        }
+        self.rejected.add(reason_label);
     }
 
     pub fn snapshot(&self) -> WsStatsSnapshot {
@@ -145,12 +140,7 @@ impl WsStats {
             gaps: get(&self.gaps),
             missed_ids: get(&self.missed_ids),
             pings: get(&self.pings),
-            rejected: reason::ALL
-                .iter()
-                .zip(&self.rejected)
-                .map(|(r, c)| (*r, get(c)))
-                .filter(|(_, n)| *n > 0)
-                .collect(),
+            rejected: self.rejected.snapshot(),
         }
     }
 }

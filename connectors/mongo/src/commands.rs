@@ -3,18 +3,16 @@
 
 use std::collections::BTreeMap;
 
-use framework::SinkContext;
 use mongodb::{
     bson::{doc, Bson, Document},
     results::SummaryBulkWriteResult,
-    Client,
 };
 
 use crate::{
     error::MongoSinkError,
     retry::{is_transient, Failure},
     sink::MongoSink,
-    write::{DocOp, Phase, PhaseResult},
+    write::{Phase, PhaseRequest, PhaseResult},
 };
 
 /// Statements per per-collection command: far below the server's 100,000 and keeps
@@ -26,14 +24,9 @@ impl MongoSink {
     /// (and per [`STATEMENTS_PER_COMMAND`]): for servers without `bulkWrite`.
     pub(crate) async fn per_collection(
         &self,
-        client: &Client,
-        phase: Phase,
-        ops: &[DocOp],
-        pending: &[usize],
-        ctx: &SinkContext,
-        attempts: u32,
+        request: PhaseRequest<'_>,
     ) -> Result<PhaseResult, MongoSinkError> {
-        let database = client.database(&self.config.database);
+        let database = request.client.database(&self.config.database);
         let write_concern = mongodb::bson::to_document(&self.write_concern).map_err(|e| {
             MongoSinkError::Permanent {
                 operation: "write concern encoding",
@@ -42,9 +35,9 @@ impl MongoSink {
             }
         })?;
         let mut groups: BTreeMap<&str, Vec<usize>> = BTreeMap::new();
-        for (position, &op) in pending.iter().enumerate() {
+        for (position, &op) in request.pending.iter().enumerate() {
             groups
-                .entry(&ops[op].collection)
+                .entry(&request.ops[op].collection)
                 .or_default()
                 .push(position);
         }
@@ -52,8 +45,8 @@ impl MongoSink {
         for (collection, positions) in groups {
             for chunk in positions.chunks(STATEMENTS_PER_COMMAND) {
                 let statements = chunk.iter().map(|&p| {
-                    let op = &ops[pending[p]];
-                    match phase {
+                    let op = &request.ops[request.pending[p]];
+                    match request.phase {
                         Phase::Upsert => {
                             doc! { "q": op.filter.clone(), "u": op.document.clone(), "upsert": true }
                         }
@@ -62,7 +55,7 @@ impl MongoSink {
                     }
                 });
                 let statements: Vec<Document> = statements.collect();
-                let mut command = match phase {
+                let mut command = match request.phase {
                     Phase::Upsert => doc! { "update": collection, "updates": statements },
                     Phase::Delete => doc! { "delete": collection, "deletes": statements },
                     Phase::Insert => doc! { "insert": collection, "documents": statements },
@@ -70,7 +63,7 @@ impl MongoSink {
                 command.insert("ordered", false);
                 command.insert("writeConcern", write_concern.clone());
                 let reply = match self
-                    .or_shutdown(ctx, attempts, database.run_command(command))
+                    .or_shutdown(request.ctx, request.attempts, database.run_command(command))
                     .await?
                 {
                     Ok(reply) => reply,
@@ -83,7 +76,7 @@ impl MongoSink {
                     }
                     Err(e) => return Err(self.permanent(&e)),
                 };
-                self.read_reply(phase, &reply, chunk, &mut result);
+                self.read_reply(request.phase, &reply, chunk, &mut result);
             }
         }
         Ok(result)

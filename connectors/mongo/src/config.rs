@@ -1,6 +1,9 @@
 //! Configuration of the `mongo` sink (the `config:` block of a pipeline stage).
 
-use framework::{schemars::JsonSchema, ConfigIssue, ConnectorConfig, DurationSpec};
+use framework::{
+    retry::max_below_initial_issue, schemars::JsonSchema, ConfigIssue, ConnectorConfig,
+    DurationSpec,
+};
 use mongodb::options::{Acknowledgment, WriteConcern};
 use serde::Deserialize;
 
@@ -269,15 +272,12 @@ impl ConnectorConfig for MongoSinkConfig {
                 "must be positive",
             ));
         }
-        if self.retry.max_backoff < self.retry.initial_backoff {
-            issues.push(ConfigIssue::new(
-                "retry.max_backoff",
-                format!(
-                    "must be at least retry.initial_backoff ({})",
-                    self.retry.initial_backoff
-                ),
-            ));
-        }
+        issues.extend(max_below_initial_issue(
+            "retry.initial_backoff",
+            self.retry.initial_backoff,
+            "retry.max_backoff",
+            self.retry.max_backoff,
+        ));
         if self.server_selection_timeout.as_millis() <= 0 {
             issues.push(ConfigIssue::new(
                 "server_selection_timeout",

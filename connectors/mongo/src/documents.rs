@@ -50,21 +50,10 @@ pub mod reason {
     pub const WRITE_ERROR: &str = "write_error";
 }
 
-/// Why a record cannot be written; `reason` is one of [`reason`].
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Rejection {
-    pub reason: &'static str,
-    pub detail: String,
-}
-
-impl Rejection {
-    pub fn new(reason: &'static str, detail: impl Into<String>) -> Self {
-        Rejection {
-            reason,
-            detail: detail.into(),
-        }
-    }
-}
+/// Why a record cannot be written (`reason` is one of [`reason`]): the refusal type shared
+/// by every record format.
+pub use framework::formats::Refusal;
+use framework::json::kind;
 
 /// How records become documents (the document-shaping part of the config).
 #[derive(Debug, Clone)]
@@ -96,11 +85,11 @@ const UNMEASURED_PAYLOAD_BYTES: usize = MAX_DOCUMENT_BYTES / 10;
 impl Layout {
     /// The documents of one record, or why none of them can be written (a record is
     /// written whole or rejected whole).
-    pub fn documents(&self, payload: &[u8]) -> Result<Vec<Planned>, Rejection> {
+    pub fn documents(&self, payload: &[u8]) -> Result<Vec<Planned>, Refusal> {
         let value: Value = serde_json::from_slice(payload)
-            .map_err(|e| Rejection::new(reason::MALFORMED_JSON, format!("not valid JSON: {e}")))?;
+            .map_err(|e| Refusal::new(reason::MALFORMED_JSON, format!("not valid JSON: {e}")))?;
         let Value::Object(record) = value else {
-            return Err(Rejection::new(
+            return Err(Refusal::new(
                 reason::NOT_AN_OBJECT,
                 format!("record must be a JSON object, got {}", kind(&value)),
             ));
@@ -112,13 +101,13 @@ impl Layout {
         let elements = match record.get(explode) {
             Some(Value::Array(elements)) => elements,
             Some(other) => {
-                return Err(Rejection::new(
+                return Err(Refusal::new(
                     reason::BAD_EXPLODE,
                     format!("field `{explode}` must be an array, got {}", kind(other)),
                 ))
             }
             None => {
-                return Err(Rejection::new(
+                return Err(Refusal::new(
                     reason::BAD_EXPLODE,
                     format!("field `{explode}` (explode) is missing"),
                 ))
@@ -134,7 +123,7 @@ impl Layout {
         let mut documents = Vec::with_capacity(elements.len());
         for (i, element) in elements.iter().enumerate() {
             let Value::Object(element) = element else {
-                return Err(Rejection::new(
+                return Err(Refusal::new(
                     reason::BAD_EXPLODE,
                     format!("`{explode}[{i}]` must be an object, got {}", kind(element)),
                 ));
@@ -151,27 +140,29 @@ impl Layout {
             if split >= record.len() {
                 merged.extend(element.iter().map(|(n, v)| (n.clone(), v.clone())));
             }
-            documents.push(self.planned(merged, measure).map_err(|e| {
-                Rejection::new(e.reason, format!("`{explode}[{i}]`: {}", e.detail))
-            })?);
+            documents.push(
+                self.planned(merged, measure).map_err(|e| {
+                    Refusal::new(e.reason, format!("`{explode}[{i}]`: {}", e.detail))
+                })?,
+            );
         }
         Ok(documents)
     }
 
     /// Collection, filter and BSON document of one merged JSON object.
-    fn planned(&self, fields: Map<String, Value>, measure: bool) -> Result<Planned, Rejection> {
+    fn planned(&self, fields: Map<String, Value>, measure: bool) -> Result<Planned, Refusal> {
         if fields.contains_key("_id") {
-            return Err(Rejection::new(
+            return Err(Refusal::new(
                 reason::RESERVED_FIELD,
                 "field `_id` is assigned by MongoDB and cannot come from a record",
             ));
         }
         let collection = self.collection.render(&fields).map_err(|e| match e {
-            RenderError::Missing(field) => Rejection::new(
+            RenderError::Missing(field) => Refusal::new(
                 reason::MISSING_TEMPLATE_FIELD,
                 format!("collection template field `{field}` is missing"),
             ),
-            RenderError::Unusable { field, problem } => Rejection::new(
+            RenderError::Unusable { field, problem } => Refusal::new(
                 reason::INVALID_COLLECTION,
                 format!("collection template field `{field}` {problem}"),
             ),
@@ -187,7 +178,7 @@ impl Layout {
         }
         for name in &self.date_fields {
             if !document.contains_key(name) {
-                return Err(Rejection::new(
+                return Err(Refusal::new(
                     reason::BAD_DATE,
                     format!("date field `{name}` is missing"),
                 ));
@@ -200,7 +191,7 @@ impl Layout {
                     filter.insert(name.clone(), value.clone());
                 }
                 _ => {
-                    return Err(Rejection::new(
+                    return Err(Refusal::new(
                         reason::MISSING_KEY_FIELD,
                         format!("key field `{name}` is missing or null"),
                     ))
@@ -210,7 +201,7 @@ impl Layout {
         if measure {
             let size = mongodb::bson::to_vec(&document).map_or(usize::MAX, |bytes| bytes.len());
             if size > MAX_DOCUMENT_BYTES {
-                return Err(Rejection::new(
+                return Err(Refusal::new(
                     reason::TOO_LARGE,
                     format!(
                         "a document of {size} bytes exceeds MongoDB's {MAX_DOCUMENT_BYTES}-byte limit"
@@ -227,9 +218,9 @@ impl Layout {
 }
 
 /// A date field's value as a BSON Date.
-fn date(name: &str, value: &Value) -> Result<Bson, Rejection> {
+fn date(name: &str, value: &Value) -> Result<Bson, Refusal> {
     let text = value.as_str().ok_or_else(|| {
-        Rejection::new(
+        Refusal::new(
             reason::BAD_DATE,
             format!(
                 "date field `{name}` must be an ISO 8601 string, got {}",
@@ -239,7 +230,7 @@ fn date(name: &str, value: &Value) -> Result<Bson, Rejection> {
     })?;
     let millis = parse_millis(text).map_err(|e| {
         let shown: String = text.chars().take(64).collect();
-        Rejection::new(
+        Refusal::new(
             reason::BAD_DATE,
             format!("date field `{name}` = {shown:?} is not an ISO 8601 timestamp: {e}"),
         )
@@ -265,18 +256,6 @@ pub fn to_bson(value: Value) -> Bson {
                 .map(|(name, value)| (name, to_bson(value)))
                 .collect(),
         ),
-    }
-}
-
-/// The JSON type of `value`, for messages.
-fn kind(value: &Value) -> &'static str {
-    match value {
-        Value::Null => "null",
-        Value::Bool(_) => "a boolean",
-        Value::Number(_) => "a number",
-        Value::String(_) => "a string",
-        Value::Array(_) => "an array",
-        Value::Object(_) => "an object",
     }
 }
 

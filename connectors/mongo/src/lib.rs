@@ -67,7 +67,7 @@ impl SinkConnector for MongoSinkConnector {
     }];
 
     fn build(config: Self::Config, stage: &StageContext) -> Result<Box<dyn Sink>, ConnectorError> {
-        Ok(Box::new(MongoSink::new(config, stage)?))
+        Ok(Box::new(MongoSink::from_checked(config, stage)?))
     }
 }
 

@@ -1,14 +1,13 @@
 //! Which MongoDB errors are transient, and the retry loop with backoff. Every retry is
 //! counted in the stage's `pipeline_sink_write_retries_total` (`SinkContext::record_retry`).
 
-use std::{future::IntoFuture, time::Duration};
+use std::future::IntoFuture;
 
-use framework::SinkContext;
+use framework::{retry::Retry, SinkContext};
 use mongodb::error::{
     Error as DriverError, ErrorKind, WriteFailure, RETRYABLE_ERROR, RETRYABLE_WRITE_ERROR,
     SYSTEM_OVERLOADED_ERROR, TRANSIENT_TRANSACTION_ERROR,
 };
-use rand::Rng;
 use tracing::warn;
 
 use crate::{error::MongoSinkError, sink::MongoSink};
@@ -86,16 +85,6 @@ impl Failure {
     }
 }
 
-/// Exponential backoff with "equal jitter": half the delay is fixed, half random, so
-/// retries of many sinks spread out but never hammer the server.
-pub(crate) fn backoff_delay(initial: Duration, max: Duration, attempt: u32) -> Duration {
-    let exponent = attempt.saturating_sub(1).min(20);
-    let delay = initial.saturating_mul(1u32 << exponent).min(max);
-    let half = delay / 2;
-    let jitter_ms = rand::rng().random_range(0..=half.as_millis().min(u64::MAX as u128) as u64);
-    half + Duration::from_millis(jitter_ms)
-}
-
 impl MongoSink {
     /// Runs `operation` until it succeeds, fails permanently, or shutdown is requested,
     /// sleeping with exponential backoff and jitter between attempts.
@@ -111,6 +100,7 @@ impl MongoSink {
         Fut: IntoFuture<Output = Result<T, DriverError>>,
     {
         let mut attempts = 0u32;
+        let mut retry = Retry::new(self.retry_policy, ctx.retry_counter());
         let mut last_error = String::from("attempt in flight");
         loop {
             attempts += 1;
@@ -125,7 +115,7 @@ impl MongoSink {
                 Ok(value) => return Ok(value),
                 Err(e) if is_transient(&e) => {
                     last_error = self.redact(&e.to_string());
-                    self.back_off(name, target, attempts, &last_error, ctx)
+                    self.back_off(name, target, &mut retry, &last_error, ctx)
                         .await?;
                 }
                 Err(e) => {
@@ -139,23 +129,23 @@ impl MongoSink {
         }
     }
 
-    /// Counts (stage metric and own counter) and logs a failed attempt, then sleeps
-    /// before the next one (or returns `Interrupted` when shutdown is requested meanwhile).
+    /// Counts (stage metric through `retry`, and own counter) and logs a failed
+    /// attempt, then sleeps before the next one (or returns `Interrupted` when shutdown is
+    /// requested meanwhile).
     pub(crate) async fn back_off(
         &mut self,
         operation: &'static str,
         target: &str,
-        attempts: u32,
+        retry: &mut Retry,
         message: &str,
         ctx: &SinkContext,
     ) -> Result<(), MongoSinkError> {
-        ctx.record_retry();
+        let attempts = retry.failures().saturating_add(1);
+        // The sink's policy has no budget: it retries until shutdown (nothing is dropped).
+        let Some(delay) = retry.failed() else {
+            return Err(interrupted(operation, target, attempts, message));
+        };
         self.counters.add_retry();
-        let delay = backoff_delay(
-            self.config.retry.initial_backoff.as_std(),
-            self.config.retry.max_backoff.as_std(),
-            attempts,
-        );
         if let Some(suppressed) = self.retry_log.allow("retry") {
             warn!(
                 stage = %self.stage.stage,
@@ -194,23 +184,6 @@ pub(crate) fn interrupted(
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn backoff_doubles_up_to_the_maximum_with_bounded_jitter() {
-        let initial = Duration::from_millis(100);
-        let max = Duration::from_secs(2);
-        for _ in 0..50 {
-            let first = backoff_delay(initial, max, 1);
-            assert!(
-                first >= Duration::from_millis(50) && first <= initial,
-                "{first:?}"
-            );
-            let third = backoff_delay(initial, max, 3);
-            assert!(third >= Duration::from_millis(200) && third <= Duration::from_millis(400));
-            let late = backoff_delay(initial, max, 40);
-            assert!(late >= Duration::from_secs(1) && late <= max, "{late:?}");
-        }
-    }
 
     #[test]
     fn write_conflicts_are_transient_and_validation_failures_permanent() {

@@ -6,8 +6,8 @@ use std::{collections::HashSet, sync::atomic::AtomicBool, time::Duration};
 
 use async_trait::async_trait;
 use framework::{
-    connector::StageContext, metrics::RateLimitedLog, ConnectorConfig, ConnectorError, InputRecord,
-    Sink, SinkContext, WriteOutcome,
+    connector::StageContext, metrics::RateLimitedLog, retry::RetryPolicy, ConnectorError,
+    InputRecord, Sink, SinkContext, WriteOutcome,
 };
 use mongodb::{options::WriteConcern, Client};
 
@@ -31,6 +31,7 @@ pub struct MongoSink {
     pub(crate) ready: HashSet<String>,
     pub(crate) counters: SinkCounters,
     pub(crate) retry_log: RateLimitedLog,
+    pub(crate) retry_policy: RetryPolicy,
     /// Set once `bulkWrite` was refused as unsupported (`write_command: auto`).
     pub(crate) legacy_server: AtomicBool,
 }
@@ -39,23 +40,34 @@ impl MongoSink {
     /// Checks the config and prepares the sink; connects lazily on the first write (so
     /// that `build` does no I/O).
     pub fn new(config: MongoSinkConfig, stage: &StageContext) -> Result<Self, MongoSinkError> {
-        let secret = uri_password(&config.uri);
-        let issues = config.check();
-        if !issues.is_empty() {
-            let message = issues
-                .iter()
-                .map(|i| format!("{}: {}", i.path, i.message))
-                .collect::<Vec<_>>()
-                .join("; ");
+        if let Err(invalid) = framework::connector::require_valid(&config) {
             return Err(MongoSinkError::InvalidConfig {
                 uri: redact_uri(&config.uri),
-                message: redact_with_secret(&message, secret.as_deref()),
+                message: redact_with_secret(
+                    &invalid.to_string(),
+                    uri_password(&config.uri).as_deref(),
+                ),
             });
         }
+        Self::from_checked(config, stage)
+    }
+
+    /// Prepares the sink from a config the registry already checked.
+    pub(crate) fn from_checked(
+        config: MongoSinkConfig,
+        stage: &StageContext,
+    ) -> Result<Self, MongoSinkError> {
+        let secret = uri_password(&config.uri);
         let layout = config.layout().map_err(|e| MongoSinkError::InvalidConfig {
             uri: redact_uri(&config.uri),
             message: format!("collection: {e}"),
         })?;
+        let retry_policy =
+            RetryPolicy::from_specs(config.retry.initial_backoff, config.retry.max_backoff)
+                .map_err(|e| MongoSinkError::InvalidConfig {
+                    uri: redact_uri(&config.uri),
+                    message: format!("retry: {e}"),
+                })?;
         Ok(MongoSink {
             write_concern: config.driver_write_concern(),
             layout,
@@ -65,6 +77,7 @@ impl MongoSink {
             ready: HashSet::new(),
             counters: SinkCounters::new(stage),
             retry_log: RateLimitedLog::new(Duration::from_secs(5)),
+            retry_policy,
             legacy_server: AtomicBool::new(false),
             config,
         })

@@ -8,7 +8,7 @@ use std::{
     sync::{atomic::Ordering, Arc},
 };
 
-use framework::SinkContext;
+use framework::{retry::Retry, SinkContext};
 use mongodb::{
     bson::Document,
     error::{BulkWriteError, Error as DriverError, ErrorKind, PartialBulkWriteResult, WriteError},
@@ -65,6 +65,19 @@ impl PhaseResult {
             transient: None,
         }
     }
+}
+
+/// What one phase of an attempt writes, and with what.
+#[derive(Clone, Copy)]
+pub(crate) struct PhaseRequest<'a> {
+    pub(crate) client: &'a Client,
+    pub(crate) phase: Phase,
+    pub(crate) ops: &'a [DocOp],
+    /// Indexes into `ops` still to write.
+    pub(crate) pending: &'a [usize],
+    pub(crate) ctx: &'a SinkContext,
+    /// 1-based number of this attempt.
+    pub(crate) attempts: u32,
 }
 
 /// The writes of one phase of an attempt.
@@ -136,29 +149,17 @@ impl MongoSink {
     }
 
     /// Writes `pending` ops of one phase with the configured write command.
-    async fn run_phase(
-        &self,
-        client: &Client,
-        phase: Phase,
-        ops: &[DocOp],
-        pending: &[usize],
-        ctx: &SinkContext,
-        attempts: u32,
-    ) -> Result<PhaseResult, MongoSinkError> {
+    async fn run_phase(&self, request: PhaseRequest<'_>) -> Result<PhaseResult, MongoSinkError> {
+        let pending = request.pending;
         if pending.is_empty() {
             return Ok(PhaseResult::ok(SummaryBulkWriteResult::default()));
         }
         if self.config.write_command == WriteCommand::PerCollection
             || self.legacy_server.load(Ordering::Relaxed)
         {
-            return self
-                .per_collection(client, phase, ops, pending, ctx, attempts)
-                .await;
+            return self.per_collection(request).await;
         }
-        match self
-            .bulk_write(client, phase, ops, pending, ctx, attempts)
-            .await?
-        {
+        match self.bulk_write(request).await? {
             Some(result) => Ok(result),
             None => {
                 info!(
@@ -166,8 +167,7 @@ impl MongoSink {
                     "server does not support bulkWrite (MongoDB < 8.0): using per-collection write commands"
                 );
                 self.legacy_server.store(true, Ordering::Relaxed);
-                self.per_collection(client, phase, ops, pending, ctx, attempts)
-                    .await
+                self.per_collection(request).await
             }
         }
     }
@@ -176,22 +176,22 @@ impl MongoSink {
     /// server is too old for it and `write_command` is `auto`.
     async fn bulk_write(
         &self,
-        client: &Client,
-        phase: Phase,
-        ops: &[DocOp],
-        pending: &[usize],
-        ctx: &SinkContext,
-        attempts: u32,
+        request: PhaseRequest<'_>,
     ) -> Result<Option<PhaseResult>, MongoSinkError> {
-        let models: Vec<WriteModel> = pending
+        let models: Vec<WriteModel> = request
+            .pending
             .iter()
-            .map(|&i| self.model(phase, &ops[i]))
+            .map(|&i| self.model(request.phase, &request.ops[i]))
             .collect();
-        let request = client
+        let bulk = request
+            .client
             .bulk_write(models)
             .ordered(false)
             .write_concern(self.write_concern.clone());
-        let error = match self.or_shutdown(ctx, attempts, request).await? {
+        let error = match self
+            .or_shutdown(request.ctx, request.attempts, bulk)
+            .await?
+        {
             Ok(summary) => return Ok(Some(PhaseResult::ok(summary))),
             Err(error) => error,
         };
@@ -275,10 +275,16 @@ impl MongoSink {
         attempts: u32,
     ) -> Result<Attempt, MongoSinkError> {
         let mut attempt = Attempt::default();
+        let request = |phase, pending| PhaseRequest {
+            client,
+            phase,
+            ops,
+            pending,
+            ctx,
+            attempts,
+        };
         if !self.config.time_series {
-            let result = self
-                .run_phase(client, Phase::Upsert, ops, pending, ctx, attempts)
-                .await?;
+            let result = self.run_phase(request(Phase::Upsert, pending)).await?;
             self.counters.add_written(
                 result.counts.upserted_count as u64,
                 result.counts.matched_count as u64,
@@ -288,14 +294,10 @@ impl MongoSink {
         }
         // Time-series: no unique index, so delete what an earlier delivery wrote, then
         // insert. Both phases are redone for every document of a failed attempt.
-        let result = self
-            .run_phase(client, Phase::Delete, ops, pending, ctx, attempts)
-            .await?;
+        let result = self.run_phase(request(Phase::Delete, pending)).await?;
         let deleted_count = result.counts.deleted_count as u64;
         let deleted = self.settle(pending, result, &mut attempt);
-        let result = self
-            .run_phase(client, Phase::Insert, ops, &deleted, ctx, attempts)
-            .await?;
+        let result = self.run_phase(request(Phase::Insert, &deleted)).await?;
         let inserted = result.counts.inserted_count as u64;
         let replaced = deleted_count.min(inserted);
         self.counters.add_written(inserted - replaced, replaced);
@@ -313,6 +315,7 @@ impl MongoSink {
         let mut permanent = Vec::new();
         let mut pending: Vec<usize> = (0..ops.len()).collect();
         let mut attempts = 0u32;
+        let mut retry = Retry::new(self.retry_policy, ctx.retry_counter());
         let mut last_error: Option<String> = None;
         while !pending.is_empty() {
             attempts += 1;
@@ -346,7 +349,7 @@ impl MongoSink {
                     self.config.database,
                     pending.len()
                 );
-                self.back_off("bulk write", &target, attempts, &message, ctx)
+                self.back_off("bulk write", &target, &mut retry, &message, ctx)
                     .await?;
             }
         }

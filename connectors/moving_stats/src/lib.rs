@@ -26,8 +26,6 @@
 pub mod checkpoint;
 pub mod config;
 
-use std::collections::HashMap;
-
 use framework::{
     connector::{InputPort, Resume, StageContext},
     event_time::{
@@ -64,7 +62,7 @@ impl TransformConnector for MovingStatsConnector {
         config: &Self::Config,
         stage: &StageContext,
     ) -> Result<Box<dyn Transform>, ConnectorError> {
-        let mut transform = MovingStats::new(config)?;
+        let mut transform = MovingStats::from_checked(config, system_clock())?;
         transform.stage = stage.stage.clone();
         Ok(Box::new(transform))
     }
@@ -85,7 +83,6 @@ pub struct MovingStats {
     /// After a resume: records below this offset were processed (and refused ones
     /// dead-lettered) before the restart, so their refusals are not reported again.
     replayed_below: Option<i64>,
-    warnings: HashMap<&'static str, u64>,
 }
 
 impl MovingStats {
@@ -96,15 +93,12 @@ impl MovingStats {
     /// Like [`MovingStats::new`], with the wall clock `max_future_skew` is measured
     /// against (tests replay with a virtual one).
     pub fn with_clock(config: &MovingStatsConfig, clock: Clock) -> Result<Self, ConnectorError> {
-        use framework::ConnectorConfig;
-        let issues = config.check();
-        if !issues.is_empty() {
-            let text: Vec<String> = issues
-                .iter()
-                .map(|i| format!("{}: {}", i.path, i.message))
-                .collect();
-            return Err(ConnectorError::Config(text.join("; ")));
-        }
+        framework::connector::require_valid(config)?;
+        Self::from_checked(config, clock)
+    }
+
+    /// Builds from a config the registry already checked (once, not per partition).
+    fn from_checked(config: &MovingStatsConfig, clock: Clock) -> Result<Self, ConnectorError> {
         let windows = config
             .sliding_windows()
             .map_err(|e| ConnectorError::Config(e.to_string()))?;
@@ -126,7 +120,6 @@ impl MovingStats {
             stage: String::from("moving_stats"),
             next_offset: None,
             replayed_below: None,
-            warnings: HashMap::new(),
         })
     }
 
@@ -145,13 +138,7 @@ impl MovingStats {
                 "replayed record refused again; already dead-lettered before the restart");
             return;
         }
-        let seen = self.warnings.entry(reason).or_insert(0);
-        *seen += 1;
-        // Rate limit: log the 1st, 2nd, 4th, 8th... occurrence of each reason.
-        if seen.is_power_of_two() {
-            tracing::warn!(stage = %self.stage, reason, occurrences = *seen,
-                offset = record.offset, "record refused: {detail}");
-        }
+        // Logged (rate-limited, at the reason's level) by the runtime, not here.
         out.reject(record, reason, detail);
     }
 }

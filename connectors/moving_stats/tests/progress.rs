@@ -5,18 +5,10 @@ mod common;
 
 use common::{config, payloads, Msg, T0};
 use connector_moving_stats::MovingStats;
-use framework::{Emitter, InputRecord, Transform};
+use framework::{Emitter, Transform};
 
 fn process(t: &mut MovingStats, m: &Msg, offset: i64, out: &mut Emitter) {
-    let record = InputRecord {
-        port: 0,
-        key: Some(&m.key),
-        payload: &m.payload,
-        timestamp_ms: Some(m.timestamp_ms),
-        partition: 0,
-        offset,
-    };
-    t.process(&record, out);
+    t.process(&m.record(offset), out);
 }
 
 /// Two symbols, ~10 prices/s each with jitter, some out of order within the lateness.

@@ -47,8 +47,7 @@ use framework::{
     },
     join::{JoinCheckpoint, JoinEvent, KeyedJoin, Refusal, TableOutcome, UnmatchedCause},
     record::Rejected,
-    ConnectorConfig, ConnectorError, DurationSpec, Emitter, InputRecord, RecordType, Transform,
-    TransformConnector,
+    ConnectorError, DurationSpec, Emitter, InputRecord, RecordType, Transform, TransformConnector,
 };
 
 pub use formats::zscore::zscore;
@@ -85,7 +84,11 @@ impl TransformConnector for ZScore {
         config: &ZScoreConfig,
         stage: &StageContext,
     ) -> Result<Box<dyn Transform>, ConnectorError> {
-        Ok(Box::new(ZScoreTransform::new(config, &stage.stage)?))
+        Ok(Box::new(ZScoreTransform::from_checked(
+            config,
+            &stage.stage,
+            system_clock(),
+        )?))
     }
 }
 
@@ -291,13 +294,16 @@ impl ZScoreTransform {
         stage: &str,
         clock: Clock,
     ) -> Result<Self, ConnectorError> {
-        let issues = config.check();
-        if let Some(issue) = issues.first() {
-            return Err(ConnectorError::Config(format!(
-                "{}: {}",
-                issue.path, issue.message
-            )));
-        }
+        framework::connector::require_valid(config)?;
+        Self::from_checked(config, stage, clock)
+    }
+
+    /// Builds from a config the registry already checked (once, not per partition).
+    fn from_checked(
+        config: &ZScoreConfig,
+        stage: &str,
+        clock: Clock,
+    ) -> Result<Self, ConnectorError> {
         let join = Join::new(config.slide.as_millis(), config.lateness.as_millis())
             .map_err(|e| ConnectorError::Config(e.to_string()))?
             .with_limits(config.key_limits());

@@ -44,15 +44,59 @@ fn schema_of<C: ConnectorConfig>() -> serde_json::Value {
     crate::validate::inline_schema_for::<C>()
 }
 
-fn parse_config<C: ConnectorConfig>(value: &serde_json::Value) -> Result<C, ConnectorError> {
+/// A config that fails [`ConnectorConfig::check`], with every issue.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{}", issues_text(.issues))]
+pub struct InvalidConfig {
+    pub issues: Vec<ConfigIssue>,
+}
+
+fn issues_text(issues: &[ConfigIssue]) -> String {
+    let text: Vec<String> = issues
+        .iter()
+        .map(|i| match i.path.as_str() {
+            "" => i.message.clone(),
+            path => format!("{path}: {}", i.message),
+        })
+        .collect();
+    text.join("; ")
+}
+
+impl From<InvalidConfig> for ConnectorError {
+    fn from(e: InvalidConfig) -> Self {
+        ConnectorError::Config(e.to_string())
+    }
+}
+
+/// Whether `config` passes its own [`ConnectorConfig::check`]. The registry runs it
+/// before every `build`, so `build` does not check again; only public constructors that
+/// bypass the registry (tests, benchmarks) call it themselves.
+pub fn require_valid<C: ConnectorConfig>(config: &C) -> Result<(), InvalidConfig> {
+    let issues = config.check();
+    if issues.is_empty() {
+        Ok(())
+    } else {
+        Err(InvalidConfig { issues })
+    }
+}
+
+fn deserialize_config<C: ConnectorConfig>(value: &serde_json::Value) -> Result<C, ConnectorError> {
     serde_json::from_value(value.clone()).map_err(|e| ConnectorError::Config(e.to_string()))
+}
+
+/// The typed config of a stage to build: deserialized, then `check`ed (a stage is only
+/// built from a config that `validate` accepts).
+fn parse_config<C: ConnectorConfig>(value: &serde_json::Value) -> Result<C, ConnectorError> {
+    let config = deserialize_config::<C>(value)?;
+    require_valid(&config)?;
+    Ok(config)
 }
 
 fn check_config<C: ConnectorConfig>(
     value: &serde_json::Value,
     inputs: &ValidationContext,
 ) -> ConfigCheck {
-    match parse_config::<C>(value) {
+    match deserialize_config::<C>(value) {
         Ok(config) => {
             let mut issues = config.check();
             issues.extend(config.check_inputs(inputs));
@@ -167,4 +211,46 @@ macro_rules! register_sink {
     ($connector:ty) => {
         $crate::inventory::submit! { $crate::ConnectorRegistration::sink::<$connector>() }
     };
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[derive(serde::Deserialize, schemars::JsonSchema)]
+    struct Limits {
+        low: u32,
+        high: u32,
+    }
+
+    impl ConnectorConfig for Limits {
+        fn check(&self) -> Vec<ConfigIssue> {
+            let mut issues = Vec::new();
+            if self.low == 0 {
+                issues.push(ConfigIssue::new("low", "must be positive"));
+            }
+            if self.high < self.low {
+                issues.push(ConfigIssue::new("high", "must be at least low"));
+            }
+            issues
+        }
+    }
+
+    #[test]
+    fn parse_config_refuses_a_config_that_fails_check_naming_every_issue() {
+        let error = parse_config::<Limits>(&serde_json::json!({"low": 0, "high": 0}))
+            .err()
+            .map(|e| e.to_string());
+        assert_eq!(
+            error.as_deref(),
+            Some("invalid configuration: low: must be positive")
+        );
+        let error = require_valid(&Limits { low: 0, high: 0 }).err();
+        assert_eq!(error.map(|e| e.issues.len()), Some(1));
+        let error = parse_config::<Limits>(&serde_json::json!({"low": 3, "high": 2})).err();
+        assert!(
+            matches!(error, Some(ConnectorError::Config(m)) if m == "high: must be at least low")
+        );
+        assert!(parse_config::<Limits>(&serde_json::json!({"low": 1, "high": 2})).is_ok());
+    }
 }

@@ -1,25 +1,27 @@
 //! A keyed event-time sliding-window operator (append mode), generic over the aggregate.
 //!
-//! Per key (semantics.md §2): a [`Watermark`] `W = max event time - lateness`; a record
-//! with `t < W` (before the record) is late and joins nothing; otherwise it is added to
-//! its pane. The windows ending at `e` close when `W >= e` and are reported once, in
-//! increasing `e`, with one aggregate per configured length; nothing is reported for an
-//! `e` where every window is empty, and gaps are skipped without visiting each slide.
+//! Per key (semantics.md §2): a [`Watermark`](super::watermark::Watermark)
+//! `W = max event time - lateness`; a record with `t < W` (before the record) is late and
+//! joins nothing; otherwise it is added to its pane. The windows ending at `e` close when
+//! `W >= e` and are reported once, in increasing `e`, with one aggregate per configured
+//! length; nothing is reported for an `e` where every window is empty, and gaps are
+//! skipped without visiting each slide.
 //! End of input (watermark plus infinity) closes everything.
 //!
 //! Restart support: [`KeyedWindowOperator::restart_watermarks`] is what to checkpoint,
 //! and [`KeyedWindowOperator::resume`] turns it into per-key fences (windows ending before
 //! the fence were already reported) and the event time to replay the input from.
 
-use std::{borrow::Borrow, collections::HashMap, collections::VecDeque, hash::Hash};
+use std::{borrow::Borrow, collections::HashMap, hash::Hash};
 
 use super::aggregate::Aggregate;
 use super::guard::{IdleSweep, KeyLimits};
-use super::sliding::AlignedSlidingWindow;
-use super::watermark::Watermark;
-use super::window::{floor_div, SlidingWindows};
+use super::window::SlidingWindows;
 
+mod key_state;
 mod pending;
+
+use key_state::KeyState;
 
 /// What happened to a record offered to [`KeyedWindowOperator::process`].
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -60,197 +62,6 @@ impl<'a, A: Aggregate> ClosedWindows<'a, A> {
             .enumerate()
             .filter(|(_, a)| !a.is_empty())
             .map(move |(i, a)| (i, end.saturating_sub(lengths[i]), a))
-    }
-}
-
-#[derive(Debug, Clone)]
-struct KeyState<A> {
-    watermark: Watermark,
-    /// Windows ending before this were reported before a restart: computed, not reported.
-    fence_ms: Option<i64>,
-    /// Pane index `E` of the next window end `E*S` not yet closed; `None` before the
-    /// first record.
-    next_end: Option<i64>,
-    /// Panes `base ..`: the open ones and the closed ones that open windows still need.
-    panes: VecDeque<A>,
-    base: i64,
-    /// The latest closed pane holding data: when it is older than the longest window,
-    /// every window is empty.
-    latest_closed_data: Option<i64>,
-    sliders: Vec<AlignedSlidingWindow<A>>,
-    results: Vec<A>,
-    empty: A,
-}
-
-impl<A: Aggregate> KeyState<A> {
-    fn new(windows: &SlidingWindows, lateness_ms: i64) -> Self {
-        KeyState {
-            watermark: Watermark::new(lateness_ms),
-            fence_ms: None,
-            next_end: None,
-            panes: VecDeque::new(),
-            base: 0,
-            latest_closed_data: None,
-            sliders: windows
-                .lengths_in_panes()
-                .iter()
-                .map(|&n| AlignedSlidingWindow::new(n))
-                .collect(),
-            results: vec![A::empty(); windows.len()],
-            empty: A::empty(),
-        }
-    }
-
-    fn pane(&self, index: i64) -> &A {
-        index
-            .checked_sub(self.base)
-            .and_then(|i| usize::try_from(i).ok())
-            .and_then(|i| self.panes.get(i))
-            .unwrap_or(&self.empty)
-    }
-
-    fn stored_end(&self) -> i64 {
-        self.base.saturating_add(self.panes.len() as i64)
-    }
-
-    fn insert(&mut self, pane: i64, value: &A::Value) {
-        if self.panes.is_empty() {
-            self.base = pane;
-            self.panes.push_back(A::empty());
-        } else if pane < self.base {
-            for _ in pane..self.base {
-                self.panes.push_front(A::empty());
-            }
-            self.base = pane;
-        } else {
-            while pane >= self.stored_end() {
-                self.panes.push_back(A::empty());
-            }
-        }
-        let slot = usize::try_from(pane - self.base)
-            .ok()
-            .and_then(|i| self.panes.get_mut(i));
-        if let Some(slot) = slot {
-            slot.add(value);
-        }
-    }
-
-    /// The first stored pane at or after `from` holding data.
-    fn first_data_at_or_after(&self, from: i64) -> Option<i64> {
-        let skip = usize::try_from(from.saturating_sub(self.base)).unwrap_or(0);
-        self.panes
-            .iter()
-            .enumerate()
-            .skip(skip)
-            .find(|(_, p)| !p.is_empty())
-            .map(|(i, _)| self.base + i as i64)
-    }
-
-    /// Closes and reports every window end `e <= W`, unless `emit` asks to pause (returns
-    /// `false`): then returns `false`, and calling it again continues where it paused.
-    fn advance<K>(
-        &mut self,
-        key: &K,
-        windows: &SlidingWindows,
-        emit: &mut impl FnMut(&K, &ClosedWindows<'_, A>) -> bool,
-    ) -> bool {
-        let Some(w) = self.watermark.current() else {
-            return true;
-        };
-        let ended = w == i64::MAX;
-        // Every end E with E*S <= W is closed.
-        let limit = if ended {
-            i64::MAX
-        } else {
-            floor_div(w, windows.slide_ms())
-        };
-        let longest = windows.longest_in_panes();
-        let mut e = match self.next_end {
-            Some(e) => e,
-            // First record: nothing is stored, so every end up to the limit is empty.
-            None if ended => return true,
-            None => limit.saturating_add(1),
-        };
-        let mut go_on = true;
-        while e <= limit {
-            if !self.pane(e - 1).is_empty() {
-                self.latest_closed_data = Some(e - 1);
-            }
-            if self.latest_closed_data.is_none_or(|q| q < e - longest) {
-                // Every window ending at `e` is empty: jump to the next pane with data.
-                match self.first_data_at_or_after(e) {
-                    Some(q) if q < limit => {
-                        e = q + 1;
-                        continue;
-                    }
-                    _ if ended => {
-                        e = self.stored_end();
-                        break;
-                    }
-                    _ => {
-                        e = limit + 1;
-                        break;
-                    }
-                }
-            }
-            let end_ms = windows.pane_start_ms(e);
-            if self.fence_ms.is_none_or(|fence| end_ms >= fence) {
-                go_on = self.report(key, e, end_ms, windows, emit);
-            }
-            e += 1;
-            if !go_on {
-                break;
-            }
-        }
-        self.next_end = Some(e);
-        let keep_from = e.saturating_sub(longest);
-        while self.base < keep_from && !self.panes.is_empty() {
-            self.panes.pop_front();
-            self.base += 1;
-        }
-        if self.panes.is_empty() {
-            self.base = keep_from;
-        }
-        go_on
-    }
-
-    fn report<K>(
-        &mut self,
-        key: &K,
-        e: i64,
-        end_ms: i64,
-        windows: &SlidingWindows,
-        emit: &mut impl FnMut(&K, &ClosedWindows<'_, A>) -> bool,
-    ) -> bool {
-        let mut results = std::mem::take(&mut self.results);
-        let mut sliders = std::mem::take(&mut self.sliders);
-        let mut any = false;
-        let mut go_on = true;
-        for (slot, slider) in results.iter_mut().zip(sliders.iter_mut()) {
-            *slot = slider.window(e, |i| self.pane(i));
-            any |= !slot.is_empty();
-        }
-        if any {
-            go_on = emit(
-                key,
-                &ClosedWindows {
-                    end_ms,
-                    windows,
-                    aggregates: &results,
-                },
-            );
-        }
-        self.results = results;
-        self.sliders = sliders;
-        go_on
-    }
-
-    /// What a checkpoint records for the key: its watermark, never below its fence.
-    fn restart_watermark(&self) -> Option<i64> {
-        match (self.watermark.current(), self.fence_ms) {
-            (Some(w), Some(f)) => Some(w.max(f)),
-            (w, f) => w.or(f),
-        }
     }
 }
 

@@ -29,8 +29,16 @@ const MAX_IN_FLIGHT: usize = 10_000;
 
 /// Base client config: brokers plus the user's pass-through properties.
 pub fn client_config(kafka: &KafkaSpec) -> ClientConfig {
+    config_with(kafka, &[])
+}
+
+/// Brokers, then the runtime's `defaults`, then the user's pass-through properties.
+fn config_with(kafka: &KafkaSpec, defaults: &[(&str, &str)]) -> ClientConfig {
     let mut config = ClientConfig::new();
     config.set("bootstrap.servers", &kafka.brokers);
+    for (key, value) in defaults {
+        config.set(*key, *value);
+    }
     for (key, value) in &kafka.properties {
         config.set(key, value.to_string());
     }
@@ -38,49 +46,45 @@ pub fn client_config(kafka: &KafkaSpec) -> ClientConfig {
 }
 
 pub fn producer_config(kafka: &KafkaSpec) -> ClientConfig {
-    let mut config = ClientConfig::new();
-    config
-        .set("bootstrap.servers", &kafka.brokers)
-        // Idempotence keeps retried sends from duplicating or reordering records.
-        .set("enable.idempotence", "true")
-        // Wait at most 1 ms to fill a batch: under load, batches still form while earlier
-        // requests are in flight; when idle, a record leaves at once (issue 14).
-        .set("linger.ms", "1")
-        .set("message.timeout.ms", "60000")
-        // librdkafka buffers up to 1 GiB by default; 64 MiB keeps a stage's memory modest
-        // and still far ahead of the broker.
-        .set("queue.buffering.max.kbytes", "65536");
-    for (key, value) in &kafka.properties {
-        config.set(key, value.to_string());
-    }
-    config
+    config_with(
+        kafka,
+        &[
+            // Idempotence keeps retried sends from duplicating or reordering records.
+            ("enable.idempotence", "true"),
+            // Wait at most 1 ms to fill a batch: under load, batches still form while
+            // earlier requests are in flight; when idle, a record leaves at once (issue 14).
+            ("linger.ms", "1"),
+            ("message.timeout.ms", "60000"),
+            // librdkafka buffers up to 1 GiB by default; 64 MiB keeps a stage's memory
+            // modest and still far ahead of the broker.
+            ("queue.buffering.max.kbytes", "65536"),
+        ],
+    )
 }
 
 pub fn consumer_config(kafka: &KafkaSpec, group: &str) -> ClientConfig {
-    let mut config = ClientConfig::new();
-    config
-        .set("bootstrap.servers", &kafka.brokers)
-        .set("group.id", group)
-        // Offsets are committed by the runtime, only after outputs are acknowledged.
-        .set("enable.auto.commit", "false")
-        .set("enable.auto.offset.store", "false")
-        .set("auto.offset.reset", "earliest")
-        .set("partition.assignment.strategy", "range")
-        .set("session.timeout.ms", "6000")
-        .set("heartbeat.interval.ms", "1000")
-        // Prefetch at most 16 MiB (default 64 MiB): enough to keep a stage busy.
-        .set("queued.max.messages.kbytes", "16384")
-        // Tansu holds an empty fetch for the whole wait instead of answering when data
-        // arrives, so this bounds the latency of every hop (librdkafka's default is
-        // 500 ms). 10 ms keeps three hops well under 50 ms; an idle consumer then sends
-        // ~100 empty fetches/s (measured cost in docs/benchmarks.md).
-        .set("fetch.wait.max.ms", "10")
-        // Statistics feed `pipeline_consumer_lag_records` (see observe::lag).
-        .set("statistics.interval.ms", "5000");
-    for (key, value) in &kafka.properties {
-        config.set(key, value.to_string());
-    }
-    config
+    config_with(
+        kafka,
+        &[
+            ("group.id", group),
+            // Offsets are committed by the runtime, only after outputs are acknowledged.
+            ("enable.auto.commit", "false"),
+            ("enable.auto.offset.store", "false"),
+            ("auto.offset.reset", "earliest"),
+            ("partition.assignment.strategy", "range"),
+            ("session.timeout.ms", "6000"),
+            ("heartbeat.interval.ms", "1000"),
+            // Prefetch at most 16 MiB (default 64 MiB): enough to keep a stage busy.
+            ("queued.max.messages.kbytes", "16384"),
+            // Tansu holds an empty fetch for the whole wait instead of answering when data
+            // arrives, so this bounds the latency of every hop (librdkafka's default is
+            // 500 ms). 10 ms keeps three hops well under 50 ms; an idle consumer then sends
+            // ~100 empty fetches/s (measured cost in docs/benchmarks.md).
+            ("fetch.wait.max.ms", "10"),
+            // Statistics feed `pipeline_consumer_lag_records` (see observe::lag).
+            ("statistics.interval.ms", "5000"),
+        ],
+    )
 }
 
 pub fn create_producer(kafka: &KafkaSpec) -> Result<FutureProducer, FrameworkError> {
@@ -108,6 +112,24 @@ impl Deliveries {
             in_flight: FuturesUnordered::new(),
             oversize: None,
         }
+    }
+
+    /// Sends a record a connector emitted: its key and payload, its event time as the
+    /// Kafka timestamp.
+    pub async fn send_record(
+        &mut self,
+        topic: &str,
+        record: &crate::record::OutputRecord,
+    ) -> Result<(), FrameworkError> {
+        self.send(
+            topic,
+            None,
+            record.key.as_deref(),
+            Some(&record.payload),
+            Some(record.timestamp_ms),
+            None,
+        )
+        .await
     }
 
     /// Records too large for the broker are dead-lettered truncated (or counted and
@@ -286,30 +308,17 @@ impl Deliveries {
         writer: &Writer,
     ) -> Result<(), FrameworkError> {
         let headers = super::markers::end_headers(writer);
-        for partition in 0..partitions {
-            self.send(
-                topic,
-                Some(partition),
-                None,
-                None,
-                None,
-                Some(headers.clone()),
-            )
-            .await?;
-        }
+        self.send_marker(topic, partitions, headers).await?;
         self.wait_all().await
     }
 
-    /// Writes `writer`'s progress marker (no record before `event_ms` will follow) to
-    /// every partition of `topic`, behind every record sent before it.
-    pub async fn send_progress(
+    /// Sends a marker (headers, no key or payload) to partitions `0..partitions`.
+    async fn send_marker(
         &mut self,
         topic: &str,
         partitions: i32,
-        writer: &Writer,
-        event_ms: i64,
+        headers: OwnedHeaders,
     ) -> Result<(), FrameworkError> {
-        let headers = super::markers::progress_headers(writer, event_ms);
         for partition in 0..partitions {
             self.send(
                 topic,
@@ -322,6 +331,19 @@ impl Deliveries {
             .await?;
         }
         Ok(())
+    }
+
+    /// Writes `writer`'s progress marker (no record before `event_ms` will follow) to
+    /// every partition of `topic`, behind every record sent before it.
+    pub async fn send_progress(
+        &mut self,
+        topic: &str,
+        partitions: i32,
+        writer: &Writer,
+        event_ms: i64,
+    ) -> Result<(), FrameworkError> {
+        let headers = super::markers::progress_headers(writer, event_ms);
+        self.send_marker(topic, partitions, headers).await
     }
 }
 

@@ -46,11 +46,11 @@ enum Step {
 
 pub async fn run(
     stage: StageRuntime,
-    mut sink: Box<dyn Sink>,
+    sink: Box<dyn Sink>,
     shutdown: CancellationToken,
 ) -> Result<(), FrameworkError> {
     let producer = kafka::create_producer(&stage.kafka)?;
-    let mut deliveries = stage.deliveries(producer.clone());
+    let deliveries = stage.deliveries(producer.clone());
     let (hooks, shared) = StageHooks::new(&stage, None, Some(producer));
     let consumer = subscribe(&stage, hooks)?;
     let mut topic_index: HashMap<String, usize> = HashMap::new();
@@ -65,7 +65,12 @@ pub async fn run(
         messages: Vec::with_capacity(max_records.min(4096)),
         deadline: None,
     };
-    let mut log = RateLimitedLog::new(std::time::Duration::from_secs(10));
+    let mut output = BatchWriter {
+        sink,
+        ctx,
+        deliveries,
+        log: RateLimitedLog::new(std::time::Duration::from_secs(10)),
+    };
     let mut commit_tick = tokio::time::interval(stage.commit_interval);
     commit_tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     stage.metrics.up.set(1.0);
@@ -95,7 +100,7 @@ pub async fn run(
                 continue;
             }
             received = consumer.recv() => match received {
-                Ok(message) => accept(&stage, &shared, &topic_index, &mut batch, message, max_wait, &mut log)?,
+                Ok(message) => accept(&stage, &shared, &topic_index, &mut batch, message, max_wait, &mut output.log)?,
                 Err(e) => {
                     consumer_error(&stage, e).await;
                     continue;
@@ -115,7 +120,7 @@ pub async fn run(
                         &mut batch,
                         message,
                         max_wait,
-                        &mut log,
+                        &mut output.log,
                     )?;
                 }
                 Some(Err(e)) => {
@@ -125,17 +130,7 @@ pub async fn run(
                 None => break,
             }
         }
-        if !write(
-            &stage,
-            &mut *sink,
-            &ctx,
-            &mut batch,
-            &shared,
-            &mut deliveries,
-            &mut log,
-        )
-        .await?
-        {
+        if !output.write(&stage, &mut batch, &shared).await? {
             interrupted = true;
             break;
         }
@@ -153,7 +148,7 @@ pub async fn run(
                         }
                         all_finished = guard.partitions.values().all(|s| s.finished);
                     }
-                    Err(e) => bad_marker(&stage, &mut log, &e),
+                    Err(e) => bad_marker(&stage, &mut output.log, &e),
                 }
             }
             drop(guard);
@@ -174,19 +169,10 @@ pub async fn run(
     }
     if !interrupted && !ended && !batch.messages.is_empty() {
         // Stopping: write what was consumed, so the restart has less to redo.
-        write(
-            &stage,
-            &mut *sink,
-            &ctx,
-            &mut batch,
-            &shared,
-            &mut deliveries,
-            &mut log,
-        )
-        .await?;
+        output.write(&stage, &mut batch, &shared).await?;
     }
     commit_offsets(&consumer, &shared, &stage, CommitMode::Sync);
-    if let Err(e) = sink.close().await {
+    if let Err(e) = output.sink.close().await {
         warn!(stage = %stage.name, "closing the sink: {e}");
     }
     stage.metrics.up.set(0.0);
@@ -245,91 +231,99 @@ fn accept(
     Ok(Step::Continue)
 }
 
-/// Writes the batch; returns false when the write was abandoned because the pipeline is
-/// stopping (its records stay uncommitted and are consumed again after a restart).
-async fn write(
-    stage: &StageRuntime,
-    sink: &mut dyn Sink,
-    ctx: &SinkContext,
-    batch: &mut Batch,
-    shared: &std::sync::Mutex<Shared>,
-    deliveries: &mut kafka::Deliveries,
-    log: &mut RateLimitedLog,
-) -> Result<bool, FrameworkError> {
-    batch.deadline = None;
-    if batch.messages.is_empty() {
-        return Ok(true);
-    }
-    let records: Vec<InputRecord<'_>> = batch
-        .messages
-        .iter()
-        .map(|(index, m)| InputRecord {
-            port: *index,
-            key: m.key(),
-            payload: m.payload().unwrap_or_default(),
-            timestamp_ms: m.timestamp().to_millis(),
-            partition: m.partition(),
-            offset: m.offset(),
-        })
-        .collect();
-    let started = std::time::Instant::now();
-    let written = sink.write(&records, ctx).await;
-    stage
-        .metrics
-        .sink_write_seconds
-        .record(started.elapsed().as_secs_f64());
-    let outcome = match written {
-        Ok(outcome) => outcome,
-        Err(e) if ctx.shutdown().is_cancelled() => {
-            warn!(stage = %stage.name, "write abandoned while stopping ({e}); its records stay uncommitted");
-            return Ok(false);
+/// What writing a batch needs besides the batch: the sink, its context, the producer of
+/// dead letters and the stage's rejection log.
+struct BatchWriter {
+    sink: Box<dyn Sink>,
+    ctx: SinkContext,
+    deliveries: kafka::Deliveries,
+    log: RateLimitedLog,
+}
+
+impl BatchWriter {
+    /// Writes the batch; returns false when the write was abandoned because the pipeline
+    /// is stopping (its records stay uncommitted and are consumed again after a restart).
+    async fn write(
+        &mut self,
+        stage: &StageRuntime,
+        batch: &mut Batch,
+        shared: &std::sync::Mutex<Shared>,
+    ) -> Result<bool, FrameworkError> {
+        batch.deadline = None;
+        if batch.messages.is_empty() {
+            return Ok(true);
         }
-        Err(source) => {
-            return Err(FrameworkError::Stage {
-                stage: stage.name.clone(),
-                connector: stage.connector.to_string(),
-                source,
+        let records: Vec<InputRecord<'_>> = batch
+            .messages
+            .iter()
+            .map(|(index, m)| InputRecord {
+                port: *index,
+                key: m.key(),
+                payload: m.payload().unwrap_or_default(),
+                timestamp_ms: m.timestamp().to_millis(),
+                partition: m.partition(),
+                offset: m.offset(),
             })
-        }
-    };
-    for (i, reason, detail) in &outcome.rejected {
-        let Some(record) = records.get(*i) else {
-            continue;
+            .collect();
+        let started = std::time::Instant::now();
+        let written = self.sink.write(&records, &self.ctx).await;
+        stage
+            .metrics
+            .sink_write_seconds
+            .record(started.elapsed().as_secs_f64());
+        let outcome = match written {
+            Ok(outcome) => outcome,
+            Err(e) if self.ctx.shutdown().is_cancelled() => {
+                warn!(stage = %stage.name, "write abandoned while stopping ({e}); its records stay uncommitted");
+                return Ok(false);
+            }
+            Err(source) => {
+                return Err(FrameworkError::Stage {
+                    stage: stage.name.clone(),
+                    connector: stage.connector.to_string(),
+                    source,
+                })
+            }
         };
-        stage.metrics.rejected(reason);
-        log.warn(&stage.name, reason, detail);
-        if let Some(dlq) = &stage.dead_letter {
-            let source = stage
-                .input_topics
-                .get(record.port)
-                .map(String::as_str)
-                .unwrap_or_default();
-            let headers = kafka::dead_letter_headers(&stage.name, reason, detail, source);
-            deliveries
-                .send(
-                    dlq,
-                    None,
-                    record.key,
-                    Some(record.payload),
-                    record.timestamp_ms,
-                    Some(headers),
-                )
-                .await?;
-            stage.metrics.dead_lettered.increment(1);
+        for (i, reason, detail) in &outcome.rejected {
+            let Some(record) = records.get(*i) else {
+                continue;
+            };
+            stage.metrics.rejected(reason);
+            self.log.rejected(&stage.name, reason, detail);
+            if let Some(dlq) = &stage.dead_letter {
+                let source = stage
+                    .input_topics
+                    .get(record.port)
+                    .map(String::as_str)
+                    .unwrap_or_default();
+                let headers = kafka::dead_letter_headers(&stage.name, reason, detail, source);
+                self.deliveries
+                    .send(
+                        dlq,
+                        None,
+                        record.key,
+                        Some(record.payload),
+                        record.timestamp_ms,
+                        Some(headers),
+                    )
+                    .await?;
+                stage.metrics.dead_lettered.increment(1);
+            }
         }
-    }
-    deliveries.wait_all().await?;
-    stage
-        .metrics
-        .records_out
-        .increment((records.len() - outcome.rejected.len()) as u64);
-    let mut guard = lock(shared);
-    for record in &records {
-        if let Some(state) = guard.partitions.get_mut(&record.partition) {
-            state.advance_position(record.port, record.offset);
+        self.deliveries.wait_all().await?;
+        stage
+            .metrics
+            .records_out
+            .increment((records.len() - outcome.rejected.len()) as u64);
+        let mut guard = lock(shared);
+        for record in &records {
+            if let Some(state) = guard.partitions.get_mut(&record.partition) {
+                state.advance_position(record.port, record.offset);
+            }
         }
+        drop(guard);
+        batch.messages.clear();
+        Ok(true)
     }
-    drop(guard);
-    batch.messages.clear();
-    Ok(true)
 }

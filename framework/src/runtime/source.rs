@@ -54,16 +54,7 @@ pub async fn run(
                     .metrics
                     .bytes_out
                     .increment(record.payload.len() as u64);
-                deliveries
-                    .send(
-                        &output,
-                        None,
-                        record.key.as_deref(),
-                        Some(&record.payload),
-                        Some(record.timestamp_ms),
-                        None,
-                    )
-                    .await?;
+                deliveries.send_record(&output, &record).await?;
             }
             SourceEvent::Rejected {
                 reason,
@@ -71,7 +62,7 @@ pub async fn run(
                 payload,
             } => {
                 stage.metrics.rejected(reason);
-                log.warn(&name, reason, &detail);
+                log.rejected(&name, reason, &detail);
                 if let Some(dlq) = &stage.dead_letter {
                     let headers = kafka::dead_letter_headers(&name, reason, &detail, connector);
                     deliveries

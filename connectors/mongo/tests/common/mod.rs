@@ -2,10 +2,9 @@
 #![allow(dead_code)] // each test binary uses a different subset
 
 use std::{
-    net::{TcpListener, TcpStream},
+    net::TcpStream,
     path::PathBuf,
     process::{Child, Command, Stdio},
-    sync::atomic::{AtomicU32, Ordering},
     time::{Duration, Instant},
 };
 
@@ -13,31 +12,13 @@ use connector_mongo::{MongoSink, MongoSinkConfig};
 use framework::{connector::StageContext, InputRecord};
 use mongodb::{bson::Document, Client};
 
-/// The server the project's test script started; tests fail loudly without it.
-pub fn mongo_uri() -> String {
-    match std::env::var("MONGO_URI") {
-        Ok(uri) if !uri.is_empty() => uri,
-        _ => panic!(
-            "MONGO_URI is not set: run the MongoDB sink tests via scripts/test.sh, which starts \
-             secantusd-rs and exports MONGO_URI (or export MONGO_URI=mongodb://127.0.0.1:PORT/?directConnection=true yourself)"
-        ),
-    }
-}
+/// The server the project's test script started (tests fail loudly without it) and a
+/// free port for a test's own server: the helpers every crate's tests share.
+pub use framework::testing::{free_port, mongo_uri};
 
-/// A database name no other test (or earlier run) uses.
+/// A database name no other test (or earlier run) uses (MongoDB allows 63 characters).
 pub fn unique_database(test: &str) -> String {
-    static COUNTER: AtomicU32 = AtomicU32::new(0);
-    let nanos = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap()
-        .subsec_nanos();
-    let mut name = format!(
-        "t_{}_{}_{}_{}",
-        test,
-        std::process::id(),
-        nanos,
-        COUNTER.fetch_add(1, Ordering::Relaxed)
-    );
+    let mut name = framework::testing::unique(&format!("t_{test}")).replace('-', "_");
     name.truncate(63);
     name
 }
@@ -186,14 +167,6 @@ pub fn secantusd_binary() -> PathBuf {
         Some(c) if c.is_file() => c,
         _ => panic!("secantusd-rs not found (SECANTUSD_BIN, PATH, ~/.cargo/bin): run scripts/servers.sh install"),
     }
-}
-
-pub fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
 }
 
 /// A secantusd-rs child process owned by one test, killed on drop.

@@ -3,21 +3,12 @@
 #![allow(dead_code)]
 
 use connector_moving_stats::{MovingStats, MovingStatsConfig};
-use framework::{
-    event_time::format_millis, DurationSpec, Emitter, InputRecord, OutputRecord, Transform,
-};
+use framework::{testing, DurationSpec, Emitter, InputRecord, OutputRecord, Transform};
 
 /// 2025-05-07T15:30:30.000Z
 pub const T0: i64 = 1_746_631_830_000;
 
-pub fn price(symbol: &str, price: f64, t_ms: i64) -> Vec<u8> {
-    serde_json::to_vec(&serde_json::json!({
-        "symbol": symbol,
-        "price": price,
-        "timestamp": format_millis(t_ms),
-    }))
-    .unwrap()
-}
+pub use framework::testing::price_json as price;
 
 pub fn config(windows: &[&str], slide: &str, lateness: &str) -> MovingStatsConfig {
     MovingStatsConfig {
@@ -47,19 +38,17 @@ impl Msg {
             timestamp_ms: t_ms,
         }
     }
+
+    /// This message as the input record at `offset`.
+    pub fn record(&self, offset: i64) -> InputRecord<'_> {
+        testing::input(0, &self.key, &self.payload, Some(self.timestamp_ms), offset)
+    }
 }
 
 pub fn feed(t: &mut MovingStats, msgs: &[Msg], first_offset: i64, out: &mut Emitter) {
     for (i, m) in msgs.iter().enumerate() {
-        let record = InputRecord {
-            port: 0,
-            key: Some(&m.key),
-            payload: &m.payload,
-            timestamp_ms: Some(m.timestamp_ms),
-            partition: 0,
-            offset: first_offset + i as i64,
-        };
-        t.process(&record, out);
+        let offset = first_offset + i as i64;
+        t.process(&m.record(offset), out);
     }
 }
 

@@ -4,8 +4,8 @@
 use connector_zscore::{ZScoreConfig, ZScoreTransform, PRICES, STATS};
 use framework::{
     event_time::{format_millis, parse_millis},
-    record::Rejected,
-    DurationSpec, Emitter, InputRecord, OutputRecord, Transform,
+    testing::{self, TransformDriver},
+    DurationSpec, InputRecord,
 };
 
 pub const T0: i64 = 1_746_631_860_000; // 2025-05-07T15:31:00.000Z
@@ -23,10 +23,7 @@ pub fn transform() -> ZScoreTransform {
 }
 
 pub fn price_json(symbol: &str, t: i64, price: f64) -> Vec<u8> {
-    serde_json::to_vec(&serde_json::json!({
-        "symbol": symbol, "price": price, "timestamp": format_millis(t)
-    }))
-    .unwrap()
+    testing::price_json(symbol, price, t)
 }
 
 /// A `btc-price-moving` record as the moving-statistics stage writes it.
@@ -54,46 +51,34 @@ pub fn kafka_ts(payload: &[u8]) -> Option<i64> {
 }
 
 pub fn input<'a>(port: usize, symbol: &'a str, payload: &'a [u8], offset: i64) -> InputRecord<'a> {
-    InputRecord {
-        port,
-        key: Some(symbol.as_bytes()),
-        payload,
-        timestamp_ms: kafka_ts(payload),
-        partition: 0,
-        offset,
+    testing::input(port, symbol.as_bytes(), payload, kafka_ts(payload), offset)
+}
+
+/// Feeds records and collects everything emitted: the framework's transform driver,
+/// with the z-score inputs as methods.
+pub struct Driver(pub TransformDriver<ZScoreTransform>);
+
+impl std::ops::Deref for Driver {
+    type Target = TransformDriver<ZScoreTransform>;
+    fn deref(&self) -> &Self::Target {
+        &self.0
     }
 }
 
-/// Feeds records and collects everything emitted.
-pub struct Driver {
-    pub transform: ZScoreTransform,
-    pub records: Vec<OutputRecord>,
-    pub rejected: Vec<Rejected>,
-    offsets: [i64; 2],
+impl std::ops::DerefMut for Driver {
+    fn deref_mut(&mut self) -> &mut Self::Target {
+        &mut self.0
+    }
 }
 
 impl Driver {
     pub fn new(transform: ZScoreTransform) -> Self {
-        Driver {
-            transform,
-            records: Vec::new(),
-            rejected: Vec::new(),
-            offsets: [0, 0],
-        }
-    }
-
-    fn drain(&mut self, mut out: Emitter) {
-        self.records.append(&mut out.records);
-        self.rejected.append(&mut out.rejected);
+        Driver(TransformDriver::new(transform))
     }
 
     pub fn feed(&mut self, port: usize, symbol: &str, payload: &[u8]) {
-        let mut out = Emitter::new();
-        let offset = self.offsets[port];
-        self.offsets[port] += 1;
-        self.transform
-            .process(&input(port, symbol, payload, offset), &mut out);
-        self.drain(out);
+        self.0
+            .feed(port, symbol.as_bytes(), payload, kafka_ts(payload));
     }
 
     pub fn price(&mut self, symbol: &str, t: i64, price: f64) {
@@ -102,22 +87,5 @@ impl Driver {
 
     pub fn stats(&mut self, symbol: &str, e: i64, windows: &[(&str, f64, f64)]) {
         self.feed(STATS, symbol, &stats_json(symbol, e, windows));
-    }
-
-    pub fn end(&mut self) {
-        let mut out = Emitter::new();
-        self.transform.end_of_input(&mut out);
-        self.drain(out);
-    }
-
-    pub fn outputs(&self) -> Vec<String> {
-        self.records
-            .iter()
-            .map(|r| String::from_utf8(r.payload.clone()).unwrap())
-            .collect()
-    }
-
-    pub fn reasons(&self) -> Vec<&'static str> {
-        self.rejected.iter().map(|r| r.reason).collect()
     }
 }
