@@ -183,7 +183,7 @@ fn empty_object() -> serde_json::Value {
 impl PipelineSpec {
     /// The JSON Schema of the pipeline file.
     pub fn json_schema() -> serde_json::Value {
-        crate::validate::inline_schema_for::<PipelineSpec>()
+        crate::inline_schema::inline_schema_for::<PipelineSpec>()
     }
 }
 

@@ -40,8 +40,17 @@ pub struct ConnectorRegistration {
 
 inventory::collect!(ConnectorRegistration);
 
+impl std::fmt::Debug for ConnectorRegistration {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ConnectorRegistration")
+            .field("name", &self.name)
+            .field("kind", &self.kind)
+            .finish_non_exhaustive()
+    }
+}
+
 fn schema_of<C: ConnectorConfig>() -> serde_json::Value {
-    crate::validate::inline_schema_for::<C>()
+    crate::inline_schema::inline_schema_for::<C>()
 }
 
 fn parse_config<C: ConnectorConfig>(value: &serde_json::Value) -> Result<C, ConnectorError> {
