@@ -11,6 +11,7 @@
 //!   joins) that windowed connectors reuse.
 
 pub mod connector;
+pub mod contract;
 pub mod duration;
 pub mod error;
 pub mod event_time;

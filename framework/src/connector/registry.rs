@@ -3,6 +3,7 @@
 //! `register_*!` macros that submit them.
 
 use super::*;
+use crate::contract::FieldContract;
 
 /// Result of checking one stage's config: problems, and what it publishes to readers.
 #[derive(Debug, Default)]
@@ -35,6 +36,8 @@ pub struct ConnectorRegistration {
     pub schema: fn() -> serde_json::Value,
     /// Typed checks, run only on configs that satisfy the schema.
     pub check: fn(&serde_json::Value, &ValidationContext) -> ConfigCheck,
+    /// Field contract derived from a (schema-checked) config; `None` if it does not parse.
+    pub contract: fn(&serde_json::Value, &[InputPort]) -> Option<FieldContract>,
     pub builder: Builder,
 }
 
@@ -79,6 +82,17 @@ fn check_config<C: ConnectorConfig>(
     }
 }
 
+fn contract_of<C: ConnectorConfig>(
+    value: &serde_json::Value,
+    ports: &[InputPort],
+) -> Option<FieldContract> {
+    let config = parse_config::<C>(value).ok()?;
+    Some(FieldContract {
+        writes: config.output_fields(),
+        needs: ports.iter().map(|p| config.needed_fields(p.name)).collect(),
+    })
+}
+
 fn build_source<S: SourceConnector>(
     value: &serde_json::Value,
     stage: &StageContext,
@@ -112,6 +126,7 @@ impl ConnectorRegistration {
             output: Some(S::OUTPUT),
             schema: schema_of::<S::Config>,
             check: check_config::<S::Config>,
+            contract: contract_of::<S::Config>,
             builder: Builder::Source(build_source::<S>),
         }
     }
@@ -125,6 +140,7 @@ impl ConnectorRegistration {
             output: Some(T::OUTPUT),
             schema: schema_of::<T::Config>,
             check: check_config::<T::Config>,
+            contract: contract_of::<T::Config>,
             builder: Builder::Transform(build_transform::<T>),
         }
     }
@@ -138,6 +154,7 @@ impl ConnectorRegistration {
             output: None,
             schema: schema_of::<S::Config>,
             check: check_config::<S::Config>,
+            contract: contract_of::<S::Config>,
             builder: Builder::Sink(build_sink::<S>),
         }
     }

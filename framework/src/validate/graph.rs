@@ -3,7 +3,7 @@
 
 use std::collections::{HashMap, HashSet};
 
-use super::{At, ValidatedStage, Validator};
+use super::{fields::FieldRead, At, ValidatedStage, Validator};
 use crate::{
     connector::{Attributes, ValidationContext},
     record::RecordType,
@@ -80,10 +80,12 @@ impl Validator {
             )
             .collect();
         let mut edges: HashMap<usize, Vec<usize>> = HashMap::new();
+        let mut reads = Vec::new();
         for (i, stage) in stages {
             let path = child_index("stages", *i);
             let mut context = ValidationContext::default();
-            for (port, topic) in stage.registration.inputs.iter().zip(&stage.input_topics) {
+            let ports = stage.registration.inputs.iter().zip(&stage.input_topics);
+            for (port_index, (port, topic)) in ports.enumerate() {
                 if topic.is_empty() {
                     context.input_attributes.push(None);
                     continue;
@@ -119,12 +121,19 @@ impl Validator {
                 if let Some((written_type, by)) = written {
                     if !port.record_type.accepts(written_type) {
                         self.report(&port_path, At::Value, format!("record type mismatch: port {:?} of {:?} expects {} records, but topic {topic:?} carries {} records (written by {by})", port.name, stage.registration.name, port.record_type, written_type));
+                    } else {
+                        reads.push(FieldRead {
+                            stage: *i,
+                            port: port_index,
+                            topic: topic.clone(),
+                        });
                     }
                 }
             }
             let check = (stage.registration.check)(&stage.spec.config, &context);
             self.report_config_issues(*i, check.issues);
         }
+        self.check_fields(spec, stages, &reads);
         self.check_co_partitioning(spec, stages);
         self.check_cycles(spec, stages, &edges);
     }

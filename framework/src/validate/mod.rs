@@ -7,6 +7,7 @@
 //! graph (unknown inputs, two writers, cycles) and record types between writers and
 //! readers, including facts writers publish (e.g. a window slide).
 
+mod fields;
 mod graph;
 pub mod lint;
 mod schema;
