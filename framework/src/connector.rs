@@ -21,6 +21,7 @@ use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
 use crate::{
+    contract::{NeededField, OutputFields},
     error::ConnectorError,
     record::{Emitter, InputRecord, OutputRecord, RecordType},
 };
@@ -95,6 +96,15 @@ pub trait ConnectorConfig: DeserializeOwned + JsonSchema + Send + Sync + 'static
     }
     /// Settings that work but are probably not meant (`pipeline validate` warnings).
     fn warnings(&self) -> Vec<ConfigIssue> {
+        Vec::new()
+    }
+    /// The fields of the records this stage writes; unknown by default (no check).
+    fn output_fields(&self) -> OutputFields {
+        OutputFields::Unknown
+    }
+    /// The fields this stage needs in the records of input port `port`; none by default.
+    /// `pipeline validate` reports each one its topic's writer never writes.
+    fn needed_fields(&self, _port: &str) -> Vec<NeededField> {
         Vec::new()
     }
 }

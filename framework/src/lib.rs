@@ -11,15 +11,16 @@
 //!   joins) that windowed connectors reuse.
 
 pub mod connector;
+pub mod contract;
 pub mod duration;
 pub mod error;
 pub mod event_time;
 pub mod formats;
+pub mod inline_schema;
 pub mod interpolate;
 pub mod join;
 pub mod json;
 pub mod kafka_properties;
-pub mod lint;
 pub mod metrics;
 pub mod observe;
 pub mod pipeline_test;

@@ -64,11 +64,11 @@ pub fn restore_strings(document: &mut Value, retyped: &HashMap<String, String>) 
             ) {
                 continue;
             }
-            let path = crate::validate::instance_path(&base, error.instance_path());
+            let path = crate::schema_text::instance_path(&base, error.instance_path());
             let Some(text) = retyped.get(&path) else {
                 continue;
             };
-            let wants_string = crate::validate::schema_at(&schema, error.schema_path().as_str())
+            let wants_string = crate::schema_text::schema_at(&schema, error.schema_path().as_str())
                 .and_then(|s| s.get("type"))
                 .is_some_and(|t| match t {
                     Value::String(t) => t == "string",

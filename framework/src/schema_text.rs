@@ -5,7 +5,7 @@
 use jsonschema::error::ValidationErrorKind as K;
 use serde_json::Value;
 
-use crate::validate::{describe_type, describe_value, schema_at};
+use crate::yaml::{child_index, child_key};
 
 /// The message for a violation not worded by the validator itself (unknown fields,
 /// missing fields, types, enums and durations are worded there, with suggestions).
@@ -115,5 +115,57 @@ fn one_of(alternatives: &[String]) -> String {
                 .collect::<Vec<_>>()
                 .join(", ")
         ),
+    }
+}
+
+pub(crate) fn instance_path(base: &str, location: &jsonschema::paths::Location) -> String {
+    use jsonschema::paths::LocationSegment;
+    let mut path = base.to_string();
+    for segment in location.segments() {
+        path = match segment {
+            LocationSegment::Property(key) => child_key(&path, &key),
+            LocationSegment::Index(i) => child_index(&path, i),
+        };
+    }
+    path
+}
+
+pub(crate) fn schema_at<'a>(schema: &'a Value, pointer: &str) -> Option<&'a Value> {
+    let parent = pointer.rsplit_once('/').map(|(p, _)| p).unwrap_or("");
+    schema.pointer(parent)
+}
+
+pub(crate) fn describe_type(types: &Value) -> String {
+    let one = |t: &str| match t {
+        "integer" => "an integer".to_string(),
+        "number" => "a number".to_string(),
+        "string" => "a string".to_string(),
+        "boolean" => "true or false".to_string(),
+        "array" => "a list".to_string(),
+        "object" => "a mapping".to_string(),
+        "null" => "nothing (null)".to_string(),
+        other => other.to_string(),
+    };
+    match types {
+        Value::String(t) => one(t),
+        Value::Array(ts) => ts
+            .iter()
+            .filter_map(Value::as_str)
+            .filter(|t| *t != "null")
+            .map(one)
+            .collect::<Vec<_>>()
+            .join(" or "),
+        other => other.to_string(),
+    }
+}
+
+pub(crate) fn describe_value(value: &Value) -> String {
+    match value {
+        Value::Null => "nothing (null)".into(),
+        Value::Bool(b) => format!("{b}"),
+        Value::Number(n) => format!("the number {n}"),
+        Value::String(s) => format!("the string {s:?}"),
+        Value::Array(_) => "a list".into(),
+        Value::Object(_) => "a mapping".into(),
     }
 }

@@ -7,7 +7,7 @@ use std::collections::BTreeMap;
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
-use crate::duration::DurationSpec;
+use crate::{contract::JsonType, duration::DurationSpec};
 
 /// A pipeline: Kafka connection, topics and the stages that read and write them.
 #[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
@@ -99,6 +99,13 @@ pub struct TopicSpec {
     /// Record type carried by an external topic (default `json`: any JSON object).
     #[serde(default)]
     pub record_type: Option<String>,
+    /// Fields of the topic's records and their JSON types (`{sensor: string, temp_c:
+    /// number}`; dotted paths for nested fields), for topics whose writer does not declare
+    /// its own: external topics, or a `file_source`'s output. `pipeline validate` checks
+    /// that readers need only these; without a declaration on either side, fields are not
+    /// checked.
+    #[serde(default)]
+    pub fields: BTreeMap<String, JsonType>,
     /// The topic is read outside this pipeline (e.g. operators inspect a dead-letter
     /// topic): `pipeline validate` then does not warn that no stage reads it.
     #[serde(default)]
@@ -183,7 +190,7 @@ fn empty_object() -> serde_json::Value {
 impl PipelineSpec {
     /// The JSON Schema of the pipeline file.
     pub fn json_schema() -> serde_json::Value {
-        crate::validate::inline_schema_for::<PipelineSpec>()
+        crate::inline_schema::inline_schema_for::<PipelineSpec>()
     }
 }
 

@@ -176,6 +176,10 @@ pub fn check_base_urls<T>(
 }
 
 impl ConnectorConfig for BinanceConfig {
+    fn output_fields(&self) -> framework::contract::OutputFields {
+        framework::contract::OutputFields::Known(framework::formats::price::written_fields())
+    }
+
     fn check(&self) -> Vec<ConfigIssue> {
         let mut issues = Vec::new();
         check_symbols(&self.symbols, &mut issues);

@@ -3,7 +3,11 @@
 use std::collections::BTreeSet;
 
 use connector_binance::config::{check_base_urls, check_symbols};
-use framework::{retry::max_below_initial_issue, ConfigIssue, ConnectorConfig, DurationSpec};
+use framework::{
+    contract::{JsonType, OutputFields, WrittenField},
+    retry::max_below_initial_issue,
+    ConfigIssue, ConnectorConfig, DurationSpec,
+};
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
@@ -41,6 +45,41 @@ impl StreamKind {
             StreamKind::AggTrade => "aggTrade",
             StreamKind::BookTicker => "bookTicker",
         }
+    }
+
+    /// The fields of this stream's records (docs/semantics.md), written by `event.rs`.
+    pub fn written_fields(self) -> Vec<WrittenField> {
+        use JsonType::{Boolean, Number, String};
+        let fields: &[(&str, JsonType)] = match self {
+            StreamKind::Trade => &[
+                ("trade_id", Number),
+                ("price", Number),
+                ("quantity", Number),
+                ("buyer_is_maker", Boolean),
+                ("event_time", String),
+            ],
+            StreamKind::AggTrade => &[
+                ("agg_trade_id", Number),
+                ("first_trade_id", Number),
+                ("last_trade_id", Number),
+                ("price", Number),
+                ("quantity", Number),
+                ("buyer_is_maker", Boolean),
+                ("event_time", String),
+            ],
+            StreamKind::BookTicker => &[
+                ("update_id", Number),
+                ("bid_price", Number),
+                ("bid_quantity", Number),
+                ("ask_price", Number),
+                ("ask_quantity", Number),
+            ],
+        };
+        [("symbol", String), ("timestamp", String)]
+            .iter()
+            .chain(fields)
+            .map(|(name, json_type)| WrittenField::new(*name, *json_type))
+            .collect()
     }
 
     /// Whether consecutive messages carry consecutive ids (trade ids, aggregate ids), so
@@ -195,6 +234,17 @@ pub(crate) fn check_base_url(text: &str) -> Result<(), String> {
 }
 
 impl ConnectorConfig for BinanceWsConfig {
+    /// The union of the configured streams' fields: one topic may carry several kinds.
+    fn output_fields(&self) -> OutputFields {
+        let mut fields: Vec<WrittenField> = Vec::new();
+        for field in self.streams.iter().flat_map(|kind| kind.written_fields()) {
+            if !fields.iter().any(|f| f.path == field.path) {
+                fields.push(field);
+            }
+        }
+        OutputFields::Known(fields)
+    }
+
     fn check(&self) -> Vec<ConfigIssue> {
         let mut issues = Vec::new();
         check_symbols(&self.symbols, &mut issues);

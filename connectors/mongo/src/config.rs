@@ -1,14 +1,19 @@
 //! Configuration of the `mongo` sink (the `config:` block of a pipeline stage).
 
 use framework::{
-    retry::max_below_initial_issue, schemars::JsonSchema, ConfigIssue, ConnectorConfig,
-    DurationSpec,
+    contract::{JsonType, NeededField},
+    retry::max_below_initial_issue,
+    schemars::JsonSchema,
+    ConfigIssue, ConnectorConfig, DurationSpec,
 };
 use mongodb::options::{Acknowledgment, WriteConcern};
 use serde::Deserialize;
 
 use crate::{
-    documents::Layout, names::database_name_problem, redact::redact_uri, template::Template,
+    documents::Layout,
+    names::database_name_problem,
+    redact::redact_uri,
+    template::{template_fields, Template},
 };
 
 fn default_uri() -> String {
@@ -313,5 +318,41 @@ impl ConnectorConfig for MongoSinkConfig {
             }
         }
         issues
+    }
+
+    /// Every field a document is built from: the explode array, the template's fields,
+    /// the key, the dates and the metaField. Each may be in the record or, with `explode`,
+    /// in the array's elements.
+    fn needed_fields(&self, _port: &str) -> Vec<NeededField> {
+        use JsonType::{Array, Boolean, Number, String};
+        let explode = self.explode.as_deref();
+        let top_or_element = |name: &str, types: &[JsonType], setting: std::string::String| {
+            let need = NeededField::new(name, types, setting);
+            match explode {
+                Some(array) => need.or_at(format!("{array}[].{name}")),
+                None => need,
+            }
+        };
+        let mut needs = Vec::new();
+        if let Some(array) = explode {
+            needs.push(NeededField::new(array, &[Array], "explode"));
+        }
+        // A template that does not parse is reported by `check`.
+        for name in template_fields(&self.collection).unwrap_or_default() {
+            needs.push(
+                top_or_element(&name, &[String, Number, Boolean], "collection".into())
+                    .role("template field"),
+            );
+        }
+        for (i, name) in self.key.iter().enumerate() {
+            needs.push(top_or_element(name, &[], format!("key[{i}]")));
+        }
+        for (i, name) in self.date_fields.iter().enumerate() {
+            needs.push(top_or_element(name, &[String], format!("date_fields[{i}]")));
+        }
+        if let Some(meta) = &self.meta_field {
+            needs.push(top_or_element(meta, &[], "meta_field".into()));
+        }
+        needs
     }
 }

@@ -4,8 +4,9 @@ use std::collections::HashMap;
 
 use framework::{
     connector::Attributes,
+    contract::{NeededField, OutputFields},
     event_time::{guard, KeyLimits, SlidingWindows},
-    formats::{self, price::PriceFields},
+    formats::{self, price::PriceFields, FieldMapping},
     ConfigIssue, ConnectorConfig, DurationSpec,
 };
 use schemars::JsonSchema;
@@ -55,35 +56,14 @@ pub struct MovingStatsConfig {
     /// at most 365d).
     #[serde(default)]
     pub key_idle_timeout: Option<DurationSpec>,
-    /// Field of the key the statistics are grouped by (a string). A dotted path reads
-    /// nested objects (`data.s`); the output holds the key under the path's last segment.
-    #[serde(default = "default_key_field")]
-    pub key_field: String,
-    /// Field of the value (a JSON number or a decimal string such as `"97000.01"`). The
-    /// output writes `avg_<name>` and `std_<name>`, `<name>` being the path's last segment.
-    /// Decimals with up to 8 fractional digits are summed exactly (semantics.md §2).
-    #[serde(default = "default_value_field")]
-    pub value_field: String,
-    /// Field of the event time: an ISO 8601 string, or an integer of milliseconds since
-    /// the Unix epoch.
-    #[serde(default = "default_timestamp_field")]
-    pub timestamp_field: String,
+    /// Where the key, value and event time are read (`key_field`, `value_field`,
+    /// `timestamp_field`).
+    #[serde(flatten)]
+    pub fields: FieldMapping,
     /// Refuse values <= 0 as `invalid_price` (a zero price is a feed error). Set to false
     /// for values that may be zero or negative, such as temperatures.
     #[serde(default = "default_positive_only")]
     pub positive_only: bool,
-}
-
-pub(crate) fn default_key_field() -> String {
-    formats::price::DEFAULT_KEY_FIELD.to_string()
-}
-
-pub(crate) fn default_value_field() -> String {
-    formats::price::DEFAULT_VALUE_FIELD.to_string()
-}
-
-pub(crate) fn default_timestamp_field() -> String {
-    formats::price::DEFAULT_TIMESTAMP_FIELD.to_string()
 }
 
 fn default_positive_only() -> bool {
@@ -122,9 +102,7 @@ impl Default for MovingStatsConfig {
             max_future_skew: default_max_future_skew(),
             max_keys: default_max_keys(),
             key_idle_timeout: None,
-            key_field: default_key_field(),
-            value_field: default_value_field(),
-            timestamp_field: default_timestamp_field(),
+            fields: FieldMapping::default(),
             positive_only: default_positive_only(),
         }
     }
@@ -161,7 +139,7 @@ impl MovingStatsConfig {
 
     /// Where the key, value and event time are read (when the config is usable).
     pub fn fields(&self) -> Result<PriceFields, String> {
-        PriceFields::new(&self.key_field, &self.value_field, &self.timestamp_field)
+        self.fields.fields()
     }
 
     /// The window geometry, when the config is usable.
@@ -266,11 +244,7 @@ impl ConnectorConfig for MovingStatsConfig {
             self.key_idle_timeout.map(DurationSpec::as_millis),
             self.min_idle_ms(),
         ));
-        issues.extend(PriceFields::check(
-            &self.key_field,
-            &self.value_field,
-            &self.timestamp_field,
-        ));
+        issues.extend(self.fields.check());
         issues
     }
 
@@ -290,6 +264,20 @@ impl ConnectorConfig for MovingStatsConfig {
             }
             _ => Vec::new(),
         }
+    }
+
+    fn output_fields(&self) -> OutputFields {
+        match self.fields() {
+            Ok(f) => OutputFields::Known(formats::moving_stats::written_fields(
+                f.key.name(),
+                f.value.name(),
+            )),
+            Err(_) => OutputFields::Unknown,
+        }
+    }
+
+    fn needed_fields(&self, _port: &str) -> Vec<NeededField> {
+        self.fields.needed_fields()
     }
 
     fn output_attributes(&self) -> Attributes {

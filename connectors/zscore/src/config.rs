@@ -1,8 +1,9 @@
 //! The `zscore` stage's `config:` block and its checks.
 
 use framework::{
+    contract::{NeededField, OutputFields},
     event_time::{guard, KeyLimits},
-    formats::{self, price::PriceFields},
+    formats::{self, price::PriceFields, FieldMapping},
     schemars::JsonSchema,
     ConfigIssue, ConnectorConfig, DurationSpec, ValidationContext,
 };
@@ -51,36 +52,16 @@ pub struct ZScoreConfig {
     #[serde(default = "default_max_pending_prices")]
     #[schemars(range(min = 1, max = 10_000_000))]
     pub max_pending_prices: usize,
-    /// Field of the key prices are joined on (a string; a dotted path reads nested
-    /// objects). Statistics records hold the key under the path's last segment, as
-    /// `moving_stats` writes it; so does the output.
-    #[serde(default = "default_key_field")]
-    pub key_field: String,
-    /// Field of the value (a JSON number or a decimal string). The statistics read are
-    /// `avg_<name>`/`std_<name>` and the output writes the value under `<name>` and
-    /// `zscore_<name>` per window, `<name>` being the path's last segment.
-    #[serde(default = "default_value_field")]
-    pub value_field: String,
-    /// Field of the value's event time: an ISO 8601 string, or an integer of milliseconds
-    /// since the Unix epoch.
-    #[serde(default = "default_timestamp_field")]
-    pub timestamp_field: String,
+    /// Where the key, value and event time of prices are read (`key_field`,
+    /// `value_field`, `timestamp_field`). Statistics records hold the key and
+    /// `avg_<name>`/`std_<name>` under the last segments of these paths, as `moving_stats`
+    /// writes them; so does the output, with `zscore_<name>` per window.
+    #[serde(flatten)]
+    pub fields: FieldMapping,
     /// Refuse values <= 0 as `invalid_price`, like the `moving_stats` stage should (set
     /// both to false for values that may be zero or negative).
     #[serde(default = "default_positive_only")]
     pub positive_only: bool,
-}
-
-fn default_key_field() -> String {
-    formats::price::DEFAULT_KEY_FIELD.to_string()
-}
-
-fn default_value_field() -> String {
-    formats::price::DEFAULT_VALUE_FIELD.to_string()
-}
-
-fn default_timestamp_field() -> String {
-    formats::price::DEFAULT_TIMESTAMP_FIELD.to_string()
 }
 
 fn default_positive_only() -> bool {
@@ -111,9 +92,7 @@ impl Default for ZScoreConfig {
             max_keys: default_max_keys(),
             key_idle_timeout: None,
             max_pending_prices: default_max_pending_prices(),
-            key_field: default_key_field(),
-            value_field: default_value_field(),
-            timestamp_field: default_timestamp_field(),
+            fields: FieldMapping::default(),
             positive_only: default_positive_only(),
         }
     }
@@ -122,7 +101,7 @@ impl Default for ZScoreConfig {
 impl ZScoreConfig {
     /// Where the key, value and event time of prices are read (when the config is usable).
     pub fn fields(&self) -> Result<PriceFields, String> {
-        PriceFields::new(&self.key_field, &self.value_field, &self.timestamp_field)
+        self.fields.fields()
     }
 
     /// The bounds on keyed state per partition.
@@ -178,12 +157,28 @@ impl ConnectorConfig for ZScoreConfig {
             self.key_idle_timeout.map(DurationSpec::as_millis),
             0,
         ));
-        issues.extend(PriceFields::check(
-            &self.key_field,
-            &self.value_field,
-            &self.timestamp_field,
-        ));
+        issues.extend(self.fields.check());
         issues
+    }
+
+    fn output_fields(&self) -> OutputFields {
+        match self.fields() {
+            Ok(f) => OutputFields::Known(formats::zscore::written_fields(
+                f.key.name(),
+                f.value.name(),
+            )),
+            Err(_) => OutputFields::Unknown,
+        }
+    }
+
+    /// Prices only: the statistics port is checked against its writer's published key and
+    /// value names (`check_inputs`), which words the mismatch better.
+    fn needed_fields(&self, port: &str) -> Vec<NeededField> {
+        if port == crate::PRICES_PORT {
+            self.fields.needed_fields()
+        } else {
+            Vec::new()
+        }
     }
 
     fn check_inputs(&self, inputs: &ValidationContext) -> Vec<ConfigIssue> {

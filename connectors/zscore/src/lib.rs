@@ -57,6 +57,8 @@ type Stats = Prepared;
 
 /// Input port of the prices.
 pub const PRICES: usize = 0;
+/// Name of the prices port.
+pub const PRICES_PORT: &str = "prices";
 /// Input port of the moving statistics.
 pub const STATS: usize = 1;
 
@@ -70,7 +72,7 @@ impl TransformConnector for ZScore {
         "Joins each price with the moving statistics ending at or before it and writes its z-score per window";
     const INPUTS: &'static [InputPort] = &[
         InputPort {
-            name: "prices",
+            name: PRICES_PORT,
             record_type: formats::PRICE,
         },
         InputPort {

@@ -3,6 +3,7 @@
 //! `register_*!` macros that submit them.
 
 use super::*;
+use crate::contract::FieldContract;
 
 /// Result of checking one stage's config: problems, and what it publishes to readers.
 #[derive(Debug, Default)]
@@ -35,13 +36,24 @@ pub struct ConnectorRegistration {
     pub schema: fn() -> serde_json::Value,
     /// Typed checks, run only on configs that satisfy the schema.
     pub check: fn(&serde_json::Value, &ValidationContext) -> ConfigCheck,
+    /// Field contract derived from a (schema-checked) config; `None` if it does not parse.
+    pub contract: fn(&serde_json::Value, &[InputPort]) -> Option<FieldContract>,
     pub builder: Builder,
 }
 
 inventory::collect!(ConnectorRegistration);
 
+impl std::fmt::Debug for ConnectorRegistration {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ConnectorRegistration")
+            .field("name", &self.name)
+            .field("kind", &self.kind)
+            .finish_non_exhaustive()
+    }
+}
+
 fn schema_of<C: ConnectorConfig>() -> serde_json::Value {
-    crate::validate::inline_schema_for::<C>()
+    crate::inline_schema::inline_schema_for::<C>()
 }
 
 /// A config that fails [`ConnectorConfig::check`], with every issue.
@@ -114,6 +126,17 @@ fn check_config<C: ConnectorConfig>(
     }
 }
 
+fn contract_of<C: ConnectorConfig>(
+    value: &serde_json::Value,
+    ports: &[InputPort],
+) -> Option<FieldContract> {
+    let config = parse_config::<C>(value).ok()?;
+    Some(FieldContract {
+        writes: config.output_fields(),
+        needs: ports.iter().map(|p| config.needed_fields(p.name)).collect(),
+    })
+}
+
 fn build_source<S: SourceConnector>(
     value: &serde_json::Value,
     stage: &StageContext,
@@ -147,6 +170,7 @@ impl ConnectorRegistration {
             output: Some(S::OUTPUT),
             schema: schema_of::<S::Config>,
             check: check_config::<S::Config>,
+            contract: contract_of::<S::Config>,
             builder: Builder::Source(build_source::<S>),
         }
     }
@@ -160,6 +184,7 @@ impl ConnectorRegistration {
             output: Some(T::OUTPUT),
             schema: schema_of::<T::Config>,
             check: check_config::<T::Config>,
+            contract: contract_of::<T::Config>,
             builder: Builder::Transform(build_transform::<T>),
         }
     }
@@ -173,6 +198,7 @@ impl ConnectorRegistration {
             output: None,
             schema: schema_of::<S::Config>,
             check: check_config::<S::Config>,
+            contract: contract_of::<S::Config>,
             builder: Builder::Sink(build_sink::<S>),
         }
     }

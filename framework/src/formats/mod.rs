@@ -13,9 +13,12 @@
 
 pub mod decimal;
 pub mod fields;
+pub mod mapping;
 pub mod moving_stats;
 pub mod price;
 pub mod zscore;
+
+pub use mapping::FieldMapping;
 
 use crate::RecordType;
 

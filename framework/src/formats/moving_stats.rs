@@ -17,6 +17,7 @@ use std::borrow::Cow;
 use serde_json::Value;
 
 use super::{field_head, write_f64, Refusal};
+use crate::contract::{JsonType, WrittenField};
 use crate::event_time::{parse_millis, write_millis, ClosedWindows, DecimalMoments};
 
 /// `avg_<value>`.
@@ -27,6 +28,21 @@ pub fn avg_name(value: &str) -> String {
 /// `std_<value>`.
 pub fn std_name(value: &str) -> String {
     format!("std_{value}")
+}
+
+/// The field contract of the records [`StatsWriter`] writes with names `key` and `value`.
+pub fn written_fields(key: &str, value: &str) -> Vec<WrittenField> {
+    use JsonType::{Array, Number, String};
+    vec![
+        WrittenField::new("timestamp", String),
+        WrittenField::new(key, String),
+        WrittenField::new("stats", Array),
+        WrittenField::new("stats[].window", String),
+        WrittenField::new("stats[].window_start", String),
+        WrittenField::new("stats[].count", Number),
+        WrittenField::new(format!("stats[].{}", avg_name(value)), Number),
+        WrittenField::new(format!("stats[].{}", std_name(value)), Number),
+    ]
 }
 
 /// Writes moving-statistics records straight into bytes, with every constant part

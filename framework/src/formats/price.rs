@@ -37,6 +37,17 @@ pub const MAX_VALUE: f64 = 1e100;
 /// Largest accepted epoch-millisecond timestamp: 9999-12-31T23:59:59.999Z.
 pub const MAX_EPOCH_MS: i64 = 253_402_300_799_999;
 
+/// The field contract of the default value record (`binance` writes it):
+/// `{"symbol": string, "price": number, "timestamp": string}`.
+pub fn written_fields() -> Vec<crate::contract::WrittenField> {
+    use crate::contract::{JsonType, WrittenField};
+    vec![
+        WrittenField::new(DEFAULT_KEY_FIELD, JsonType::String),
+        WrittenField::new(DEFAULT_VALUE_FIELD, JsonType::Number),
+        WrittenField::new(DEFAULT_TIMESTAMP_FIELD, JsonType::String),
+    ]
+}
+
 /// Where a stage finds the key, value and event time of its input records.
 #[derive(Debug, Clone)]
 pub struct PriceFields {

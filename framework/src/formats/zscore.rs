@@ -10,11 +10,27 @@
 //! fields' names (last path segments), and per window `window` and `zscore_<value>`.
 
 use super::{field_head, moving_stats::WindowStats, write_f64};
-use crate::event_time::write_millis;
+use crate::{
+    contract::{JsonType, WrittenField},
+    event_time::write_millis,
+};
 
 /// `zscore_<value>`.
 pub fn zscore_name(value: &str) -> String {
     format!("zscore_{value}")
+}
+
+/// The field contract of the records [`ZScoreWriter`] writes with names `key` and `value`.
+pub fn written_fields(key: &str, value: &str) -> Vec<WrittenField> {
+    use JsonType::{Array, Number, String};
+    vec![
+        WrittenField::new("timestamp", String),
+        WrittenField::new(key, String),
+        WrittenField::new(value, Number),
+        WrittenField::new("zscores", Array),
+        WrittenField::new("zscores[].window", String),
+        WrittenField::new(format!("zscores[].{}", zscore_name(value)), Number),
+    ]
 }
 
 /// `(value - avg) / std`, and 0 when every value of the window was equal.

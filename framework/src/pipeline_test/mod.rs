@@ -163,7 +163,7 @@ fn load_tests(
             return None;
         }
     };
-    let schema = validate::inline_schema_for::<TestFile>();
+    let schema = crate::inline_schema::inline_schema_for::<TestFile>();
     problems.extend(validate::schema_diagnostics(
         label, &positions, &schema, &document,
     ));

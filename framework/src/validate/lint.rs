@@ -9,9 +9,9 @@
 
 use std::collections::HashSet;
 
+use super::{Diagnostic, ValidatedPipeline};
 use crate::{
     connector::ValidationContext,
-    validate::{Diagnostic, ValidatedPipeline},
     yaml::{child_index, child_key, Positions},
 };
 
