@@ -235,10 +235,7 @@ impl<K, P, T> KeyState<K, P, T> {
     /// is taken for a re-delivery: no probe can need it.
     fn push_table(&mut self, e: i64, table: T, max_table: usize, keep: bool) -> TableOutcome {
         if let Some(latest) = self.latest_table.filter(|&latest| e <= latest) {
-            if e == latest
-                || !keep
-                || self.table.binary_search_by_key(&e, |(t, _)| *t).is_ok()
-            {
+            if e == latest || !keep || self.table.binary_search_by_key(&e, |(t, _)| *t).is_ok() {
                 return TableOutcome::Duplicate;
             }
             if self.table_wm.is_late(e) {

@@ -96,7 +96,10 @@ fn table_records_per_key_are_capped_and_room_frees_as_probes_pass_them() {
     let mut on = |e: JoinEvent<'_, String, u32, u32>| out.push(decision(e));
     let mut none = |e: JoinEvent<'_, String, u32, u32>| panic!("{:?}", decision(e));
     for e in [0, 1_000, 2_000] {
-        assert_eq!(join.push_table("A", e, 1, &mut none), TableOutcome::Accepted);
+        assert_eq!(
+            join.push_table("A", e, 1, &mut none),
+            TableOutcome::Accepted
+        );
     }
     assert_eq!(
         join.push_table("A", 3_000, 1, &mut none),
@@ -127,7 +130,12 @@ const PER_KEY: u32 = 700;
 fn idle_input(join: &mut Join, on: &mut impl FnMut(JoinEvent<'_, String, u32, u32>)) {
     for k in 0..WAITING {
         for i in 0..PER_KEY {
-            join.push_probe(format!("K{k}").as_str(), i64::from(i) * 10, k * PER_KEY + i, on);
+            join.push_probe(
+                format!("K{k}").as_str(),
+                i64::from(i) * 10,
+                k * PER_KEY + i,
+                on,
+            );
         }
     }
 }
@@ -151,7 +159,11 @@ fn waiting_probes_of_evicted_keys_go_out_in_chunks_in_the_same_order() {
     let mut unbounded = idle_join();
     idle_input(&mut unbounded, &mut |e| want.push(decision(e)));
     unbounded.push_table("Z", late, 5, &mut |e| want.push(decision(e)));
-    assert_eq!(want.len(), (WAITING * PER_KEY) as usize, "every waiting probe evicted");
+    assert_eq!(
+        want.len(),
+        (WAITING * PER_KEY) as usize,
+        "every waiting probe evicted"
+    );
 
     for limit in [1_usize, 64, 1_000] {
         let mut join = idle_join();
