@@ -315,19 +315,12 @@ impl<K, P, T> KeyState<K, P, T> {
         self.probe_wm.end();
         self.table_wm.end();
         self.table.clear();
-        let key = &self.key;
-        while let Some(p) = self.pending.pop_front() {
-            let go_on = on_event(JoinEvent::Unmatched {
-                key,
-                time_ms: p.time_ms,
-                probe: p.probe,
-                cause: UnmatchedCause::EndOfInput,
-            });
-            if !go_on {
-                return false;
-            }
-        }
-        true
+        report_unmatched(
+            &self.key,
+            &mut self.pending,
+            UnmatchedCause::EndOfInput,
+            on_event,
+        )
     }
 
     /// `P_c`: every probe below it has been decided. `None` when no probe was seen and no
@@ -350,6 +343,31 @@ impl<K, P, T> KeyState<K, P, T> {
             (own, fence) => own.or(fence),
         }
     }
+}
+
+/// Reports `probes` unmatched for `cause`, from the front, until `on_event` pauses
+/// (`false`; the rest stay) or none is left (`true`).
+fn report_unmatched<K, P, T, F>(
+    key: &K,
+    probes: &mut VecDeque<Pending<P>>,
+    cause: UnmatchedCause,
+    on_event: &mut F,
+) -> bool
+where
+    F: FnMut(JoinEvent<'_, K, P, T>) -> bool,
+{
+    while let Some(p) = probes.pop_front() {
+        let go_on = on_event(JoinEvent::Unmatched {
+            key,
+            time_ms: p.time_ms,
+            probe: p.probe,
+            cause,
+        });
+        if !go_on {
+            return false;
+        }
+    }
+    true
 }
 
 /// A keyed two-input event-time join; see the [module docs](super).

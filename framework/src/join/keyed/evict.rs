@@ -92,16 +92,8 @@ where
         F: FnMut(JoinEvent<'_, K, P, T>) -> bool,
     {
         while let Some((key, probes)) = self.evicted.front_mut() {
-            while let Some(p) = probes.pop_front() {
-                let go_on = on_event(JoinEvent::Unmatched {
-                    key,
-                    time_ms: p.time_ms,
-                    probe: p.probe,
-                    cause: UnmatchedCause::Evicted,
-                });
-                if !go_on {
-                    return false;
-                }
+            if !super::report_unmatched(key, probes, UnmatchedCause::Evicted, on_event) {
+                return false;
             }
             self.evicted.pop_front();
         }
