@@ -3,7 +3,7 @@
 #
 # After sourcing: ROOT (repository), WORK (temporary folder, removed on exit),
 # KAFKA_BROKERS (the caller's, or a broker started on port 29392 and stopped on exit),
-# BIN (the release `pipeline` binary, built).
+# BIN (the release `pipeline` binary, built; or $PIPELINE_BIN when set).
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 cd "$ROOT" || exit 1
 WORK="$(mktemp -d)"
@@ -21,8 +21,13 @@ if [[ -z "${KAFKA_BROKERS:-}" ]]; then
     STARTED_BROKER=1
     export KAFKA_BROKERS=127.0.0.1:29392
 fi
-cargo build --release --quiet -p pipeline --bin pipeline
-BIN="$ROOT/target/release/pipeline"
+# PIPELINE_BIN runs another build of `pipeline` (e.g. a copy of main's, to compare).
+if [[ -n "${PIPELINE_BIN:-}" ]]; then
+    BIN="$PIPELINE_BIN"
+else
+    cargo build --release --quiet -p pipeline --bin pipeline
+    BIN="$ROOT/target/release/pipeline"
+fi
 
 # measure PIPELINE_FILE [run arguments...]: runs `pipeline run`, prints "seconds peak_rss_kib".
 measure() {

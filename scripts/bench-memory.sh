@@ -16,15 +16,18 @@
 # `quick` skips the 100k-key and 24 h runs (about a minute in all instead of ~6).
 # `pipeline` runs only part 2. PIPELINE_KEYS="1 100 1000" chooses its key counts;
 # KAFKA_PROPERTIES='{queue.buffering.max.kbytes: 8192}' adds client properties to it;
-# WITHOUT_ZSCORE=1 leaves the zscore stage out.
+# PIPELINE_WINDOWS='[30s, 5m]' sets moving_stats' windows (300 records per key instead
+# of 3,600, so 10k keys fit the in-memory broker and ~2 minutes);
+# WITHOUT_ZSCORE=1 leaves the zscore stage out; PIPELINE_BIN=path runs that build of
+# `pipeline` instead of building this tree's (to compare before and after a change).
 set -euo pipefail
 QUICK="${1:-}"
 # shellcheck source=scripts/bench-lib.sh
 source "$(dirname "${BASH_SOURCE[0]}")/bench-lib.sh"
-cargo build --release --quiet --example bench_memory
-EX="$ROOT/target/release/examples/bench_memory"
 
 if [[ "$QUICK" != pipeline ]]; then
+cargo build --release --quiet --example bench_memory
+EX="$ROOT/target/release/examples/bench_memory"
 echo "== each transform stage alone (in process, emitter of 1,024 records)"
 KEYS=(1 1000 10000 20000)
 [[ "$QUICK" == quick ]] || KEYS+=(100000)
@@ -42,7 +45,7 @@ fi
 
 fi
 
-echo "== the whole pipeline through Kafka ($KAFKA_BROKERS), one price per key${KAFKA_PROPERTIES:+, properties $KAFKA_PROPERTIES}"
+echo "== the whole pipeline through Kafka ($KAFKA_BROKERS), one price per key, windows ${PIPELINE_WINDOWS:-[30s, 1h]}${KAFKA_PROPERTIES:+, properties $KAFKA_PROPERTIES}"
 read -r -a PIPELINE_KEY_COUNTS <<< "${PIPELINE_KEYS:-1 100 1000}"
 for k in "${PIPELINE_KEY_COUNTS[@]}"; do
     python3 - "$k" > "$WORK/prices-$k.jsonl" <<'PY'
@@ -77,7 +80,7 @@ stages:
     type: moving_stats
     input: $ID-prices
     output: $ID-moving
-    config: { windows: [30s, 1h], slide: 1s, lateness: 10s }
+    config: { windows: ${PIPELINE_WINDOWS:-[30s, 1h]}, slide: 1s, lateness: 10s }
 $ZSCORE_STAGE  - name: archive
     type: file_sink
     input: $ID-moving

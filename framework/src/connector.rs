@@ -286,6 +286,15 @@ pub trait Transform: Send {
     fn process(&mut self, record: &InputRecord<'_>, out: &mut Emitter);
     /// Every input of this partition has ended (bounded input): emit what is pending.
     fn end_of_input(&mut self, _out: &mut Emitter) {}
+    /// Input `port` of this partition has ended (every writer of it has written its end
+    /// marker, docs/semantics.md §8) while another input is still open. Called once per
+    /// such port, before the records of the other inputs that follow; the last input to
+    /// end gets [`end_of_input`](Self::end_of_input) instead. Output works as in
+    /// `process` (a full `out` continues in `emit_pending`). It lets a transform free the
+    /// state only that input could still have needed (the z-score join drops its
+    /// statistics once no price can come); what it emits must not depend on whether it is
+    /// called.
+    fn input_ended(&mut self, _port: usize, _out: &mut Emitter) {}
     /// Continues output that `process`, `end_of_input` or a previous call left pending
     /// because `out` was full ([`Emitter::is_full`]). The runtime calls it, after producing
     /// what `out` holds, whenever the previous call left `out` full, and hands the
@@ -305,6 +314,13 @@ pub trait Transform: Send {
     }
     /// Called once, before the first record, with the checkpoint of the last commit.
     fn resume(&mut self, _checkpoint: Option<&str>) -> Result<Resume, ConnectorError> {
+        Ok(Resume::FromCommitted)
+    }
+    /// What `resume(Some(checkpoint))` would return, computed without building or
+    /// changing a transform: the runtime calls it at every commit to record where a
+    /// restart would replay from. A transform that overrides `resume` overrides this too,
+    /// and `resume` should return it, so the two cannot disagree.
+    fn replay_from(&self, _checkpoint: &str) -> Result<Resume, ConnectorError> {
         Ok(Resume::FromCommitted)
     }
     /// Current event-time watermark per key (ms since the epoch), for metrics; event-time

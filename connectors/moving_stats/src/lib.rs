@@ -284,13 +284,23 @@ impl Transform for MovingStats {
         match replay_from {
             Some(event_time_ms) => {
                 self.replayed_below = cp.next_offset;
-                // Debug: the runtime also asks a scratch instance at every checkpoint, and it
-                // logs the actual replay itself.
+                // Debug: the runtime logs the actual replay itself.
                 tracing::debug!(stage = %self.stage, from = %format_millis(event_time_ms),
                     "rebuilding window state by replaying the input");
                 Ok(Resume::ReplayFrom { event_time_ms })
             }
             None => Ok(Resume::FromCommitted),
         }
+    }
+
+    fn replay_from(&self, checkpoint: &str) -> Result<Resume, ConnectorError> {
+        let cp =
+            Checkpoint::from_json(checkpoint).map_err(|e| ConnectorError::Fatal(e.to_string()))?;
+        Ok(
+            match self.operator.replay_from(cp.watermarks.values().copied()) {
+                Some(event_time_ms) => Resume::ReplayFrom { event_time_ms },
+                None => Resume::FromCommitted,
+            },
+        )
     }
 }

@@ -184,6 +184,13 @@ fn checkpoint_holds_each_symbols_watermark_and_resume_asks_for_the_longest_windo
     assert_eq!(v["watermarks"]["A"], T0 + 90_000);
     assert_eq!(v["watermarks"]["B"], T0 + 40_000);
     assert_eq!(v["next_offset"], 9);
+    // What the runtime records at every commit, computed without a new instance.
+    assert_eq!(
+        t.replay_from(&cp).unwrap(),
+        Resume::ReplayFrom {
+            event_time_ms: T0 + 40_000 - 60_000
+        }
+    );
     let mut fresh = MovingStats::new(&cfg).unwrap();
     assert_eq!(
         fresh.resume(Some(&cp)).unwrap(),
@@ -203,6 +210,7 @@ fn after_end_of_input_the_checkpoint_is_plus_infinity_and_nothing_is_rewritten()
     let cp = t.checkpoint().unwrap();
     assert!(cp.contains("\"+inf\""), "{cp}");
     let mut fresh = MovingStats::new(&cfg).unwrap();
+    assert_eq!(t.replay_from(&cp).unwrap(), Resume::FromCommitted);
     assert_eq!(fresh.resume(Some(&cp)).unwrap(), Resume::FromCommitted);
     let mut again = Emitter::new();
     feed(&mut fresh, &[Msg::price("A", 1.0, T0)], 0, &mut again);

@@ -52,6 +52,14 @@ pub struct ZScoreConfig {
     #[serde(default = "default_max_pending_prices")]
     #[schemars(range(min = 1, max = 10_000_000))]
     pub max_pending_prices: usize,
+    /// Most statistics records held per symbol (1 to 1,000,000). They are held while
+    /// prices could still match them: a symbol holds more than `lateness / slide` + 1 only
+    /// while its prices trail its statistics (a backlog being caught up). A newer one
+    /// beyond the bound is refused as `too_many_stats` (counted, dead-lettered); the
+    /// prices it would have matched become `unmatched`.
+    #[serde(default = "default_max_stats_per_key")]
+    #[schemars(range(min = 1, max = 1_000_000))]
+    pub max_stats_per_key: usize,
     /// Where the key, value and event time of prices are read (`key_field`,
     /// `value_field`, `timestamp_field`). Statistics records hold the key and
     /// `avg_<name>`/`std_<name>` under the last segments of these paths, as `moving_stats`
@@ -71,6 +79,13 @@ fn default_positive_only() -> bool {
 fn default_max_pending_prices() -> usize {
     100_000
 }
+
+fn default_max_stats_per_key() -> usize {
+    10_000
+}
+
+/// Range of `max_stats_per_key`.
+pub const MAX_STATS_PER_KEY_RANGE: std::ops::RangeInclusive<usize> = 1..=1_000_000;
 
 /// Range of `max_pending_prices`.
 pub const MAX_PENDING_PRICES_RANGE: std::ops::RangeInclusive<usize> = 1..=10_000_000;
@@ -92,6 +107,7 @@ impl Default for ZScoreConfig {
             max_keys: default_max_keys(),
             key_idle_timeout: None,
             max_pending_prices: default_max_pending_prices(),
+            max_stats_per_key: default_max_stats_per_key(),
             fields: FieldMapping::default(),
             positive_only: default_positive_only(),
         }
@@ -140,16 +156,28 @@ impl ConnectorConfig for ZScoreConfig {
                 ));
             }
         }
-        if !MAX_PENDING_PRICES_RANGE.contains(&self.max_pending_prices) {
-            issues.push(ConfigIssue::new(
+        for (path, value, range) in [
+            (
                 "max_pending_prices",
-                format!(
-                    "{} is out of range: {} to {}",
-                    self.max_pending_prices,
-                    MAX_PENDING_PRICES_RANGE.start(),
-                    MAX_PENDING_PRICES_RANGE.end()
-                ),
-            ));
+                self.max_pending_prices,
+                MAX_PENDING_PRICES_RANGE,
+            ),
+            (
+                "max_stats_per_key",
+                self.max_stats_per_key,
+                MAX_STATS_PER_KEY_RANGE,
+            ),
+        ] {
+            if !range.contains(&value) {
+                issues.push(ConfigIssue::new(
+                    path,
+                    format!(
+                        "{value} is out of range: {} to {}",
+                        range.start(),
+                        range.end()
+                    ),
+                ));
+            }
         }
         issues.extend(guard::check_settings(
             self.max_future_skew.as_millis(),

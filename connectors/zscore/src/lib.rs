@@ -14,7 +14,7 @@
 //! join itself is [`framework::join::KeyedJoin`]. Rejected input is counted per reason
 //! and dead-lettered: `malformed_json`, `missing_field`, `invalid_symbol`, `invalid_price`,
 //! `invalid_timestamp`, `invalid_stats`, `misaligned_stats` (statistics not at a multiple of
-//! the slide), `stale_stats` (statistics older than a later record of the symbol already
+//! the slide), `too_many_stats` (a symbol already holds `max_stats_per_key`), `stale_stats` (statistics older than a later record of the symbol already
 //! seen: the join only accepts them in increasing time so that its result does not depend
 //! on how the inputs interleave), `late` (prices or statistics behind their watermark) and
 //! `unmatched` (prices whose statistics can no longer arrive). A re-delivered statistics
@@ -28,9 +28,11 @@
 //! again either, so the `late` count may miss a few of them across a restart.)
 
 mod config;
+mod deferred;
 mod symbol;
 
 pub use config::ZScoreConfig;
+use deferred::OwnedRecord;
 use symbol::Symbol;
 
 use std::{collections::HashMap, fmt};
@@ -279,6 +281,8 @@ pub struct ZScoreTransform {
     /// Prices in the join waiting for their statistics, and their bound.
     pending: usize,
     max_pending: usize,
+    /// A record that waits for the prices of evicted symbols to go out first.
+    deferred: Option<OwnedRecord>,
     prices: PriceParser,
     stats: StatsReader,
     writer: ZScoreWriter,
@@ -308,7 +312,8 @@ impl ZScoreTransform {
     ) -> Result<Self, ConnectorError> {
         let join = Join::new(config.slide.as_millis(), config.lateness.as_millis())
             .map_err(|e| ConnectorError::Config(e.to_string()))?
-            .with_limits(config.key_limits());
+            .with_limits(config.key_limits())
+            .with_max_table_per_key(config.max_stats_per_key);
         let fields = config.fields().map_err(ConnectorError::Config)?;
         let stats = StatsReader::new(fields.key.name(), fields.value.name());
         let writer = ZScoreWriter::new(fields.key.name(), fields.value.name());
@@ -327,12 +332,27 @@ impl ZScoreTransform {
             },
             pending: 0,
             max_pending: config.max_pending_prices,
+            deferred: None,
         })
     }
 
     /// Buffered prices and statistics records (bounded; see semantics.md §4).
     pub fn buffered(&self) -> Buffered {
         self.join.buffered()
+    }
+
+    /// Reports the prices of symbols evicted as idle at `time_ms`; `false` when `out` filled
+    /// up first (the record at `time_ms` then waits for `emit_pending`).
+    fn evict_due(&mut self, time_ms: i64, out: &mut Emitter) -> bool {
+        let (writer, log, slide_ms, pending) = (
+            &self.writer,
+            &mut self.log,
+            self.slide.as_millis(),
+            &mut self.pending,
+        );
+        self.join.evict_due(time_ms, &mut |event| {
+            on_waiting_decided(writer, out, log, slide_ms, pending, event)
+        })
     }
 
     fn reject(&mut self, out: &mut Emitter, record: &InputRecord<'_>, invalid: Invalid) {
@@ -381,6 +401,10 @@ impl ZScoreTransform {
                 },
             );
         }
+        if !self.evict_due(price.event_ms, out) {
+            self.deferred = Some(OwnedRecord::new(record));
+            return;
+        }
         let pending = PendingPrice::new(price.value.value, record);
         let (writer, log, slide_ms) = (&self.writer, &mut self.log, self.slide.as_millis());
         // Every event decides a probe: this price, or one that waited (evicted as idle).
@@ -400,6 +424,10 @@ impl ZScoreTransform {
         };
         if let Err(invalid) = self.guard(&stats.key, stats.time_ms) {
             return self.reject(out, record, invalid);
+        }
+        if !self.evict_due(stats.time_ms, out) {
+            self.deferred = Some(OwnedRecord::new(record));
+            return;
         }
         let prepared = self.writer.prepare(&stats.windows);
         let (writer, log, slide_ms, pending) = (
@@ -421,6 +449,14 @@ impl ZScoreTransform {
                 let (reason, detail) = refusal(&stats.key, stats.time_ms, cause);
                 Invalid { reason, detail }
             }
+            TableOutcome::TableFull { max_per_key } => Invalid {
+                reason: "too_many_stats",
+                detail: format!(
+                    "statistics of {} at {at} refused: the symbol already holds {max_per_key} \
+                     statistics records not yet passed by its prices (max_stats_per_key)",
+                    stats.key
+                ),
+            },
             TableOutcome::Misaligned => Invalid {
                 reason: "misaligned_stats",
                 detail: format!(
@@ -484,9 +520,21 @@ impl Transform for ZScoreTransform {
             self.slide.as_millis(),
             &mut self.pending,
         );
-        self.join.emit_pending(&mut |event| {
+        let done = self.join.emit_pending(&mut |event| {
             on_waiting_decided(writer, out, log, slide_ms, pending, event)
         });
+        if done {
+            if let Some(record) = self.deferred.take() {
+                self.process(&record.as_input(), out);
+            }
+        }
+    }
+
+    fn input_ended(&mut self, port: usize, _out: &mut Emitter) {
+        // No price can come: statistics can only decide the prices already waiting.
+        if port == PRICES {
+            self.join.probe_input_ended();
+        }
     }
 
     fn watermarks(&self) -> Vec<(String, i64)> {
@@ -513,13 +561,27 @@ impl Transform for ZScoreTransform {
         let Some(text) = checkpoint else {
             return Ok(Resume::FromCommitted);
         };
-        let checkpoint: JoinCheckpoint<Symbol> = serde_json::from_str(text).map_err(|e| {
-            ConnectorError::Fatal(format!("invalid zscore checkpoint {text:?}: {e}"))
-        })?;
+        let checkpoint = parse_checkpoint(text)?;
         self.join.resume(&checkpoint);
-        Ok(match checkpoint.replay_from(self.slide.as_millis()) {
-            Some(event_time_ms) => Resume::ReplayFrom { event_time_ms },
-            None => Resume::FromCommitted,
-        })
+        Ok(replay_of(&checkpoint, self.slide.as_millis()))
+    }
+
+    fn replay_from(&self, checkpoint: &str) -> Result<Resume, ConnectorError> {
+        Ok(replay_of(
+            &parse_checkpoint(checkpoint)?,
+            self.slide.as_millis(),
+        ))
+    }
+}
+
+fn parse_checkpoint(text: &str) -> Result<JoinCheckpoint<Symbol>, ConnectorError> {
+    serde_json::from_str(text)
+        .map_err(|e| ConnectorError::Fatal(format!("invalid zscore checkpoint {text:?}: {e}")))
+}
+
+fn replay_of(checkpoint: &JoinCheckpoint<Symbol>, slide_ms: i64) -> Resume {
+    match checkpoint.replay_from(slide_ms) {
+        Some(event_time_ms) => Resume::ReplayFrom { event_time_ms },
+        None => Resume::FromCommitted,
     }
 }

@@ -353,6 +353,13 @@ fn checkpoint_is_small_json_and_resume_replays_from_p_c_minus_slide() {
             T0 - 5_000
         )
     );
+    // The runtime asks the running instance, without building one, at every commit.
+    assert_eq!(
+        d.transform.replay_from(&checkpoint).unwrap(),
+        Resume::ReplayFrom {
+            event_time_ms: T0 - 6_000
+        }
+    );
     let mut restarted = transform();
     assert_eq!(
         restarted.resume(Some(&checkpoint)).unwrap(),
@@ -360,6 +367,7 @@ fn checkpoint_is_small_json_and_resume_replays_from_p_c_minus_slide() {
             event_time_ms: T0 - 6_000
         }
     );
+    assert!(d.transform.replay_from("{not json").is_err());
     assert!(transform().resume(Some("{not json")).is_err());
     let empty = transform().checkpoint().unwrap();
     assert_eq!(

@@ -36,7 +36,7 @@ fn prices_beyond_max_pending_prices_are_dropped_with_a_reason_until_some_are_dec
 }
 
 #[test]
-fn max_pending_prices_out_of_range_is_a_config_issue() {
+fn max_pending_prices_and_max_stats_per_key_out_of_range_are_config_issues() {
     for bad in [0, 10_000_001] {
         let config = ZScoreConfig {
             max_pending_prices: bad,
@@ -47,6 +47,13 @@ fn max_pending_prices_out_of_range_is_a_config_issue() {
             .iter()
             .any(|i| i.path == "max_pending_prices"));
     }
+    for bad in [0, 1_000_001] {
+        let config = ZScoreConfig {
+            max_stats_per_key: bad,
+            ..ZScoreConfig::default()
+        };
+        assert!(config.check().iter().any(|i| i.path == "max_stats_per_key"));
+    }
     assert!(ZScoreConfig::default().check().is_empty());
 }
 
@@ -54,17 +61,8 @@ fn max_pending_prices_out_of_range_is_a_config_issue() {
 fn streamed(limit: usize, prices: usize) -> (Vec<Vec<u8>>, Vec<&'static str>, usize) {
     let mut t = capped(1_000_000);
     let mut out = Emitter::with_limit(limit);
-    let (mut records, mut reasons, mut most) = (Vec::new(), Vec::new(), 0);
-    let mut drain = |t: &mut ZScoreTransform, out: &mut Emitter| loop {
-        most = most.max(out.len());
-        let full = out.is_full();
-        records.extend(out.records.drain(..).map(|r| r.payload));
-        reasons.extend(out.rejected.drain(..).map(|r| r.reason));
-        if !full {
-            break;
-        }
-        t.emit_pending(out);
-    };
+    let mut taken = Chunked::default();
+    let mut drain = |t: &mut ZScoreTransform, out: &mut Emitter| taken.drain(t, out);
     let mut offset = 0;
     for symbol in ["AAA", "BBB"] {
         for i in 0..prices as i64 {
@@ -84,7 +82,8 @@ fn streamed(limit: usize, prices: usize) -> (Vec<Vec<u8>>, Vec<&'static str>, us
     }
     t.end_of_input(&mut out);
     drain(&mut t, &mut out);
-    (records, reasons, most)
+    let reasons = taken.rejected.iter().map(|r| r.reason).collect();
+    (taken.records, reasons, taken.most)
 }
 
 #[test]

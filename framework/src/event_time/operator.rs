@@ -343,7 +343,8 @@ where
     /// and such a record gets the same late decision (a watermark that differs from the
     /// uninterrupted run's is below `T - lateness`).
     pub fn resume(&mut self, watermarks: impl IntoIterator<Item = (K, i64)>) -> Option<i64> {
-        let mut earliest: Option<i64> = None;
+        let watermarks: Vec<(K, i64)> = watermarks.into_iter().collect();
+        let earliest = self.replay_from(watermarks.iter().map(|(_, w)| *w));
         for (key, w) in watermarks {
             let i = self.slot(&key);
             let state = &mut self.states[i];
@@ -352,12 +353,21 @@ where
                 // The key's input had ended: like the uninterrupted run, it takes nothing more.
                 state.watermark.end();
                 state.next_end = Some(i64::MAX);
-                continue;
             }
-            let from = w.saturating_sub(self.windows.longest_ms());
-            earliest = Some(earliest.map_or(from, |t| t.min(from)));
         }
         earliest
+    }
+
+    /// What [`resume`](Self::resume) returns for these checkpointed watermarks, computed
+    /// without changing anything: `min W_c - longest window` over the keys whose input had
+    /// not ended.
+    pub fn replay_from(&self, watermarks: impl IntoIterator<Item = i64>) -> Option<i64> {
+        let longest = self.windows.longest_ms();
+        watermarks
+            .into_iter()
+            .filter(|&w| w != i64::MAX)
+            .map(|w| w.saturating_sub(longest))
+            .min()
     }
 }
 

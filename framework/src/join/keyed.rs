@@ -13,6 +13,7 @@ use crate::event_time::{
 
 use super::checkpoint::JoinCheckpoint;
 
+mod evict;
 mod pending;
 
 /// The slide-aligned time a probe at `time_ms` joins: `floor(time / slide) * slide`
@@ -106,6 +107,9 @@ pub enum TableOutcome {
     Superseded { latest_table_ms: i64 },
     /// The key has no state and cannot get any (see [`Refusal`]).
     Refused(Refusal),
+    /// Newer than every record of the key, but the key already holds `max_per_key` table
+    /// records (see [`KeyedJoin::with_max_table_per_key`]): not taken, as if never sent.
+    TableFull { max_per_key: usize },
 }
 
 /// How much the join holds, for metrics and tests of bounded state.
@@ -226,10 +230,12 @@ impl<K, P, T> KeyState<K, P, T> {
         }
     }
 
-    /// Stores an accepted table record; the probes it decides come from `resolve`.
-    fn push_table(&mut self, e: i64, table: T) -> TableOutcome {
+    /// Stores an accepted table record; the probes it decides come from `resolve`. Without
+    /// `keep` (the probe input ended, nothing is held) every record at or before the latest
+    /// is taken for a re-delivery: no probe can need it.
+    fn push_table(&mut self, e: i64, table: T, max_table: usize, keep: bool) -> TableOutcome {
         if let Some(latest) = self.latest_table.filter(|&latest| e <= latest) {
-            if e == latest || self.table.binary_search_by_key(&e, |(t, _)| *t).is_ok() {
+            if e == latest || !keep || self.table.binary_search_by_key(&e, |(t, _)| *t).is_ok() {
                 return TableOutcome::Duplicate;
             }
             if self.table_wm.is_late(e) {
@@ -239,6 +245,11 @@ impl<K, P, T> KeyState<K, P, T> {
             }
             return TableOutcome::Superseded {
                 latest_table_ms: latest,
+            };
+        }
+        if self.table.len() >= max_table {
+            return TableOutcome::TableFull {
+                max_per_key: max_table,
             };
         }
         self.table_wm.observe(e);
@@ -251,8 +262,9 @@ impl<K, P, T> KeyState<K, P, T> {
 
     /// Decides the pending probes the table record just stored at `e` (the newest) can
     /// decide, unless `on_event` asks to pause (returns `false`): then returns `false`, and
-    /// calling it again continues.
-    fn resolve<F>(&mut self, slide_ms: i64, e: i64, on_event: &mut F) -> bool
+    /// calling it again continues. Without `keep` (no probe can come any more) the record
+    /// is dropped once it has decided the waiting probes.
+    fn resolve<F>(&mut self, slide_ms: i64, e: i64, keep: bool, on_event: &mut F) -> bool
     where
         F: FnMut(JoinEvent<'_, K, P, T>) -> bool,
     {
@@ -289,7 +301,7 @@ impl<K, P, T> KeyState<K, P, T> {
                 return false;
             }
         }
-        if self.probe_wm.has_passed(e.saturating_add(slide_ms)) {
+        if !keep || self.probe_wm.has_passed(e.saturating_add(slide_ms)) {
             self.table.pop_back();
         }
         true
@@ -303,19 +315,12 @@ impl<K, P, T> KeyState<K, P, T> {
         self.probe_wm.end();
         self.table_wm.end();
         self.table.clear();
-        let key = &self.key;
-        while let Some(p) = self.pending.pop_front() {
-            let go_on = on_event(JoinEvent::Unmatched {
-                key,
-                time_ms: p.time_ms,
-                probe: p.probe,
-                cause: UnmatchedCause::EndOfInput,
-            });
-            if !go_on {
-                return false;
-            }
-        }
-        true
+        report_unmatched(
+            &self.key,
+            &mut self.pending,
+            UnmatchedCause::EndOfInput,
+            on_event,
+        )
     }
 
     /// `P_c`: every probe below it has been decided. `None` when no probe was seen and no
@@ -340,6 +345,31 @@ impl<K, P, T> KeyState<K, P, T> {
     }
 }
 
+/// Reports `probes` unmatched for `cause`, from the front, until `on_event` pauses
+/// (`false`; the rest stay) or none is left (`true`).
+fn report_unmatched<K, P, T, F>(
+    key: &K,
+    probes: &mut VecDeque<Pending<P>>,
+    cause: UnmatchedCause,
+    on_event: &mut F,
+) -> bool
+where
+    F: FnMut(JoinEvent<'_, K, P, T>) -> bool,
+{
+    while let Some(p) = probes.pop_front() {
+        let go_on = on_event(JoinEvent::Unmatched {
+            key,
+            time_ms: p.time_ms,
+            probe: p.probe,
+            cause,
+        });
+        if !go_on {
+            return false;
+        }
+    }
+    true
+}
+
 /// A keyed two-input event-time join; see the [module docs](super).
 ///
 /// Generic over the key `K`, the probe payload `P` and the table payload `T`. Every
@@ -351,6 +381,12 @@ pub struct KeyedJoin<K, P, T, S = RandomState> {
     limits: KeyLimits,
     sweep: IdleSweep,
     paused: Option<pending::Paused<K>>,
+    /// Most table records held per key.
+    max_table: usize,
+    /// Set once the probe input ended: table records are then no longer stored.
+    probes_ended: bool,
+    /// Waiting probes of evicted keys, not reported yet.
+    evicted: evict::Outbox<K, P>,
 }
 
 impl<K, P, T, S> KeyedJoin<K, P, T, S>
@@ -374,6 +410,9 @@ where
             limits: KeyLimits::UNBOUNDED,
             sweep: IdleSweep::default(),
             paused: None,
+            max_table: usize::MAX,
+            probes_ended: false,
+            evicted: evict::Outbox::new(),
         })
     }
 
@@ -384,71 +423,18 @@ where
         self
     }
 
+    /// Bounds the table records held per key: a newer table record of a key holding
+    /// `max_per_key` of them is not taken ([`TableOutcome::TableFull`]). The table of a key
+    /// only grows while its probes trail its table input (every record a probe could still
+    /// match is kept), so which records hit the bound depends on how the inputs interleave.
+    pub fn with_max_table_per_key(mut self, max_per_key: usize) -> Self {
+        self.max_table = max_per_key.max(1);
+        self
+    }
+
     /// Number of keys with state.
     pub fn key_count(&self) -> usize {
         self.keys.len()
-    }
-
-    /// Notes a record's time; evicts idle keys when a sweep is due. Then, for a key
-    /// without state, whether it may get one.
-    pub(super) fn admit<Q, F>(
-        &mut self,
-        key: &Q,
-        time_ms: i64,
-        on_event: &mut F,
-    ) -> Result<(), Refusal>
-    where
-        K: Borrow<Q>,
-        Q: Hash + Eq + ?Sized,
-        F: FnMut(JoinEvent<'_, K, P, T>),
-    {
-        if let Some(cutoff) = self.sweep.observe(time_ms, &self.limits) {
-            self.evict_idle(cutoff, on_event);
-        }
-        if self.keys.contains_key(key) {
-            return Ok(());
-        }
-        if let Some(horizon_ms) = self.sweep.cutoff(&self.limits) {
-            if time_ms < horizon_ms {
-                return Err(Refusal::BeforeIdleHorizon { horizon_ms });
-            }
-        }
-        if self.keys.len() >= self.limits.max_keys {
-            return Err(Refusal::TooManyKeys {
-                max_keys: self.limits.max_keys,
-            });
-        }
-        Ok(())
-    }
-
-    /// Evicts every key whose newest record (probe or table) is older than `cutoff`; its
-    /// pending probes are unmatched (keys in ascending order).
-    fn evict_idle<F>(&mut self, cutoff: i64, on_event: &mut F)
-    where
-        F: FnMut(JoinEvent<'_, K, P, T>),
-    {
-        let newest =
-            |s: &KeyState<K, P, T>| s.probe_wm.max_event_ms().max(s.table_wm.max_event_ms());
-        let mut idle: Vec<K> = self
-            .keys
-            .values()
-            .filter(|s| newest(s).is_some_and(|m| m < cutoff))
-            .map(|s| s.key.clone())
-            .collect();
-        idle.sort();
-        for key in idle {
-            if let Some(mut state) = self.keys.remove(&key) {
-                let key = &state.key;
-                for p in state.pending.drain(..) {
-                    on_event(JoinEvent::Unmatched {
-                        key,
-                        time_ms: p.time_ms,
-                        probe: p.probe,
-                        cause: UnmatchedCause::Evicted,
-                    });
-                }
-            }
-        }
     }
 
     pub fn slide_ms(&self) -> i64 {
@@ -483,7 +469,12 @@ where
         Q: Hash + Eq + ?Sized,
         F: FnMut(JoinEvent<'_, K, P, T>),
     {
-        if let Err(cause) = self.admit(key, time_ms, on_event) {
+        let admitted = self.admit(key, time_ms);
+        self.report_evicted(&mut |event| {
+            on_event(event);
+            true
+        });
+        if let Err(cause) = admitted {
             let key = K::from(key);
             on_event(JoinEvent::Refused {
                 key: &key,
@@ -508,12 +499,18 @@ where
 
     /// Buffered probes and table records, over all keys.
     pub fn buffered(&self) -> Buffered {
-        self.keys
+        let held = self
+            .keys
             .values()
             .fold(Buffered::default(), |acc, s| Buffered {
                 probes: acc.probes + s.pending.len(),
                 table_records: acc.table_records + s.table.len(),
-            })
+            });
+        let evicted: usize = self.evicted.iter().map(|(_, p)| p.len()).sum();
+        Buffered {
+            probes: held.probes + evicted,
+            ..held
+        }
     }
 
     /// The restart summary of the current state; see [`JoinCheckpoint`].

@@ -16,7 +16,9 @@
 //!   *duplicate* (first wins) and an older, never-seen one is *superseded*. Accepting it
 //!   would make the outcome of probes depend on how the two inputs interleave.
 //! * State is bounded: a table record is dropped once the probe watermark passes `e + S`
-//!   (every probe that could still match it would be late), a probe once decided.
+//!   (every probe that could still match it would be late), or once the probe input has
+//!   ended ([`KeyedJoin::probe_input_ended`]: no probe can come); a probe once decided. A
+//!   key holds at most [`KeyedJoin::with_max_table_per_key`] table records.
 //!
 //! Given each input's own order, the *set* of decisions does not depend on how the two
 //! inputs interleave: a probe's fate depends only on whether its table record is in the
@@ -32,6 +34,8 @@ mod keyed;
 
 #[cfg(test)]
 mod tests;
+#[cfg(test)]
+mod tests_bounds;
 
 pub use checkpoint::JoinCheckpoint;
 pub use keyed::{

@@ -77,7 +77,8 @@ impl PartitionState {
     }
 
     /// Records an end-of-input marker of input `index` at `offset`; returns whether the
-    /// input has now ended on this partition (every writer's parts ended).
+    /// input has ended on this partition with this marker (every writer's parts ended, and
+    /// it had not before).
     pub fn end_marker(
         &mut self,
         index: usize,
@@ -86,10 +87,7 @@ impl PartitionState {
     ) -> Result<bool, String> {
         let complete = self.markers[index].end(writer, offset)?;
         self.advance_position(index, offset);
-        if complete {
-            self.ended.insert(index);
-        }
-        Ok(complete)
+        Ok(complete && self.ended.insert(index))
     }
 }
 
@@ -357,24 +355,16 @@ pub fn commit_list(
 ) -> TopicPartitionList {
     let mut tpl = TopicPartitionList::new();
     for (partition, state) in shared.partitions.iter().filter(|(p, _)| select(**p)) {
-        let checkpoint = state
-            .transform
-            .as_ref()
-            .and_then(|t| t.checkpoint())
-            .unwrap_or_default();
+        // No commit metadata: checkpoints live in their own topic (checkpoint.rs), and
+        // brokers cap metadata (4 KB by default on Kafka).
         for (index, topic) in input_topics.iter().enumerate() {
             let offset = match (state.positions[index], state.committed_at_start[index]) {
                 (Some(p), Some(c)) => Some(p.max(c)),
                 (p, c) => p.or(c),
             };
             let Some(offset) = offset else { continue };
-            if tpl
-                .add_partition_offset(topic, *partition, Offset::Offset(offset))
-                .is_ok()
-            {
-                if let Some(mut element) = tpl.find_partition(topic, *partition) {
-                    element.set_metadata(checkpoint.clone());
-                }
+            if let Err(e) = tpl.add_partition_offset(topic, *partition, Offset::Offset(offset)) {
+                warn!("offset {offset} of {topic}/{partition} left out of the commit: {e}");
             }
         }
     }

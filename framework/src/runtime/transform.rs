@@ -47,7 +47,6 @@ pub async fn run(
     let mut deliveries = stage.deliveries(producer.clone());
     let checkpoints = Checkpoints {
         topic: checkpoint::topic_for_group(&stage.group),
-        factory: factory.clone(),
     };
     let (hooks, shared) = StageHooks::new(&stage, Some(factory), Some(producer));
     let consumer = subscribe(&stage, hooks)?;
@@ -197,15 +196,21 @@ fn handle<M: Message>(
     let mut partition_ended = false;
     match markers::control_of(message) {
         Some(Ok(Control::EndOfInput(writer))) => match state.end_marker(index, offset, &writer) {
-            Ok(_) => {
-                if state.ended.len() == stage.input_topics.len() && !state.finished {
+            Ok(true) if !state.finished => {
+                let all = state.ended.len() == stage.input_topics.len();
+                if all {
                     state.finished = true;
                     partition_ended = true;
-                    if let Some(transform) = state.transform.as_mut() {
+                }
+                if let Some(transform) = state.transform.as_mut() {
+                    if all {
                         transform.end_of_input(emitter);
+                    } else {
+                        transform.input_ended(index, emitter);
                     }
                 }
             }
+            Ok(_) => {}
             Err(e) => bad_marker(stage, log, &e),
         },
         Some(Ok(Control::Progress { writer, event_ms })) if !state.finished => {
@@ -381,7 +386,6 @@ fn publish_watermarks(shared: &std::sync::Mutex<super::consumer::Shared>, stage:
 /// Where a transform stage keeps its checkpoints.
 struct Checkpoints {
     topic: String,
-    factory: TransformFactory,
 }
 
 /// Makes everything produced so far durable, stores each partition's checkpoint, and
@@ -404,8 +408,8 @@ async fn checkpoint_and_commit(
                 continue;
             };
             // Where would a transform restarted from this checkpoint replay from?
-            let scratch = (checkpoints.factory)(*partition).and_then(|mut t| t.resume(Some(&text)));
-            let replay_from = match scratch {
+            let replay = state.transform.as_ref().map(|t| t.replay_from(&text));
+            let replay_from = match replay.unwrap_or(Ok(Resume::FromCommitted)) {
                 Ok(Resume::ReplayFrom { event_time_ms }) => state
                     .replay_index
                     .iter_mut()

@@ -89,3 +89,29 @@ impl Driver {
         self.feed(STATS, symbol, &stats_json(symbol, e, windows));
     }
 }
+
+/// Output taken the way the runtime takes it from an emitter with a limit: after each
+/// call, and again through `emit_pending` while the call left it full.
+#[derive(Default)]
+pub struct Chunked {
+    pub records: Vec<Vec<u8>>,
+    pub rejected: Vec<Rejected>,
+    /// The most records and rejections held at once.
+    pub most: usize,
+}
+
+impl Chunked {
+    pub fn drain(&mut self, t: &mut impl Transform, out: &mut Emitter) {
+        loop {
+            self.most = self.most.max(out.len());
+            let full = out.is_full();
+            self.records
+                .extend(out.records.drain(..).map(|r| r.payload));
+            self.rejected.append(&mut out.rejected);
+            if !full {
+                break;
+            }
+            t.emit_pending(out);
+        }
+    }
+}

@@ -13,6 +13,9 @@ use super::{JoinEvent, KeyedJoin, TableOutcome};
 pub(super) enum Paused<K> {
     /// The probes the table record of `key` at `e` decides.
     Table { key: K, e: i64 },
+    /// Probes of evicted keys (the outbox), then the probes the table record `then`
+    /// decides.
+    Evicted { then: Option<(K, i64)> },
     /// End of input: the keys in ascending order, from `next` on.
     EndOfInput { order: Vec<K>, next: usize },
 }
@@ -61,20 +64,28 @@ where
         if e_ms.rem_euclid(self.slide_ms) != 0 {
             return TableOutcome::Misaligned;
         }
-        // Evicting idle keys reports their waiting probes at once: at most the pending
-        // prices bound (`max_pending_prices`) of them.
-        if let Err(cause) = self.admit(key, e_ms, &mut |event| {
-            on_event(event);
-        }) {
+        let admitted = self.admit(key, e_ms);
+        // Probes of keys evicted as idle go first (none when the caller called
+        // `evict_due`); if they fill the caller, the record's own decisions wait too.
+        let evicted_done = self.report_evicted(on_event);
+        if let Err(cause) = admitted {
+            if !evicted_done {
+                self.paused = Some(Paused::Evicted { then: None });
+            }
             return TableOutcome::Refused(cause);
         }
-        let slide_ms = self.slide_ms;
+        let (slide_ms, max_table, keep) = (self.slide_ms, self.max_table, !self.probes_ended);
         let (outcome, paused) = self.with_state(key, |state| {
-            let outcome = state.push_table(e_ms, table);
-            let done = outcome != TableOutcome::Accepted || state.resolve(slide_ms, e_ms, on_event);
+            let outcome = state.push_table(e_ms, table, max_table, keep);
+            let accepted = outcome == TableOutcome::Accepted;
+            let done = !accepted || (evicted_done && state.resolve(slide_ms, e_ms, keep, on_event));
             (outcome, (!done).then(|| state.key.clone()))
         });
-        if let Some(key) = paused {
+        if !evicted_done {
+            self.paused = Some(Paused::Evicted {
+                then: paused.map(|key| (key, e_ms)),
+            });
+        } else if let Some(key) = paused {
             self.paused = Some(Paused::Table { key, e: e_ms });
         }
         outcome
@@ -109,14 +120,27 @@ where
     where
         F: FnMut(JoinEvent<'_, K, P, T>) -> bool,
     {
-        let slide_ms = self.slide_ms;
+        let (slide_ms, keep) = (self.slide_ms, !self.probes_ended);
         match self.paused.take() {
             None => true,
+            Some(Paused::Evicted { then }) => {
+                if !self.report_evicted(on_event) {
+                    self.paused = Some(Paused::Evicted { then });
+                    return false;
+                }
+                match then {
+                    Some((key, e)) => {
+                        self.paused = Some(Paused::Table { key, e });
+                        self.emit_pending(on_event)
+                    }
+                    None => true,
+                }
+            }
             Some(Paused::Table { key, e }) => {
                 let done = self
                     .keys
                     .get_mut(&key)
-                    .is_none_or(|state| state.resolve(slide_ms, e, on_event));
+                    .is_none_or(|state| state.resolve(slide_ms, e, keep, on_event));
                 if !done {
                     self.paused = Some(Paused::Table { key, e });
                 }
