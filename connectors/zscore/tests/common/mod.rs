@@ -4,8 +4,9 @@
 use connector_zscore::{ZScoreConfig, ZScoreTransform, PRICES, STATS};
 use framework::{
     event_time::{format_millis, parse_millis},
+    record::Rejected,
     testing::{self, TransformDriver},
-    DurationSpec, InputRecord,
+    DurationSpec, Emitter, InputRecord, Transform,
 };
 
 pub const T0: i64 = 1_746_631_860_000; // 2025-05-07T15:31:00.000Z
