@@ -141,9 +141,9 @@ fn field_settings_default_to_the_price_record_and_bad_paths_are_reported_by_sett
     let cfg = parse(serde_json::json!({}));
     assert_eq!(
         (
-            cfg.key_field.as_str(),
-            cfg.value_field.as_str(),
-            cfg.timestamp_field.as_str()
+            cfg.fields.key_field.as_str(),
+            cfg.fields.value_field.as_str(),
+            cfg.fields.timestamp_field.as_str()
         ),
         ("symbol", "price", "timestamp")
     );

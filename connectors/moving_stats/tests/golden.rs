@@ -417,9 +417,11 @@ fn negative_event_times_use_floor_alignment() {
 #[test]
 fn field_mapped_records_write_names_derived_from_the_fields() {
     let cfg = connector_moving_stats::MovingStatsConfig {
-        key_field: "data.s".into(),
-        value_field: "data.p".into(),
-        timestamp_field: "data.T".into(),
+        fields: framework::formats::FieldMapping {
+            key_field: "data.s".into(),
+            value_field: "data.p".into(),
+            timestamp_field: "data.T".into(),
+        },
         ..config(&["2s"], "1s", "0ms")
     };
     let msgs: Vec<Msg> = [

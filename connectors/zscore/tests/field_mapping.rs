@@ -84,14 +84,17 @@ fn run_and_check(
     series: &BTreeMap<String, Series>,
 ) -> (usize, usize) {
     let [key_field, value_field, timestamp_field] = fields.map(str::to_string);
+    let mapping = framework::formats::FieldMapping {
+        key_field,
+        value_field,
+        timestamp_field,
+    };
     let (key_name, value_name) = names;
     let stats_config = MovingStatsConfig {
         windows: vec![DurationSpec::from_secs(2), DurationSpec::from_secs(5)],
         slide: DurationSpec::from_secs(1),
         lateness: DurationSpec::from_millis(0),
-        key_field: key_field.clone(),
-        value_field: value_field.clone(),
-        timestamp_field: timestamp_field.clone(),
+        fields: mapping.clone(),
         positive_only: false,
         ..MovingStatsConfig::default()
     };
@@ -129,9 +132,7 @@ fn run_and_check(
 
     let z_config = ZScoreConfig {
         lateness: DurationSpec::from_millis(0),
-        key_field,
-        value_field,
-        timestamp_field,
+        fields: mapping,
         positive_only: false,
         ..ZScoreConfig::default()
     };
