@@ -62,12 +62,15 @@ fn readings() -> Vec<Reading> {
         .collect()
 }
 
+/// One window's documents: (sensor, reading time) -> (temperature, z-score).
+type WindowDocuments = BTreeMap<(String, i64), (i128, f64)>;
+
 /// Expected documents per window: (sensor, reading time) -> (temperature, z-score). A
 /// reading at `t` meets the windows ending at `e = floor(t / S) * S` that hold readings
 /// (semantics.md §4); z = (n v - sum) / sqrt(n sum_sq - sum^2), exact until the last
 /// division.
-fn expected(readings: &[Reading]) -> BTreeMap<&'static str, BTreeMap<(String, i64), (i128, f64)>> {
-    let mut out: BTreeMap<&str, BTreeMap<(String, i64), (i128, f64)>> = BTreeMap::new();
+fn expected(readings: &[Reading]) -> BTreeMap<&'static str, WindowDocuments> {
+    let mut out: BTreeMap<&str, WindowDocuments> = BTreeMap::new();
     for r in readings {
         let end = r.at.div_euclid(SLIDE_MS) * SLIDE_MS;
         for (window, length) in WINDOWS {
@@ -99,11 +102,20 @@ fn expected(readings: &[Reading]) -> BTreeMap<&'static str, BTreeMap<(String, i6
 #[test]
 fn sensors_pipeline_writes_exact_zscores_of_every_reading_and_window_to_mongodb() {
     let readings = readings();
-    assert!(readings.len() >= 500, "the sample covers minutes of readings");
+    assert!(
+        readings.len() >= 500,
+        "the sample covers minutes of readings"
+    );
     let expected = expected(&readings);
     assert!(
-        expected.values().flat_map(|m| m.values()).any(|(_, z)| *z == 0.0)
-            && expected.values().flat_map(|m| m.values()).any(|(v, _)| *v < 0),
+        expected
+            .values()
+            .flat_map(|m| m.values())
+            .any(|(_, z)| *z == 0.0)
+            && expected
+                .values()
+                .flat_map(|m| m.values())
+                .any(|(v, _)| *v < 0),
         "the sample exercises a flat window and negative temperatures"
     );
 
@@ -168,7 +180,10 @@ fn sensors_pipeline_writes_exact_zscores_of_every_reading_and_window_to_mongodb(
             if *z == 0.0 {
                 assert_eq!(got, 0.0, "a flat window gives exactly 0: {document}");
             }
-            assert!(seen.insert((sensor, at), ()).is_none(), "duplicate {document}");
+            assert!(
+                seen.insert((sensor, at), ()).is_none(),
+                "duplicate {document}"
+            );
         }
         assert_eq!(
             seen.len(),
