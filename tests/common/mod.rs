@@ -9,6 +9,7 @@ use std::{
 };
 
 /// The servers' addresses and unique names: the helpers every crate's tests share.
+#[allow(unused_imports)] // each test binary uses a different subset
 pub use framework::testing::{free_local_addr, kafka_brokers, mongo_uri, unique};
 
 pub fn pipeline_bin() -> PathBuf {

@@ -14,6 +14,7 @@ use mongodb::{bson::Document, Client};
 
 /// The server the project's test script started (tests fail loudly without it) and a
 /// free port for a test's own server: the helpers every crate's tests share.
+#[allow(unused_imports)] // each test binary uses a different subset
 pub use framework::testing::{free_port, mongo_uri};
 
 /// A database name no other test (or earlier run) uses (MongoDB allows 63 characters).
