@@ -1,6 +1,6 @@
 //! Helpers shared by the end-to-end tests: the real broker's address, unique names, and
 //! running the `pipeline` binary.
-#![allow(dead_code, unused_imports)]
+#![allow(dead_code)]
 
 use std::{
     path::{Path, PathBuf},

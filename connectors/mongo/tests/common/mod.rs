@@ -1,5 +1,5 @@
 //! Helpers shared by the MongoDB sink's integration tests.
-#![allow(dead_code, unused_imports)] // each test binary uses a different subset
+#![allow(dead_code)] // each test binary uses a different subset
 
 use std::{
     net::TcpStream,
