@@ -9,7 +9,6 @@ mod common;
 use std::{collections::BTreeMap, time::Duration};
 
 use common::*;
-use mongodb::bson::{doc, Document};
 use serde_json::Value;
 
 /// Slide and windows of `pipelines/sensors.yaml`.
@@ -99,11 +98,20 @@ fn expected(readings: &[Reading]) -> BTreeMap<&'static str, BTreeMap<(String, i6
 #[test]
 fn sensors_pipeline_writes_exact_zscores_of_every_reading_and_window_to_mongodb() {
     let readings = readings();
-    assert!(readings.len() >= 500, "the sample covers minutes of readings");
+    assert!(
+        readings.len() >= 500,
+        "the sample covers minutes of readings"
+    );
     let expected = expected(&readings);
     assert!(
-        expected.values().flat_map(|m| m.values()).any(|(_, z)| *z == 0.0)
-            && expected.values().flat_map(|m| m.values()).any(|(v, _)| *v < 0),
+        expected
+            .values()
+            .flat_map(|m| m.values())
+            .any(|(_, z)| *z == 0.0)
+            && expected
+                .values()
+                .flat_map(|m| m.values())
+                .any(|(v, _)| *v < 0),
         "the sample exercises a flat window and negative temperatures"
     );
 
@@ -136,16 +144,7 @@ fn sensors_pipeline_writes_exact_zscores_of_every_reading_and_window_to_mongodb(
         .expect("client");
     let db = client.database(&database);
     for (window, want) in &expected {
-        let documents: Vec<Document> = runtime.block_on(async {
-            use futures::TryStreamExt;
-            db.collection::<Document>(&format!("{name}-zscore-{window}"))
-                .find(doc! {})
-                .await
-                .expect("find")
-                .try_collect()
-                .await
-                .expect("documents")
-        });
+        let documents = all_documents(&runtime, &db, &format!("{name}-zscore-{window}"));
         let mut seen = BTreeMap::new();
         for document in &documents {
             assert_eq!(document.get_str("window").ok(), Some(*window), "{document}");
@@ -168,7 +167,10 @@ fn sensors_pipeline_writes_exact_zscores_of_every_reading_and_window_to_mongodb(
             if *z == 0.0 {
                 assert_eq!(got, 0.0, "a flat window gives exactly 0: {document}");
             }
-            assert!(seen.insert((sensor, at), ()).is_none(), "duplicate {document}");
+            assert!(
+                seen.insert((sensor, at), ()).is_none(),
+                "duplicate {document}"
+            );
         }
         assert_eq!(
             seen.len(),
