@@ -61,12 +61,15 @@ fn readings() -> Vec<Reading> {
         .collect()
 }
 
+/// Per window: (sensor, reading time) -> (temperature in hundredths, exact z-score).
+type Expected = BTreeMap<&'static str, BTreeMap<(String, i64), (i128, f64)>>;
+
 /// Expected documents per window: (sensor, reading time) -> (temperature, z-score). A
 /// reading at `t` meets the windows ending at `e = floor(t / S) * S` that hold readings
 /// (semantics.md §4); z = (n v - sum) / sqrt(n sum_sq - sum^2), exact until the last
 /// division.
-fn expected(readings: &[Reading]) -> BTreeMap<&'static str, BTreeMap<(String, i64), (i128, f64)>> {
-    let mut out: BTreeMap<&str, BTreeMap<(String, i64), (i128, f64)>> = BTreeMap::new();
+fn expected(readings: &[Reading]) -> Expected {
+    let mut out = Expected::new();
     for r in readings {
         let end = r.at.div_euclid(SLIDE_MS) * SLIDE_MS;
         for (window, length) in WINDOWS {
