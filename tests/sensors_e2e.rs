@@ -9,7 +9,6 @@ mod common;
 use std::{collections::BTreeMap, time::Duration};
 
 use common::*;
-use mongodb::bson::{doc, Document};
 use serde_json::Value;
 
 /// Slide and windows of `pipelines/sensors.yaml`.
@@ -62,15 +61,15 @@ fn readings() -> Vec<Reading> {
         .collect()
 }
 
-/// One window's documents: (sensor, reading time) -> (temperature, z-score).
-type WindowDocuments = BTreeMap<(String, i64), (i128, f64)>;
+/// Per window: (sensor, reading time) -> (temperature in hundredths, exact z-score).
+type Expected = BTreeMap<&'static str, BTreeMap<(String, i64), (i128, f64)>>;
 
 /// Expected documents per window: (sensor, reading time) -> (temperature, z-score). A
 /// reading at `t` meets the windows ending at `e = floor(t / S) * S` that hold readings
 /// (semantics.md §4); z = (n v - sum) / sqrt(n sum_sq - sum^2), exact until the last
 /// division.
-fn expected(readings: &[Reading]) -> BTreeMap<&'static str, WindowDocuments> {
-    let mut out: BTreeMap<&str, WindowDocuments> = BTreeMap::new();
+fn expected(readings: &[Reading]) -> Expected {
+    let mut out = Expected::new();
     for r in readings {
         let end = r.at.div_euclid(SLIDE_MS) * SLIDE_MS;
         for (window, length) in WINDOWS {
@@ -148,16 +147,7 @@ fn sensors_pipeline_writes_exact_zscores_of_every_reading_and_window_to_mongodb(
         .expect("client");
     let db = client.database(&database);
     for (window, want) in &expected {
-        let documents: Vec<Document> = runtime.block_on(async {
-            use futures::TryStreamExt;
-            db.collection::<Document>(&format!("{name}-zscore-{window}"))
-                .find(doc! {})
-                .await
-                .expect("find")
-                .try_collect()
-                .await
-                .expect("documents")
-        });
+        let documents = all_documents(&runtime, &db, &format!("{name}-zscore-{window}"));
         let mut seen = BTreeMap::new();
         for document in &documents {
             assert_eq!(document.get_str("window").ok(), Some(*window), "{document}");

@@ -107,16 +107,7 @@ fn trades_pipeline_writes_exact_moving_stats_of_every_symbol_and_window_to_mongo
     );
 
     for (symbol, symbol_trades) in &trades {
-        let documents: Vec<Document> = runtime.block_on(async {
-            use futures::TryStreamExt;
-            db.collection::<Document>(&format!("trades-moving-{symbol}"))
-                .find(doc! {})
-                .await
-                .expect("find")
-                .try_collect()
-                .await
-                .expect("documents")
-        });
+        let documents = all_documents(&runtime, &db, &format!("trades-moving-{symbol}"));
         let mut ends_per_window: BTreeMap<String, Vec<i64>> = BTreeMap::new();
         for document in &documents {
             assert_eq!(document.get_str("symbol").ok(), Some(symbol.as_str()));

@@ -373,3 +373,21 @@ pub fn assert_same_distinct_records(
     );
     expected
 }
+
+/// Every document of a MongoDB collection.
+pub fn all_documents(
+    runtime: &tokio::runtime::Runtime,
+    db: &mongodb::Database,
+    collection: &str,
+) -> Vec<mongodb::bson::Document> {
+    runtime.block_on(async {
+        use futures::TryStreamExt;
+        db.collection::<mongodb::bson::Document>(collection)
+            .find(mongodb::bson::doc! {})
+            .await
+            .expect("find")
+            .try_collect()
+            .await
+            .expect("documents")
+    })
+}

@@ -66,13 +66,7 @@ pub fn warnings(
         let check = (stage.registration.check)(&stage.spec.config, &ValidationContext::default());
         let config_path = child_key(&path, "config");
         for issue in check.warnings {
-            let issue_path = if issue.path.is_empty() {
-                config_path.clone()
-            } else if issue.path.starts_with('[') {
-                format!("{config_path}{}", issue.path)
-            } else {
-                child_key(&config_path, &issue.path)
-            };
+            let issue_path = super::config_issue_path(&config_path, &issue.path);
             warn(issue_path, issue.message);
         }
     }

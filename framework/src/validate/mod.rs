@@ -361,3 +361,15 @@ impl Validator {
         }
     }
 }
+
+/// Where a connector's config issue is, given the stage's `config` path: the config
+/// itself, an index (`[2]`), or a field below it.
+pub(crate) fn config_issue_path(config_path: &str, issue_path: &str) -> String {
+    if issue_path.is_empty() {
+        config_path.to_string()
+    } else if issue_path.starts_with('[') {
+        format!("{config_path}{issue_path}")
+    } else {
+        crate::yaml::child_key(config_path, issue_path)
+    }
+}

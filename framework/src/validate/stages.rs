@@ -81,13 +81,7 @@ impl Validator {
     ) {
         let config_path = child_key(&child_index("stages", stage_index), "config");
         for issue in issues {
-            let issue_path = if issue.path.is_empty() {
-                config_path.clone()
-            } else if issue.path.starts_with('[') {
-                format!("{config_path}{}", issue.path)
-            } else {
-                child_key(&config_path, &issue.path)
-            };
+            let issue_path = super::config_issue_path(&config_path, &issue.path);
             self.report(&issue_path, At::Value, issue.message);
         }
     }
