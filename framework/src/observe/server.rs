@@ -25,7 +25,7 @@ use hyper::{
 };
 use hyper_util::rt::{TokioIo, TokioTimer};
 use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusHandle};
-use tokio::{net::TcpListener, task::JoinHandle, time::Instant};
+use tokio::{net::TcpListener, sync::Notify, task::JoinHandle, time::Instant};
 use tokio_util::sync::CancellationToken;
 use tracing::{debug, info};
 
@@ -156,11 +156,19 @@ pub async fn serve_live(
                             continue;
                         }
                     };
-                    let Some(connection) = connections.admit() else {
-                        debug!(%peer, "metrics server busy: connection refused");
-                        drop(stream);
-                        continue;
+                    let (connection, evicted) = match connections.admit() {
+                        Admitted::Yes { connection, evicted } => (connection, evicted),
+                        Admitted::Busy => {
+                            debug!(%peer, "metrics server busy: connection refused");
+                            drop(stream);
+                            continue;
+                        }
                     };
+                    if let Some(evicted) = evicted {
+                        // Wait for the evicted connection's socket to close, so open file
+                        // descriptors never exceed the limit however fast clients connect.
+                        let _ = tokio::time::timeout(EVICTION_WAIT, evicted.closed.notified()).await;
+                    }
                     let handle = handle.clone();
                     let status = status.clone();
                     let view = view.clone();
@@ -181,6 +189,31 @@ struct Connection {
     requests: AtomicU64,
     /// Cancelled to drop the connection (it was evicted for a newer one).
     evict: CancellationToken,
+    /// Notified once the connection's socket is closed.
+    closed: Notify,
+}
+
+/// Longest the accept loop waits for an evicted connection to close its socket.
+const EVICTION_WAIT: Duration = Duration::from_secs(1);
+
+/// Signals [`Connection::closed`] when the connection task ends, after its socket dropped.
+struct ClosedOnDrop(Arc<Connection>);
+
+impl Drop for ClosedOnDrop {
+    fn drop(&mut self) {
+        self.0.closed.notify_one();
+    }
+}
+
+/// The outcome of [`Connections::admit`].
+enum Admitted {
+    /// Serve the connection; `evicted` (if any) was told to close to make room for it.
+    Yes {
+        connection: Arc<Connection>,
+        evicted: Option<Arc<Connection>>,
+    },
+    /// Every slot is busy with requests.
+    Busy,
 }
 
 /// The open connections, oldest first.
@@ -192,19 +225,28 @@ struct Connections {
 impl Connections {
     /// A slot for a new connection, evicting the oldest one that has not sent a request
     /// when all are taken; `None` when every connection is busy with requests.
-    fn admit(&mut self) -> Option<Arc<Connection>> {
+    fn admit(&mut self) -> Admitted {
         // Connections whose task ended hold only our reference.
         self.open.retain(|c| Arc::strong_count(c) > 1);
+        let mut evicted = None;
         if self.open.len() >= limits::MAX_CONNECTIONS {
-            let idle = self
+            let Some(idle) = self
                 .open
                 .iter()
-                .position(|c| c.requests.load(Ordering::Relaxed) == 0)?;
-            self.open.remove(idle).evict.cancel();
+                .position(|c| c.requests.load(Ordering::Relaxed) == 0)
+            else {
+                return Admitted::Busy;
+            };
+            let oldest_idle = self.open.remove(idle);
+            oldest_idle.evict.cancel();
+            evicted = Some(oldest_idle);
         }
         let connection = Arc::new(Connection::default());
         self.open.push(connection.clone());
-        Some(connection)
+        Admitted::Yes {
+            connection,
+            evicted,
+        }
     }
 }
 
@@ -214,6 +256,8 @@ async fn serve_connection(
     state: Arc<Connection>,
     respond: impl Fn(&Request<Incoming>) -> Response<Full<Bytes>> + Send + Sync + 'static,
 ) {
+    // Declared before the connection so it drops after it, once the socket is closed.
+    let _closed = ClosedOnDrop(state.clone());
     let counted = state.clone();
     let service = service_fn(move |request: Request<Incoming>| {
         counted.requests.fetch_add(1, Ordering::Relaxed);
@@ -375,22 +419,38 @@ mod tests {
 
     #[test]
     fn a_full_server_drops_the_oldest_connection_without_a_request_for_a_new_one() {
+        fn admit(connections: &mut Connections) -> Option<Arc<Connection>> {
+            match connections.admit() {
+                Admitted::Yes { connection, .. } => Some(connection),
+                Admitted::Busy => None,
+            }
+        }
         let mut connections = Connections::default();
         let held: Vec<_> = (0..limits::MAX_CONNECTIONS)
-            .map(|_| connections.admit().expect("room"))
+            .map(|_| admit(&mut connections).expect("room"))
             .collect();
         held[0].requests.fetch_add(1, Ordering::Relaxed);
-        let newest = connections.admit().expect("room made for the new one");
+        let Admitted::Yes {
+            connection: newest,
+            evicted: Some(evicted),
+        } = connections.admit()
+        else {
+            panic!("room made for the new one by evicting one");
+        };
+        assert!(Arc::ptr_eq(&evicted, &held[1]), "the oldest idle one goes");
         assert!(!held[0].evict.is_cancelled(), "a busy connection is kept");
-        assert!(held[1].evict.is_cancelled(), "the oldest idle one goes");
+        assert!(
+            held[1].evict.is_cancelled(),
+            "the evicted one is told to close"
+        );
         assert!(held[2..].iter().all(|c| !c.evict.is_cancelled()));
         for c in held.iter().chain([&newest]) {
             c.requests.fetch_add(1, Ordering::Relaxed);
         }
-        assert!(connections.admit().is_none(), "all busy: refused");
-        drop(held);
+        assert!(admit(&mut connections).is_none(), "all busy: refused");
+        drop((held, evicted));
         assert!(
-            connections.admit().is_some(),
+            admit(&mut connections).is_some(),
             "closed ones free their slots"
         );
     }
