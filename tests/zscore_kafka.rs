@@ -13,7 +13,13 @@ struct Topics {
     moving: String,
 }
 
-fn pipeline(dir: &Path, file: &str, topics: &Topics, output: &str) -> std::path::PathBuf {
+fn pipeline(
+    dir: &Path,
+    file: &str,
+    topics: &Topics,
+    output: &str,
+    max_pending_prices: usize,
+) -> std::path::PathBuf {
     write_file(
         dir,
         file,
@@ -41,10 +47,9 @@ stages:
     inputs: {{ prices: {prices}, stats: {moving} }}
     output: {output}
     dead_letter: {output}-dropped
-    # The whole prices topic is there before the join starts, so the consumer may read
-    # prices far ahead of their statistics: with the default bound (100,000 waiting
-    # prices) which ones are dropped as too_many_pending would depend on fetch timing.
-    config: {{ slide: 1s, lateness: 10s, max_pending_prices: 1000000 }}
+    # The whole prices topic is there before the join starts, so the consumer reads
+    # prices far ahead of their statistics until max_pending_prices pauses it.
+    config: {{ slide: 1s, lateness: 10s, max_pending_prices: {max_pending_prices} }}
 "#,
             name = unique("zscore"),
             prices = topics.prices,
@@ -65,8 +70,20 @@ fn sigkill_mid_stream_and_restart_gives_the_same_distinct_zscores_as_an_uninterr
     };
     let reference_out = unique("zscore-reference");
     let restarted_out = unique("zscore-restarted");
-    let reference = pipeline(dir.path(), "reference.yaml", &topics, &reference_out);
-    let restarted = pipeline(dir.path(), "restarted.yaml", &topics, &restarted_out);
+    let reference = pipeline(
+        dir.path(),
+        "reference.yaml",
+        &topics,
+        &reference_out,
+        1_000_000,
+    );
+    let restarted = pipeline(
+        dir.path(),
+        "restarted.yaml",
+        &topics,
+        &restarted_out,
+        1_000_000,
+    );
     let reference = reference.to_str().expect("utf-8");
     let restarted = restarted.to_str().expect("utf-8");
     let envs = [
@@ -149,4 +166,74 @@ fn sigkill_mid_stream_and_restart_gives_the_same_distinct_zscores_as_an_uninterr
         checked += 1;
     }
     assert!(checked > 1_000);
+}
+
+#[test]
+fn a_join_at_its_pending_bound_pauses_prices_instead_of_dropping_them_and_writes_every_zscore() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let input = dir.path().join("prices.jsonl");
+    let lines = price_lines(&["BTCUSDT", "ETHUSDT"], 20_000, 1_746_630_000_000, 1_009);
+    std::fs::write(&input, lines.join("\n") + "\n").expect("write prices");
+    let topics = Topics {
+        prices: unique("prices"),
+        moving: unique("moving"),
+    };
+    let unbounded_out = unique("zscore-unbounded");
+    let bounded_out = unique("zscore-bounded");
+    let unbounded = pipeline(
+        dir.path(),
+        "unbounded.yaml",
+        &topics,
+        &unbounded_out,
+        1_000_000,
+    );
+    // Far fewer than the prices that come before their statistics in the topic.
+    let bounded = pipeline(dir.path(), "bounded.yaml", &topics, &bounded_out, 200);
+    let unbounded = unbounded.to_str().expect("utf-8");
+    let bounded = bounded.to_str().expect("utf-8");
+    let envs = [
+        ("KAFKA_BROKERS", kafka_brokers()),
+        ("IN_FILE", input.display().to_string()),
+    ];
+    let upstream = run_pipeline(
+        &["run", unbounded, "--stage", "replay", "--stage", "moving"],
+        &envs,
+        Duration::from_secs(300),
+    );
+    assert!(upstream.status.success(), "{}", stderr_of(&upstream));
+    for file in [unbounded, bounded] {
+        let join = run_pipeline(
+            &["run", file, "--stage", "zscore"],
+            &envs,
+            Duration::from_secs(300),
+        );
+        assert!(join.status.success(), "{file}: {}", stderr_of(&join));
+    }
+    let records = |topic: &str| -> Vec<(Option<Vec<u8>>, Vec<u8>)> {
+        read_topic(topic, Duration::from_secs(3), Duration::from_secs(120))
+            .into_iter()
+            .filter(|r| !r.end_of_input)
+            .map(|r| (r.key, r.payload))
+            .collect()
+    };
+    let mut want = records(&unbounded_out);
+    let mut got = records(&bounded_out);
+    assert!(want.len() > 30_000, "{} z-scores", want.len());
+    // Compared as multisets of (key, payload): the runs interleave their inputs differently.
+    want.sort();
+    got.sort();
+    assert_eq!(got.len(), want.len(), "z-scores with the bound vs without");
+    assert!(got == want, "the bounded join wrote other records");
+    // The same prices are refused (late ones), none for a full buffer.
+    let mut dropped_unbounded = records(&format!("{unbounded_out}-dropped"));
+    let mut dropped_bounded = records(&format!("{bounded_out}-dropped"));
+    dropped_unbounded.sort();
+    dropped_bounded.sort();
+    assert!(!dropped_unbounded.is_empty(), "the input has late prices");
+    assert_eq!(
+        dropped_bounded.len(),
+        dropped_unbounded.len(),
+        "dead letters with the bound vs without"
+    );
+    assert!(dropped_bounded == dropped_unbounded);
 }

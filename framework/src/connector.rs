@@ -302,6 +302,15 @@ pub trait Transform: Send {
     /// full. Transforms that never emit more than one record per call need not implement
     /// it.
     fn emit_pending(&mut self, _out: &mut Emitter) {}
+    /// Whether the transform's buffer for records of input `port` is full: while it says
+    /// so, the runtime stops fetching that input's partition (the other inputs keep
+    /// flowing) and asks again after every call, resuming once it no longer is. This is
+    /// backpressure instead of dropping records, e.g. the z-score join holding as many
+    /// prices as it may while their statistics lag. A few records can still arrive after
+    /// `true` (a runtime that cannot pause, or a rebalance), so keep a hard bound above it.
+    fn input_full(&self, _port: usize) -> bool {
+        false
+    }
     /// The writers of input `port` promise that no record with an event time before
     /// `event_ms` will follow on this partition (a progress marker, docs/semantics.md §8):
     /// an event-time transform may advance its watermarks and emit what that closes. It

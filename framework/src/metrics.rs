@@ -24,6 +24,8 @@ pub struct StageMetrics {
     pub sink_write_retries: Counter,
     pub sink_write_seconds: Histogram,
     pub up: Gauge,
+    /// Input partitions paused because the transform's buffer for them is full.
+    pub inputs_paused: Gauge,
     /// Keys with a watermark series: a flood of distinct keys must not grow the label
     /// sets without bound.
     watermark_keys: std::sync::Arc<std::sync::Mutex<std::collections::HashSet<String>>>,
@@ -50,6 +52,7 @@ impl StageMetrics {
             sink_write_retries: counter!("pipeline_sink_write_retries_total", &labels),
             sink_write_seconds: histogram!("pipeline_sink_write_duration_seconds", &labels),
             up: gauge!("pipeline_stage_up", &labels),
+            inputs_paused: gauge!("pipeline_input_partitions_paused", &labels),
             watermark_keys: Default::default(),
         }
     }

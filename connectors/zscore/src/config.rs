@@ -46,17 +46,21 @@ pub struct ZScoreConfig {
     /// is evicted; its waiting prices become `unmatched` (default 1d; 1s to 365d).
     #[serde(default)]
     pub key_idle_timeout: Option<DurationSpec>,
-    /// Most prices of one partition waiting for their statistics (1 to 10,000,000). While
-    /// that many wait (the statistics lag far behind), a new price is dropped as
+    /// Prices of one partition waiting for their statistics (1 to 10,000,000) at which the
+    /// join stops reading prices until statistics decide some (backpressure: nothing is
+    /// dropped, the price input's lag grows instead). Prices that arrive anyway, past twice
+    /// this (a runtime that cannot pause, e.g. a rebalance), are dropped as
     /// `too_many_pending` (counted, dead-lettered) instead of growing memory.
     #[serde(default = "default_max_pending_prices")]
     #[schemars(range(min = 1, max = 10_000_000))]
     pub max_pending_prices: usize,
     /// Most statistics records held per symbol (1 to 1,000,000). They are held while
     /// prices could still match them: a symbol holds more than `lateness / slide` + 1 only
-    /// while its prices trail its statistics (a backlog being caught up). A newer one
-    /// beyond the bound is refused as `too_many_stats` (counted, dead-lettered); the
-    /// prices it would have matched become `unmatched`.
+    /// while its prices trail its statistics (a backlog being caught up), and the join
+    /// stops reading statistics while they run more than half this many slides ahead of
+    /// the newest price (backpressure). A newer one beyond the bound is refused as
+    /// `too_many_stats` (counted, dead-lettered); the prices it would have matched become
+    /// `unmatched`.
     #[serde(default = "default_max_stats_per_key")]
     #[schemars(range(min = 1, max = 1_000_000))]
     pub max_stats_per_key: usize,

@@ -30,6 +30,7 @@
 mod config;
 mod decide;
 mod deferred;
+mod flow;
 mod symbol;
 
 pub use config::ZScoreConfig;
@@ -60,6 +61,9 @@ type Stats = Prepared;
 
 /// Input port of the prices.
 pub const PRICES: usize = 0;
+/// Prices past `max_pending_prices` × this, which arrive although reading prices paused at
+/// `max_pending_prices`, are dropped as `too_many_pending`.
+const PENDING_HARD_FACTOR: usize = 2;
 /// Name of the prices port.
 pub const PRICES_PORT: &str = "prices";
 /// Input port of the moving statistics.
@@ -110,6 +114,8 @@ pub struct ZScoreTransform {
     /// Prices in the join waiting for their statistics, and their bound.
     pending: usize,
     max_pending: usize,
+    /// Which input to stop reading (backpressure), from how far each has got.
+    balance: flow::InputBalance,
     /// A record that waits for the prices of evicted symbols to go out first.
     deferred: Option<OwnedRecord>,
     prices: PriceParser,
@@ -161,6 +167,11 @@ impl ZScoreTransform {
             },
             pending: 0,
             max_pending: config.max_pending_prices,
+            balance: flow::InputBalance::new(
+                config.max_pending_prices,
+                config.max_stats_per_key,
+                config.slide.as_millis(),
+            ),
             deferred: None,
         })
     }
@@ -214,9 +225,13 @@ impl ZScoreTransform {
         if let Err(invalid) = self.guard(&price.key, price.event_ms) {
             return self.reject(out, record, invalid);
         }
-        if self.pending >= self.max_pending {
+        self.balance.price_seen(price.event_ms);
+        // The runtime stops reading prices at `max_pending` (`input_full`); only prices
+        // that arrive anyway (a runtime that cannot pause, a rebalance) get this far.
+        if self.pending >= self.max_pending.saturating_mul(PENDING_HARD_FACTOR) {
             let detail = format!(
-                "{} prices already wait for their statistics (max_pending_prices); price of {} at {} dropped",
+                "{} prices already wait for their statistics (twice max_pending_prices, and \
+                 reading prices did not pause); price of {} at {} dropped",
                 self.pending,
                 price.key,
                 format_millis(price.event_ms)
@@ -254,6 +269,7 @@ impl ZScoreTransform {
         if let Err(invalid) = self.guard(&stats.key, stats.time_ms) {
             return self.reject(out, record, invalid);
         }
+        self.balance.stats_seen(stats.time_ms);
         if !self.evict_due(stats.time_ms, out) {
             self.deferred = Some(OwnedRecord::new(record));
             return;
@@ -330,6 +346,14 @@ impl Transform for ZScoreTransform {
         }
     }
 
+    fn input_full(&self, port: usize) -> bool {
+        match port {
+            PRICES => self.balance.prices_full(self.pending),
+            STATS => self.balance.stats_full(self.pending),
+            _ => false,
+        }
+    }
+
     fn end_of_input(&mut self, out: &mut Emitter) {
         let (writer, log, slide_ms, pending) = (
             &self.writer,
@@ -363,6 +387,7 @@ impl Transform for ZScoreTransform {
         // No price can come: statistics can only decide the prices already waiting.
         if port == PRICES {
             self.join.probe_input_ended();
+            self.balance.prices_ended();
         }
     }
 

@@ -1,4 +1,5 @@
-//! Issue 15: the prices waiting for their statistics are bounded by `max_pending_prices`,
+//! Issue 15: the prices waiting for their statistics pause the price input at
+//! `max_pending_prices` (dropped only past twice that),
 //! and a statistics record (or end of input) deciding many of them is streamed in chunks.
 
 mod common;
@@ -16,16 +17,30 @@ fn capped(max_pending_prices: usize) -> ZScoreTransform {
 }
 
 #[test]
-fn prices_beyond_max_pending_prices_are_dropped_with_a_reason_until_some_are_decided() {
+fn at_max_pending_prices_the_join_asks_to_pause_prices_and_drops_only_past_twice_the_bound() {
     let mut d = Driver::new(capped(5));
-    for i in 0..7 {
+    for i in 0..5 {
+        assert!(!d.transform.input_full(PRICES), "room for price {i}");
+        d.price("BTCUSDT", T0 + 100 * i, 97_000.0 + i as f64);
+    }
+    assert!(
+        d.transform.input_full(PRICES),
+        "five wait: stop reading prices"
+    );
+    assert!(!d.transform.input_full(STATS), "statistics keep flowing");
+    // A runtime that cannot pause: prices are still taken up to twice the bound.
+    for i in 5..12 {
         d.price("BTCUSDT", T0 + 100 * i, 97_000.0 + i as f64);
     }
     assert_eq!(d.reasons(), ["too_many_pending", "too_many_pending"]);
-    assert_eq!(d.transform.buffered().probes, 5);
-    // The statistics at T0 decide the five waiting prices: room again.
+    assert_eq!(d.transform.buffered().probes, 10);
+    // The statistics at T0 decide the ten waiting prices: room again.
     d.stats("BTCUSDT", T0, &[("30s", 97_000.0, 2.0)]);
-    assert_eq!(d.records.len(), 5);
+    assert_eq!(d.records.len(), 10);
+    assert!(
+        !d.transform.input_full(PRICES),
+        "decided: read prices again"
+    );
     d.price("BTCUSDT", T0 + 1_500, 97_001.0);
     assert_eq!(
         d.rejected.len(),

@@ -13,6 +13,7 @@
 
 mod checkpoint;
 mod consumer;
+mod flow;
 pub mod kafka;
 pub mod markers;
 pub mod oversize;

@@ -15,6 +15,7 @@ use super::{
         assigned_all_finished, bad_marker, commit_list, consumer_error, lock, subscribe,
         StageConsumer, StageHooks,
     },
+    flow::InputFlow,
     kafka,
     markers::{self, Control},
     peers::whole_input_ended,
@@ -72,6 +73,7 @@ pub async fn run(
     // mid-emission, so nothing is checkpointed or committed (the restart replays).
     let mut interrupted = false;
     let mut waiting_for_peers = false;
+    let mut flow = InputFlow::default();
     loop {
         tokio::select! {
             biased;
@@ -79,6 +81,7 @@ pub async fn run(
             _ = commit_tick.tick() => {
                 checkpoint_and_commit(&consumer, &shared, &stage, &mut deliveries, &checkpoints, CommitMode::Async).await?;
                 publish_watermarks(&shared, &stage);
+                flow.retain_assigned(&shared, &stage);
                 tally.flush(&stage.metrics);
                 if waiting_for_peers && assigned_all_finished(&shared) && whole_input_ended(&consumer, &shared, &stage) {
                     ended = true;
@@ -94,6 +97,7 @@ pub async fn run(
                     }
                 };
                 let partition = message.partition();
+                let port = topic_index.get(message.topic()).copied();
                 let handled = match handle(&stage, &shared, &topic_index, &message, &mut emitter, &mut tally, &mut log)? {
                     Some(handled) => handled,
                     None => continue,
@@ -116,6 +120,7 @@ pub async fn run(
                     lock(&shared).partitions.remove(&partition);
                     break;
                 }
+                flow.update(&consumer, &shared, &stage, partition, port);
                 if handled.partition_ended {
                     end_partition(&stage, &output, &mut deliveries, partition).await?;
                 }
