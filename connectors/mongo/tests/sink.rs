@@ -319,7 +319,10 @@ async fn a_server_down_longer_than_retry_max_elapsed_stops_the_write_with_a_clea
     let error = result
         .expect_err("the write must give up once the budget is spent")
         .to_string();
-    assert!(error.contains("retry budget of 2s (retry.max_elapsed)"), "{error}");
+    assert!(
+        error.contains("retry budget of 2s (retry.max_elapsed)"),
+        "{error}"
+    );
     assert!(error.contains("batch left uncommitted"), "{error}");
     assert!(
         elapsed >= Duration::from_secs(2) && elapsed < Duration::from_secs(6),
