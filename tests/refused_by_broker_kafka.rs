@@ -208,3 +208,79 @@ fn a_record_the_broker_refuses_is_dead_lettered_the_rest_delivered_in_order_and_
         "a restart re-emits nothing delivered"
     );
 }
+
+/// The producer refuses a record over `message.max.bytes` before it leaves, and a line
+/// that is not UTF-8 never becomes a record: both are dead-lettered with their reason, the
+/// rest arrives in order and the replay ends normally.
+#[test]
+fn a_record_too_large_for_the_producer_and_a_non_utf8_line_are_dead_lettered_and_the_rest_arrives()
+{
+    let dir = tempfile::tempdir().expect("tempdir");
+    let port = framework::testing::free_port();
+    let _broker = Broker::start(port, port, &[]);
+    let topic = unique("sized");
+    let big = format!(r#"{{"seq":1,"blob":"{}"}}"#, "x".repeat(30_000));
+    let mut input = Vec::new();
+    for line in [r#"{"seq":0}"#, big.as_str()] {
+        input.extend_from_slice(line.as_bytes());
+        input.push(b'\n');
+    }
+    input.extend_from_slice(b"{\"seq\":2,\"bad\":\"\xff\xfe\"}\n{\"seq\":3}\n");
+    std::fs::write(dir.path().join("in.jsonl"), input).expect("write input");
+    let out = dir.path().join("out.jsonl");
+    let file = write_file(
+        dir.path(),
+        "sized.yaml",
+        &format!(
+            r#"name: {topic}
+kafka:
+  brokers: 127.0.0.1:{port}
+  partitions: 1
+  commit_interval: 200ms
+  properties:
+    message.max.bytes: 10000
+stages:
+  - name: read
+    type: file_source
+    output: {topic}
+    dead_letter: {topic}-dlq
+    config: {{ path: "{}" }}
+  - name: write
+    type: file_sink
+    input: {topic}
+    config: {{ path: "{}" }}
+"#,
+            dir.path().join("in.jsonl").display(),
+            out.display()
+        ),
+    );
+    let run = run_pipeline(
+        &["run", file.to_str().expect("path")],
+        &[],
+        Duration::from_secs(120),
+    );
+    assert!(run.status.success(), "{}", stderr_of(&run));
+    assert_eq!(read_lines(&out), vec![r#"{"seq":0}"#, r#"{"seq":3}"#]);
+    let brokers = format!("127.0.0.1:{port}");
+    let dead: Vec<_> = read_topic_at(
+        &brokers,
+        &format!("{topic}-dlq"),
+        Duration::from_secs(2),
+        Duration::from_secs(30),
+    )
+    .into_iter()
+    .filter(|r| !r.end_of_input)
+    .collect();
+    let reasons: Vec<&str> = dead
+        .iter()
+        .map(|r| r.headers["x-dead-letter-reason"].as_str())
+        .collect();
+    assert_eq!(reasons, vec!["too_large", "invalid_utf8"]);
+    let copy = &dead[0];
+    assert_eq!(
+        copy.headers["x-dead-letter-truncated"],
+        big.len().to_string()
+    );
+    assert!(copy.payload.len() < 10_000 && big.as_bytes().starts_with(&copy.payload));
+    assert_eq!(dead[1].payload, b"{\"seq\":2,\"bad\":\"\xff\xfe\"}");
+}
