@@ -11,9 +11,7 @@
 mod common;
 
 use std::{
-    net::TcpStream,
     path::{Path, PathBuf},
-    process::{Child, Command, Stdio},
     sync::Arc,
     time::{Duration, Instant},
 };
@@ -24,54 +22,6 @@ use tokio_rustls::rustls::{
     self,
     pki_types::{pem::PemObject, CertificateDer, PrivateKeyDer},
 };
-
-/// The Tansu binary `scripts/servers.sh install` put in place.
-fn tansu_bin() -> PathBuf {
-    let home = std::env::var("PIPELINE_HOME").unwrap_or_else(|_| {
-        format!(
-            "{}/.local/share/pipeline",
-            std::env::var("HOME").unwrap_or_default()
-        )
-    });
-    let bin = Path::new(&home).join("bin/tansu");
-    assert!(
-        bin.exists(),
-        "{} is missing: run scripts/servers.sh install (scripts/test.sh does)",
-        bin.display()
-    );
-    bin
-}
-
-/// A broker of this test's own, stopped when dropped.
-struct Broker(Child);
-
-impl Broker {
-    /// Listens on `port`, tells clients to connect to `advertised`.
-    fn start(port: u16, advertised: u16, extra: &[&str]) -> Broker {
-        let child = Command::new(tansu_bin())
-            .arg("broker")
-            .arg("--listener-url")
-            .arg(format!("tcp://127.0.0.1:{port}"))
-            .arg("--advertised-listener-url")
-            .arg(format!("tcp://127.0.0.1:{advertised}"))
-            .args(extra)
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("start tansu");
-        wait_for("the test broker to listen", Duration::from_secs(20), || {
-            TcpStream::connect(("127.0.0.1", port)).ok()
-        });
-        Broker(child)
-    }
-}
-
-impl Drop for Broker {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
 
 /// A CA certificate (PEM) and a server certificate for 127.0.0.1/localhost signed by it.
 struct Pki {

@@ -81,18 +81,30 @@ pub struct TopicRecord {
     pub partition: i32,
     pub offset: i64,
     pub end_of_input: bool,
+    /// Every header, by name (the value of the last one of a name).
+    pub headers: std::collections::BTreeMap<String, String>,
 }
 
 /// Reads `topic` from the beginning until `quiet` passes without a new record (or
 /// `timeout`). End-of-input markers are returned flagged.
 pub fn read_topic(topic: &str, quiet: Duration, timeout: Duration) -> Vec<TopicRecord> {
+    read_topic_at(&kafka_brokers(), topic, quiet, timeout)
+}
+
+/// [`read_topic`] on the broker at `brokers` (a test's own).
+pub fn read_topic_at(
+    brokers: &str,
+    topic: &str,
+    quiet: Duration,
+    timeout: Duration,
+) -> Vec<TopicRecord> {
     use rdkafka::{
         consumer::{BaseConsumer, Consumer},
         message::Headers,
         ClientConfig, Message, Offset, TopicPartitionList,
     };
     let consumer: BaseConsumer = ClientConfig::new()
-        .set("bootstrap.servers", kafka_brokers())
+        .set("bootstrap.servers", brokers)
         .set("group.id", unique("reader"))
         .set("enable.auto.commit", "false")
         .create()
@@ -130,6 +142,20 @@ pub fn read_topic(topic: &str, quiet: Duration, timeout: Duration) -> Vec<TopicR
                 partition: m.partition(),
                 offset: m.offset(),
                 end_of_input,
+                headers: m
+                    .headers()
+                    .map(|h| {
+                        h.iter()
+                            .map(|h| {
+                                let value = h.value.unwrap_or_default();
+                                (
+                                    h.key.to_string(),
+                                    String::from_utf8_lossy(value).into_owned(),
+                                )
+                            })
+                            .collect()
+                    })
+                    .unwrap_or_default(),
             });
         }
     }
@@ -390,4 +416,54 @@ pub fn all_documents(
             .await
             .expect("documents")
     })
+}
+
+/// The Tansu binary `scripts/servers.sh install` put in place.
+pub fn tansu_bin() -> PathBuf {
+    let home = std::env::var("PIPELINE_HOME").unwrap_or_else(|_| {
+        format!(
+            "{}/.local/share/pipeline",
+            std::env::var("HOME").unwrap_or_default()
+        )
+    });
+    let bin = Path::new(&home).join("bin/tansu");
+    assert!(
+        bin.exists(),
+        "{} is missing: run scripts/servers.sh install (scripts/test.sh does)",
+        bin.display()
+    );
+    bin
+}
+
+/// A broker of a test's own, stopped when dropped.
+pub struct Broker(Child);
+
+impl Broker {
+    /// Listens on `port`, tells clients to connect to `advertised`. Runs in `/`, so that
+    /// relative paths in `extra` cannot depend on the test's directory.
+    pub fn start(port: u16, advertised: u16, extra: &[&str]) -> Broker {
+        let child = Command::new(tansu_bin())
+            .current_dir("/")
+            .arg("broker")
+            .arg("--listener-url")
+            .arg(format!("tcp://127.0.0.1:{port}"))
+            .arg("--advertised-listener-url")
+            .arg(format!("tcp://127.0.0.1:{advertised}"))
+            .args(extra)
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("start tansu");
+        wait_for("the test broker to listen", Duration::from_secs(20), || {
+            std::net::TcpStream::connect(("127.0.0.1", port)).ok()
+        });
+        Broker(child)
+    }
+}
+
+impl Drop for Broker {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
 }

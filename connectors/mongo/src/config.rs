@@ -39,6 +39,8 @@ fn default_server_selection_timeout() -> DurationSpec {
 }
 /// Upper bound of the sink's durations.
 const HOUR: DurationSpec = DurationSpec::from_secs(3_600);
+const SECOND: DurationSpec = DurationSpec::from_secs(1);
+const WEEK: DurationSpec = DurationSpec::from_secs(7 * 86_400);
 
 fn default_journal() -> bool {
     true
@@ -97,7 +99,9 @@ pub struct MongoSinkConfig {
     #[serde(default)]
     pub write_concern: WriteConcernConfig,
     /// Backoff between retries of transient errors (network, server selection, primary
-    /// step-down, retryable errors). Retries go on until success or shutdown.
+    /// step-down, retryable errors). Retries go on until success or shutdown, or, with
+    /// `retry.max_elapsed`, until MongoDB has failed that long in a row: the stage then
+    /// stops with an error (the batch stays uncommitted).
     #[serde(default)]
     pub retry: RetryConfig,
     /// How long the driver looks for a usable server before an attempt fails (and is
@@ -180,6 +184,11 @@ pub struct RetryConfig {
     /// Upper bound of the delay between two attempts.
     #[serde(default = "default_max_backoff")]
     pub max_backoff: DurationSpec,
+    /// Give up once an operation has failed this long in a row (1s to 7d) and stop the
+    /// stage with an error naming MongoDB's last error; the batch stays uncommitted and is
+    /// written after a restart. Without it, retries go on until the server is back.
+    #[serde(default)]
+    pub max_elapsed: Option<DurationSpec>,
 }
 
 impl Default for RetryConfig {
@@ -187,6 +196,7 @@ impl Default for RetryConfig {
         RetryConfig {
             initial_backoff: default_initial_backoff(),
             max_backoff: default_max_backoff(),
+            max_elapsed: None,
         }
     }
 }
@@ -283,6 +293,14 @@ impl ConnectorConfig for MongoSinkConfig {
             "retry.max_backoff",
             self.retry.max_backoff,
         ));
+        if let Some(budget) = self.retry.max_elapsed {
+            if budget < SECOND || budget > WEEK {
+                issues.push(ConfigIssue::new(
+                    "retry.max_elapsed",
+                    format!("must be between {SECOND} and {WEEK} (omit it to retry until the server is back)"),
+                ));
+            }
+        }
         if self.server_selection_timeout.as_millis() <= 0 {
             issues.push(ConfigIssue::new(
                 "server_selection_timeout",

@@ -27,6 +27,16 @@ pub enum MongoSinkError {
         attempts: u32,
         last_error: String,
     },
+    /// Transient errors went on for longer than `retry.max_elapsed`: MongoDB is taken as
+    /// unreachable and the stage stops (the batch stays uncommitted).
+    #[error("MongoDB {operation} on {target} still failing after {attempts} attempt(s) over the retry budget of {budget} (retry.max_elapsed); stopping, batch left uncommitted (last error: {last_error})")]
+    RetryBudgetSpent {
+        operation: &'static str,
+        target: String,
+        attempts: u32,
+        budget: String,
+        last_error: String,
+    },
 }
 
 impl From<MongoSinkError> for ConnectorError {

@@ -141,9 +141,15 @@ impl MongoSink {
         ctx: &SinkContext,
     ) -> Result<(), MongoSinkError> {
         let attempts = retry.failures().saturating_add(1);
-        // The sink's policy has no budget: it retries until shutdown (nothing is dropped).
+        // Without `retry.max_elapsed` this retries until shutdown (nothing is dropped).
         let Some(delay) = retry.failed() else {
-            return Err(interrupted(operation, target, attempts, message));
+            return Err(MongoSinkError::RetryBudgetSpent {
+                operation,
+                target: target.to_string(),
+                attempts,
+                budget: self.retry_budget.map(|b| b.to_string()).unwrap_or_default(),
+                last_error: message.to_string(),
+            });
         };
         self.counters.add_retry();
         if let Some(suppressed) = self.retry_log.allow("retry") {

@@ -32,6 +32,8 @@ pub struct MongoSink {
     pub(crate) counters: SinkCounters,
     pub(crate) retry_log: RateLimitedLog,
     pub(crate) retry_policy: RetryPolicy,
+    /// `retry.max_elapsed`, for the error that names it.
+    pub(crate) retry_budget: Option<framework::DurationSpec>,
     /// Set once `bulkWrite` was refused as unsupported (`write_command: auto`).
     pub(crate) legacy_server: AtomicBool,
 }
@@ -62,12 +64,18 @@ impl MongoSink {
             uri: redact_uri(&config.uri),
             message: format!("collection: {e}"),
         })?;
-        let retry_policy =
+        let invalid = |e: framework::retry::RetryPolicyError| MongoSinkError::InvalidConfig {
+            uri: redact_uri(&config.uri),
+            message: format!("retry: {e}"),
+        };
+        let mut retry_policy =
             RetryPolicy::from_specs(config.retry.initial_backoff, config.retry.max_backoff)
-                .map_err(|e| MongoSinkError::InvalidConfig {
-                    uri: redact_uri(&config.uri),
-                    message: format!("retry: {e}"),
-                })?;
+                .map_err(invalid)?;
+        if let Some(budget) = config.retry.max_elapsed {
+            retry_policy = retry_policy
+                .with_max_elapsed(budget.as_std())
+                .map_err(invalid)?;
+        }
         Ok(MongoSink {
             write_concern: config.driver_write_concern(),
             layout,
@@ -78,6 +86,7 @@ impl MongoSink {
             counters: SinkCounters::new(stage),
             retry_log: RateLimitedLog::new(Duration::from_secs(5)),
             retry_policy,
+            retry_budget: config.retry.max_elapsed,
             legacy_server: AtomicBool::new(false),
             config,
         })

@@ -196,6 +196,12 @@ fn checks_flag_unusable_values_with_their_paths() {
         parse(serde_json::json!({"retry": {"initial_backoff": "0ms", "max_backoff": "0ms"}}))
             .unwrap();
     assert_eq!(issue_paths(&zero), vec!["retry.initial_backoff"]);
+    for budget in ["500ms", "8d"] {
+        let config = parse(serde_json::json!({"retry": {"max_elapsed": budget}})).unwrap();
+        assert_eq!(issue_paths(&config), vec!["retry.max_elapsed"], "{budget}");
+    }
+    let ok = parse(serde_json::json!({"retry": {"max_elapsed": "10m"}})).unwrap();
+    assert!(issue_paths(&ok).is_empty());
 }
 
 #[test]

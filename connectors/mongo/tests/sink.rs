@@ -292,6 +292,45 @@ async fn cancelling_shutdown_during_an_outage_makes_write_fail_promptly() {
 }
 
 #[tokio::test]
+async fn a_server_down_longer_than_retry_max_elapsed_stops_the_write_with_a_clear_error() {
+    let data = tempfile::tempdir().unwrap();
+    let mut server = OwnServer::start(free_port(), data.path().to_path_buf());
+    let uri = server.uri();
+    let database = unique_database("outage_budget");
+    let cfg = config(
+        &uri,
+        &database,
+        serde_json::json!({"server_selection_timeout": "300ms",
+                           "retry": {"initial_backoff": "100ms", "max_backoff": "400ms",
+                                     "max_elapsed": "2s"}}),
+    );
+    let mut sink = sink(cfg);
+    sink.write(&records(&payloads("BTCUSDT", 0..10)), &ctx())
+        .await
+        .unwrap();
+    server.kill();
+
+    let started = Instant::now();
+    let result = sink
+        .write(&records(&payloads("BTCUSDT", 10..20)), &ctx())
+        .await;
+    let elapsed = started.elapsed();
+
+    let error = result
+        .expect_err("the write must give up once the budget is spent")
+        .to_string();
+    assert!(
+        error.contains("retry budget of 2s (retry.max_elapsed)"),
+        "{error}"
+    );
+    assert!(error.contains("batch left uncommitted"), "{error}");
+    assert!(
+        elapsed >= Duration::from_secs(2) && elapsed < Duration::from_secs(6),
+        "gave up after {elapsed:?}"
+    );
+}
+
+#[tokio::test]
 async fn document_the_server_refuses_is_rejected_as_write_error_and_the_rest_written() {
     refused_document_is_rejected("bulk_write").await;
 }

@@ -11,7 +11,7 @@ use std::{
 use rdkafka::{
     consumer::{BaseConsumer, CommitMode, Consumer, ConsumerContext, StreamConsumer},
     error::KafkaResult,
-    producer::{FutureProducer, Producer},
+    producer::Producer,
     types::RDKafkaRespErr,
     ClientContext, Offset, TopicPartitionList,
 };
@@ -110,7 +110,7 @@ pub struct StageHooks {
     checkpoint_topic: Option<String>,
     input_topics: Vec<String>,
     factory: Option<TransformFactory>,
-    producer: Option<FutureProducer>,
+    producer: Option<super::kafka::SharedProducer>,
     shared: Arc<Mutex<Shared>>,
 }
 
@@ -120,7 +120,7 @@ impl StageHooks {
     pub fn new(
         stage: &super::StageRuntime,
         factory: Option<TransformFactory>,
-        producer: Option<FutureProducer>,
+        producer: Option<super::kafka::SharedProducer>,
     ) -> (Self, Arc<Mutex<Shared>>) {
         let shared = Arc::new(Mutex::new(Shared::default()));
         let input_topics = stage.input_topics.clone();
@@ -276,7 +276,15 @@ impl StageHooks {
         // Make what was produced from these partitions durable, then commit them, so the
         // next owner starts where this one stopped.
         if let Some(producer) = &self.producer {
-            if let Err(e) = producer.flush(Duration::from_secs(30)) {
+            let producer = producer.lock().unwrap_or_else(|p| p.into_inner()).clone();
+            let flushed = producer.flush(Duration::from_secs(30));
+            // A fatal producer failed what was queued: the stage resends it, so these
+            // offsets must not move past it.
+            let failed = flushed
+                .err()
+                .map(|e| e.to_string())
+                .or_else(|| producer.client().fatal_error().map(|(_, reason)| reason));
+            if let Some(e) = failed {
                 warn!(stage = %self.stage, "flushing before a rebalance failed: {e}; offsets stay uncommitted");
                 self.drop_partitions(tpl);
                 return;

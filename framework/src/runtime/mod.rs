@@ -13,11 +13,12 @@
 
 mod checkpoint;
 mod consumer;
+mod deliveries;
 mod flow;
 pub mod kafka;
 pub mod markers;
-pub mod oversize;
 mod peers;
+pub mod refusal;
 mod sink;
 mod source;
 pub mod status;
@@ -71,16 +72,22 @@ impl StageRuntime {
         self.partitions.get(topic).copied().unwrap_or(1)
     }
 
-    /// A producer's acknowledgement tracker that dead-letters records too large for the
-    /// broker instead of failing the stage.
-    fn deliveries(&self, producer: rdkafka::producer::FutureProducer) -> kafka::Deliveries {
-        kafka::Deliveries::new(producer).with_oversize(oversize::Policy {
+    /// The stage's producer (shared with its rebalance hooks) and its acknowledgement
+    /// tracker, which dead-letters records the broker refuses instead of failing the stage.
+    fn deliveries(&self) -> Result<(kafka::SharedProducer, kafka::Deliveries), FrameworkError> {
+        let producer = kafka::create_producer(&self.kafka)?;
+        let shared = Arc::new(std::sync::Mutex::new(producer.clone()));
+        let config = kafka::producer_config(&self.kafka);
+        let policy = refusal::Policy {
             stage: self.name.clone(),
             connector: self.connector,
             dead_letter: self.dead_letter.clone(),
             metrics: self.metrics.clone(),
-            max_message_bytes: oversize::max_message_bytes(&kafka::producer_config(&self.kafka)),
-        })
+            max_message_bytes: refusal::max_message_bytes(&config),
+        };
+        let deliveries =
+            kafka::Deliveries::new(producer).with_refusals(policy, config, shared.clone());
+        Ok((shared, deliveries))
     }
 }
 

@@ -49,8 +49,7 @@ pub async fn run(
     sink: Box<dyn Sink>,
     shutdown: CancellationToken,
 ) -> Result<(), FrameworkError> {
-    let producer = kafka::create_producer(&stage.kafka)?;
-    let deliveries = stage.deliveries(producer.clone());
+    let (producer, deliveries) = stage.deliveries()?;
     let (hooks, shared) = StageHooks::new(&stage, None, Some(producer));
     let consumer = subscribe(&stage, hooks)?;
     let mut topic_index: HashMap<String, usize> = HashMap::new();

@@ -22,7 +22,7 @@ pub async fn run(
         .output
         .clone()
         .ok_or_else(|| stage.error("a source needs an output topic"))?;
-    let mut deliveries = stage.deliveries(kafka::create_producer(&stage.kafka)?);
+    let (_, mut deliveries) = stage.deliveries()?;
     let (ctx, mut events) = SourceContext::channel(SOURCE_CHANNEL, shutdown.clone());
     let (status, stage_name, stage_connector) =
         (stage.status.clone(), stage.name.clone(), stage.connector);

@@ -44,8 +44,7 @@ pub async fn run(
         .output
         .clone()
         .ok_or_else(|| stage.error("a transform needs an output topic"))?;
-    let producer = kafka::create_producer(&stage.kafka)?;
-    let mut deliveries = stage.deliveries(producer.clone());
+    let (producer, mut deliveries) = stage.deliveries()?;
     let checkpoints = Checkpoints {
         topic: checkpoint::topic_for_group(&stage.group),
     };

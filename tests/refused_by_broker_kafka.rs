@@ -1,0 +1,286 @@
+//! A record the broker refuses after it was sent (issue 10 §2) neither fails the stage nor
+//! loops on restart: it is dead-lettered as `refused_by_broker`, the others are delivered
+//! in order, and offsets move past it.
+//!
+//! The refusal is real: a Tansu broker of this test's own with a schema registry, whose
+//! JSON schema for the output topic refuses statistics records of the symbol `BAD`. Tansu
+//! answers `INVALID_RECORD` for the whole batch, and the idempotent producer is then
+//! fenced. Tansu also refuses records without a value on such a topic, so control markers
+//! cannot cross it: the input is written by the test (no end-of-input marker) and the
+//! pipelines are stopped with SIGTERM. A control run writes the same statistics to a topic
+//! without a schema.
+
+mod common;
+
+use std::{
+    path::{Path, PathBuf},
+    time::Duration,
+};
+
+use common::*;
+use rdkafka::{
+    producer::{FutureProducer, FutureRecord},
+    ClientConfig,
+};
+
+const SECONDS: i64 = 40;
+
+/// moving_stats (1 s windows, no lateness) from `input` to `output`, then a file.
+fn pipeline(dir: &Path, port: u16, input: &str, output: &str) -> PathBuf {
+    write_file(
+        dir,
+        &format!("{output}.yaml"),
+        &format!(
+            r#"name: {output}
+kafka:
+  brokers: 127.0.0.1:{port}
+  partitions: 1
+  commit_interval: 200ms
+topics:
+  {input}: {{ external: true, record_type: json }}
+stages:
+  - name: stats
+    type: moving_stats
+    input: {input}
+    output: {output}
+    dead_letter: {output}-dlq
+    config: {{ windows: [1s], slide: 1s, lateness: 0s }}
+  - name: write
+    type: file_sink
+    input: {output}
+    config: {{ path: "{}" }}
+"#,
+            dir.join(format!("{output}.jsonl")).display()
+        ),
+    )
+}
+
+/// One price a second for `S0` and `BAD`, an hour ago, on one partition.
+fn write_prices(brokers: &str, topic: &str) {
+    let producer: FutureProducer = ClientConfig::new()
+        .set("bootstrap.servers", brokers)
+        .create()
+        .expect("test producer");
+    let base_ms = (chrono::Utc::now().timestamp_millis() / 1000 - 3600) * 1000;
+    let runtime = tokio::runtime::Runtime::new().expect("runtime");
+    runtime.block_on(async {
+        for s in 0..SECONDS {
+            for (symbol, price) in [("S0", 100 + s % 7), ("BAD", 50 + s % 3)] {
+                let ts = base_ms + s * 1000;
+                let payload = format!(
+                    r#"{{"symbol":"{symbol}","price":{price},"timestamp":"{}"}}"#,
+                    framework::event_time::format_millis(ts)
+                );
+                let record = FutureRecord::to(topic)
+                    .partition(0)
+                    .key(symbol)
+                    .payload(&payload)
+                    .timestamp(ts);
+                producer
+                    .send(record, Duration::from_secs(10))
+                    .await
+                    .map_err(|(e, _)| e)
+                    .expect("produce a price");
+            }
+        }
+    });
+}
+
+/// Runs `file` until its output file holds `lines` lines and then a second passes without
+/// a new one; stops it with SIGTERM and returns its stderr (it must exit 0).
+fn run_until(file: &Path, out: &Path, lines: usize) -> String {
+    let child = spawn_pipeline(&["run", file.to_str().expect("path")], &[]);
+    let guard = KillOnDrop(Some(child));
+    let mut last = (0, std::time::Instant::now());
+    wait_for(
+        &format!("{lines} lines in {}", out.display()),
+        Duration::from_secs(90),
+        || {
+            let n = read_lines(out).len();
+            if n != last.0 {
+                last = (n, std::time::Instant::now());
+            }
+            (n >= lines && last.1.elapsed() > Duration::from_secs(1)).then_some(())
+        },
+    );
+    let child = guard.take();
+    sigterm(&child);
+    let output = wait_with_timeout(child, Duration::from_secs(30));
+    let stderr = stderr_of(&output);
+    assert!(
+        output.status.success(),
+        "the pipeline must stop cleanly: {stderr}"
+    );
+    stderr
+}
+
+fn symbol_of(line: &str) -> String {
+    let value: serde_json::Value = serde_json::from_str(line).expect("a JSON record");
+    value["symbol"].as_str().expect("a symbol").to_string()
+}
+
+#[test]
+fn a_record_the_broker_refuses_is_dead_lettered_the_rest_delivered_in_order_and_a_restart_does_not_redo_it(
+) {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let schemas = dir.path().join("schemas");
+    std::fs::create_dir(&schemas).expect("schema dir");
+    let (input, guarded, control) = (unique("prices"), unique("guarded"), unique("control"));
+    std::fs::write(
+        schemas.join(format!("{guarded}.json")),
+        r#"{"type":"object","properties":{"value":{"type":"object",
+            "properties":{"symbol":{"not":{"const":"BAD"}}}}}}"#,
+    )
+    .expect("write the schema");
+    let port = framework::testing::free_port();
+    let registry = format!("file://{}", schemas.display());
+    let _broker = Broker::start(port, port, &["--schema-registry", &registry]);
+    let brokers = format!("127.0.0.1:{port}");
+    write_prices(&brokers, &input);
+
+    // Control: the same statistics on a topic without a schema (the last window of each
+    // symbol stays open: the input never ends).
+    let control_file = pipeline(dir.path(), port, &input, &control);
+    let control_out = dir.path().join(format!("{control}.jsonl"));
+    run_until(&control_file, &control_out, 2 * (SECONDS as usize - 1));
+    let expected = read_lines(&control_out);
+    let (bad, good): (Vec<String>, Vec<String>) = expected
+        .iter()
+        .cloned()
+        .partition(|l| symbol_of(l) == "BAD");
+    assert_eq!(good.len(), SECONDS as usize - 1, "{expected:?}");
+
+    let file = pipeline(dir.path(), port, &input, &guarded);
+    let out = dir.path().join(format!("{guarded}.jsonl"));
+    let stderr = run_until(&file, &out, good.len());
+    assert!(stderr.contains("refused_by_broker"), "{stderr}");
+    assert_eq!(
+        read_lines(&out),
+        good,
+        "every record the broker accepts arrives once, in order"
+    );
+    let quiet = Duration::from_secs(2);
+    let dead = read_topic_at(
+        &brokers,
+        &format!("{guarded}-dlq"),
+        quiet,
+        Duration::from_secs(30),
+    );
+    let copies: Vec<String> = dead
+        .iter()
+        .map(|r| String::from_utf8_lossy(&r.payload).into_owned())
+        .collect();
+    assert_eq!(
+        copies, bad,
+        "each refused record is dead-lettered once, in order"
+    );
+    for record in &dead {
+        assert_eq!(
+            record
+                .headers
+                .get("x-dead-letter-reason")
+                .map(String::as_str),
+            Some("refused_by_broker")
+        );
+        let detail = &record.headers["x-dead-letter-detail"];
+        assert!(detail.contains(&guarded), "{detail}");
+        assert!(!record.headers.contains_key("x-dead-letter-truncated"));
+    }
+
+    // A restart resumes past the refused records: nothing is dead-lettered again, nothing
+    // written twice, and the stage runs on.
+    let stderr = run_until(&file, &out, good.len());
+    assert!(!stderr.contains("stage failed"), "{stderr}");
+    let again = read_topic_at(
+        &brokers,
+        &format!("{guarded}-dlq"),
+        quiet,
+        Duration::from_secs(30),
+    );
+    assert_eq!(
+        again.len(),
+        dead.len(),
+        "a restart does not refuse them again"
+    );
+    assert_eq!(
+        read_lines(&out),
+        good,
+        "a restart re-emits nothing delivered"
+    );
+}
+
+/// The producer refuses a record over `message.max.bytes` before it leaves, and a line
+/// that is not UTF-8 never becomes a record: both are dead-lettered with their reason, the
+/// rest arrives in order and the replay ends normally.
+#[test]
+fn a_record_too_large_for_the_producer_and_a_non_utf8_line_are_dead_lettered_and_the_rest_arrives()
+{
+    let dir = tempfile::tempdir().expect("tempdir");
+    let port = framework::testing::free_port();
+    let _broker = Broker::start(port, port, &[]);
+    let topic = unique("sized");
+    let big = format!(r#"{{"seq":1,"blob":"{}"}}"#, "x".repeat(30_000));
+    let mut input = Vec::new();
+    for line in [r#"{"seq":0}"#, big.as_str()] {
+        input.extend_from_slice(line.as_bytes());
+        input.push(b'\n');
+    }
+    input.extend_from_slice(b"{\"seq\":2,\"bad\":\"\xff\xfe\"}\n{\"seq\":3}\n");
+    std::fs::write(dir.path().join("in.jsonl"), input).expect("write input");
+    let out = dir.path().join("out.jsonl");
+    let file = write_file(
+        dir.path(),
+        "sized.yaml",
+        &format!(
+            r#"name: {topic}
+kafka:
+  brokers: 127.0.0.1:{port}
+  partitions: 1
+  commit_interval: 200ms
+  properties:
+    message.max.bytes: 10000
+stages:
+  - name: read
+    type: file_source
+    output: {topic}
+    dead_letter: {topic}-dlq
+    config: {{ path: "{}" }}
+  - name: write
+    type: file_sink
+    input: {topic}
+    config: {{ path: "{}" }}
+"#,
+            dir.path().join("in.jsonl").display(),
+            out.display()
+        ),
+    );
+    let run = run_pipeline(
+        &["run", file.to_str().expect("path")],
+        &[],
+        Duration::from_secs(120),
+    );
+    assert!(run.status.success(), "{}", stderr_of(&run));
+    assert_eq!(read_lines(&out), vec![r#"{"seq":0}"#, r#"{"seq":3}"#]);
+    let brokers = format!("127.0.0.1:{port}");
+    let dead: Vec<_> = read_topic_at(
+        &brokers,
+        &format!("{topic}-dlq"),
+        Duration::from_secs(2),
+        Duration::from_secs(30),
+    )
+    .into_iter()
+    .filter(|r| !r.end_of_input)
+    .collect();
+    let reasons: Vec<&str> = dead
+        .iter()
+        .map(|r| r.headers["x-dead-letter-reason"].as_str())
+        .collect();
+    assert_eq!(reasons, vec!["too_large", "invalid_utf8"]);
+    let copy = &dead[0];
+    assert_eq!(
+        copy.headers["x-dead-letter-truncated"],
+        big.len().to_string()
+    );
+    assert!(copy.payload.len() < 10_000 && big.as_bytes().starts_with(&copy.payload));
+    assert_eq!(dead[1].payload, b"{\"seq\":2,\"bad\":\"\xff\xfe\"}");
+}
