@@ -162,7 +162,8 @@ async fn main() -> Result<(), Error> {
         let (_, extract) = children.remove(0);
         wait(extract);
     }
-    let completeness = check_complete(&db, &symbols, stop_at_ms).await;
+    let prices = read_prices(stop_at_ms)?;
+    let completeness = check_complete(&db, &symbols, &prices, stop_at_ms).await;
     for (_, child) in children {
         let _ = Command::new("kill")
             .arg("-TERM")
@@ -176,7 +177,7 @@ async fn main() -> Result<(), Error> {
     if extra_ms.is_empty() {
         return Err("no documents observed".into());
     }
-    let pct = |p: usize| extra_ms[(extra_ms.len() * p / 100).min(extra_ms.len() - 1)];
+    let pct = |p: usize| percentile(&extra_ms, p);
     let mode = if split {
         "one stage per process"
     } else {
@@ -219,6 +220,9 @@ async fn main() -> Result<(), Error> {
             );
         }
     }
+    let gaps = poll_gap_deviations(&prices);
+    let jitter = |p: usize| percentile(&gaps, p);
+    println!("  poll-gap jitter (|gap - 100 ms| of each symbol's receipts): p50 {} ms, p99 {} ms, max {} ms ({} gaps)", jitter(50), jitter(99), jitter(100), gaps.len());
     match completeness {
         Ok(line) => println!("  completeness:                      {line}"),
         Err(e) => println!("  completeness:                      NOT complete: {e}"),
@@ -255,10 +259,10 @@ fn wait(mut child: Child) {
 async fn check_complete(
     db: &mongodb::Database,
     symbols: &[String],
+    prices: &BTreeMap<Vec<u8>, Vec<i64>>,
     stop_at_ms: i64,
 ) -> Result<String, Error> {
     // Prices are counted from the topic the source wrote.
-    let prices = read_prices(stop_at_ms)?;
     let from = prices
         .values()
         .flatten()
@@ -296,6 +300,24 @@ async fn check_complete(
         }
         tokio::time::sleep(Duration::from_millis(500)).await;
     }
+}
+
+/// |gap - 100 ms| between consecutive receipts (event times) of each symbol, sorted.
+fn poll_gap_deviations(prices: &BTreeMap<Vec<u8>, Vec<i64>>) -> Vec<i64> {
+    let mut deviations: Vec<i64> = Vec::new();
+    for times in prices.values() {
+        let mut times = times.clone();
+        times.sort_unstable();
+        deviations.extend(times.windows(2).map(|w| (w[1] - w[0] - 100).abs()));
+    }
+    deviations.sort_unstable();
+    deviations
+}
+
+/// The `p`th percentile of sorted values (0 when there are none).
+fn percentile(sorted: &[i64], p: usize) -> i64 {
+    let i = (sorted.len() * p / 100).min(sorted.len().saturating_sub(1));
+    sorted.get(i).copied().unwrap_or(0)
 }
 
 /// Event times of the prices in the run's price topic, per symbol.
