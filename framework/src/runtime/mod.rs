@@ -17,6 +17,7 @@ pub mod kafka;
 pub mod markers;
 pub mod oversize;
 mod peers;
+mod reject;
 mod sink;
 mod source;
 pub mod status;
