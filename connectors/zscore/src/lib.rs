@@ -152,7 +152,7 @@ impl ZScoreTransform {
             stats,
             writer,
             join,
-            future: FutureGuard::new(config.max_future_skew.as_millis(), clock),
+            future: config.guards.future_guard(clock),
             slide: config.slide,
             stage: stage.to_string(),
             pending: 0,
