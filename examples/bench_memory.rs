@@ -19,7 +19,9 @@ use std::time::Instant;
 use connector_moving_stats::{MovingStats, MovingStatsConfig};
 use connector_zscore::{ZScoreConfig, ZScoreTransform, PRICES, STATS};
 use framework::{
-    event_time::write_millis, runtime::EMIT_CHUNK, DurationSpec, Emitter, InputRecord, Transform,
+    event_time::{write_millis, KeyGuards},
+    runtime::EMIT_CHUNK,
+    DurationSpec, Emitter, InputRecord, Transform,
 };
 
 /// 2025-05-07T15:30:30.000Z
@@ -143,7 +145,10 @@ fn moving(windows: &[&str]) -> Box<dyn Transform> {
         slide: DurationSpec::from_secs(1),
         lateness: DurationSpec::from_secs(10),
         // The benchmark measures memory against the number of keys: no cap.
-        max_keys: framework::event_time::guard::MAX_KEYS_MAX,
+        guards: KeyGuards {
+            max_keys: framework::event_time::guard::MAX_KEYS_MAX,
+            ..KeyGuards::default()
+        },
         ..MovingStatsConfig::default()
     };
     Box::new(MovingStats::new(&config).expect("config"))
@@ -151,7 +156,10 @@ fn moving(windows: &[&str]) -> Box<dyn Transform> {
 
 fn zscore() -> Box<dyn Transform> {
     let config = ZScoreConfig {
-        max_keys: framework::event_time::guard::MAX_KEYS_MAX,
+        guards: KeyGuards {
+            max_keys: framework::event_time::guard::MAX_KEYS_MAX,
+            ..KeyGuards::default()
+        },
         ..ZScoreConfig::default()
     };
     Box::new(ZScoreTransform::new(&config, "bench").expect("config"))

@@ -40,7 +40,7 @@ pub fn validate_files(
     let mut warnings: Vec<Diagnostic> = Vec::new();
     for file in files {
         // Bounded: a huge file is refused before it is read whole.
-        let text = match framework::yaml_limits::read_bounded(file) {
+        let text = match framework::yaml::limits::read_bounded(file) {
             Ok(text) => text,
             Err(e) => {
                 eprintln!("error: cannot read pipeline file {}: {e}", file.display());

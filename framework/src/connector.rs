@@ -133,6 +133,16 @@ impl StageContext {
         all.extend(labels.iter().map(|&(k, v)| metrics::Label::new(k, v)));
         metrics::counter!(name, all)
     }
+
+    /// Like [`StageContext::counter`], also readable in process
+    /// ([`crate::metrics::LiveCounter::get`]).
+    pub fn live_counter(
+        &self,
+        name: &'static str,
+        labels: &[(&'static str, &'static str)],
+    ) -> crate::metrics::LiveCounter {
+        crate::metrics::LiveCounter::exported(self.counter(name, labels))
+    }
 }
 
 // ---------------------------------------------------------------------------------------
@@ -379,11 +389,8 @@ impl SinkContext {
         SinkContext { shutdown, retries }
     }
 
-    /// Counts one retried write (transient error); the runtime exports the total.
-    pub fn record_retry(&self) {
-        self.retries.increment(1);
-    }
-    /// The stage's retry counter, for [`crate::retry::Retry`].
+    /// The stage's retry counter (`pipeline_sink_write_retries_total`), for
+    /// [`crate::retry::Retry`], which counts every retry in it.
     pub fn retry_counter(&self) -> metrics::Counter {
         self.retries.clone()
     }

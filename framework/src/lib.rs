@@ -38,7 +38,6 @@ pub mod suggest;
 pub mod testing;
 pub mod validate;
 pub mod yaml;
-pub mod yaml_limits;
 
 /// Re-exported so connector crates register with the same `inventory` version.
 pub use inventory;

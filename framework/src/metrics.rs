@@ -109,6 +109,37 @@ impl StageMetrics {
     }
 }
 
+/// A connector's own counter: exported with its stage's labels (made by
+/// [`crate::connector::StageContext::live_counter`]) and readable in process, for tests and
+/// a connector's stop summary. Outside the runtime (or without a recorder) it only counts.
+#[derive(Debug, Default)]
+pub struct LiveCounter {
+    value: std::sync::atomic::AtomicU64,
+    exported: Option<Counter>,
+}
+
+impl LiveCounter {
+    /// A counter that also increments `exported`.
+    pub fn exported(exported: Counter) -> Self {
+        LiveCounter {
+            value: Default::default(),
+            exported: Some(exported),
+        }
+    }
+
+    pub fn add(&self, n: u64) {
+        self.value
+            .fetch_add(n, std::sync::atomic::Ordering::Relaxed);
+        if let Some(exported) = &self.exported {
+            exported.increment(n);
+        }
+    }
+
+    pub fn get(&self) -> u64 {
+        self.value.load(std::sync::atomic::Ordering::Relaxed)
+    }
+}
+
 /// Per-record counts kept locally and added to the shared counters in batches: a
 /// counter increment through a recorder costs ~10 ns, which would be a noticeable share of
 /// a fast transform's per-record budget.
@@ -191,12 +222,6 @@ impl RateLimitedLog {
                 warn!(stage, reason, suppressed, "rejected record: {detail}");
             }
         }
-    }
-
-    /// The former name of [`RateLimitedLog::rejected`] (same level rule), still called by
-    /// `runtime/transform.rs`, which another change owns.
-    pub fn warn(&mut self, stage: &str, reason: &'static str, detail: &str) {
-        self.rejected(stage, reason, detail);
     }
 
     /// Whether a message under `key` may be logged now: `Some(number suppressed since

@@ -16,7 +16,7 @@ use crate::{
 /// The typed value of an interpolated text, or `None` when it stays a string.
 pub fn retype(expanded: &str) -> Option<Value> {
     // An environment variable is outside input too: bound what its aliases expand to.
-    crate::yaml_limits::check(expanded).ok()?;
+    crate::yaml::limits::check(expanded).ok()?;
     let value: Value = serde_yaml::from_str(expanded).ok()?;
     let canonical = match &value {
         Value::Bool(b) => b.to_string() == expanded,

@@ -89,6 +89,7 @@ impl BinanceSource {
     ) -> Result<Self, ConnectorError> {
         let mut source = Self::from_checked(config, &stage.stage)?;
         source.retries_total = stage.counter(framework::retry::SOURCE_RETRIES_METRIC, &[]);
+        source.stats = Arc::new(SourceStats::exported(stage));
         Ok(source)
     }
 

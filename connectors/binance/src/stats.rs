@@ -1,4 +1,8 @@
-//! Counters of a running source (for metrics and the stop summary).
+//! Counters of a running source: exported with the stage metrics (`pipeline_binance_*`,
+//! labels `stage` and `connector`) and readable in process (tests, the stop summary).
+//! Records, rejections and retries are the runtime's series already
+//! (`pipeline_records_out_total`, `pipeline_rejected_records_total`,
+//! `pipeline_source_retries_total`), so those stay in process only.
 
 use std::{
     collections::BTreeMap,
@@ -6,23 +10,32 @@ use std::{
     time::Duration,
 };
 
+use framework::{connector::StageContext, metrics::LiveCounter};
 use serde::Serialize;
 
 use crate::response::reason;
 
-/// Live counters, shared through an `Arc` so the runtime can export them while the source
-/// runs ([`crate::BinanceSource::stats`]).
+/// Exported HTTP requests sent.
+pub const REQUESTS_METRIC: &str = "pipeline_binance_requests_total";
+/// Exported failed requests, by `kind`: `network` (no answer) or `server` (5xx).
+pub const REQUEST_ERRORS_METRIC: &str = "pipeline_binance_request_errors_total";
+/// Exported waits for `Retry-After` (429/418 answers).
+pub const RATE_LIMITED_WAITS_METRIC: &str = "pipeline_binance_rate_limited_waits_total";
+/// Exported moves to the next base URL.
+pub const BASE_URL_ROTATIONS_METRIC: &str = "pipeline_binance_base_url_rotations_total";
+
+/// Live counters, shared through an `Arc` with tests ([`crate::BinanceSource::stats`]).
 #[derive(Debug)]
 pub struct SourceStats {
-    requests: AtomicU64,
-    records: AtomicU64,
+    requests: LiveCounter,
+    records: LiveCounter,
     rejected: ReasonCounts,
-    retries: AtomicU64,
-    network_errors: AtomicU64,
-    server_errors: AtomicU64,
-    rate_limited_waits: AtomicU64,
-    rate_limited_wait_ms: AtomicU64,
-    base_url_rotations: AtomicU64,
+    retries: LiveCounter,
+    network_errors: LiveCounter,
+    server_errors: LiveCounter,
+    rate_limited_waits: LiveCounter,
+    rate_limited_wait_ms: LiveCounter,
+    base_url_rotations: LiveCounter,
 }
 
 /// A copy of the counters at one instant.
@@ -98,63 +111,73 @@ impl ReasonCounts {
 }
 
 impl Default for SourceStats {
+    /// Counters that are not exported (a source built outside the runtime).
     fn default() -> Self {
         SourceStats {
-            requests: AtomicU64::new(0),
-            records: AtomicU64::new(0),
+            requests: LiveCounter::default(),
+            records: LiveCounter::default(),
             rejected: ReasonCounts::new(&reason::ALL),
-            retries: AtomicU64::new(0),
-            network_errors: AtomicU64::new(0),
-            server_errors: AtomicU64::new(0),
-            rate_limited_waits: AtomicU64::new(0),
-            rate_limited_wait_ms: AtomicU64::new(0),
-            base_url_rotations: AtomicU64::new(0),
+            retries: LiveCounter::default(),
+            network_errors: LiveCounter::default(),
+            server_errors: LiveCounter::default(),
+            rate_limited_waits: LiveCounter::default(),
+            rate_limited_wait_ms: LiveCounter::default(),
+            base_url_rotations: LiveCounter::default(),
         }
     }
 }
 
 impl SourceStats {
+    /// Counters of a running stage, exported with its stage metrics.
+    pub fn exported(stage: &StageContext) -> Self {
+        SourceStats {
+            requests: stage.live_counter(REQUESTS_METRIC, &[]),
+            network_errors: stage.live_counter(REQUEST_ERRORS_METRIC, &[("kind", "network")]),
+            server_errors: stage.live_counter(REQUEST_ERRORS_METRIC, &[("kind", "server")]),
+            rate_limited_waits: stage.live_counter(RATE_LIMITED_WAITS_METRIC, &[]),
+            base_url_rotations: stage.live_counter(BASE_URL_ROTATIONS_METRIC, &[]),
+            ..SourceStats::default()
+        }
+    }
+
     pub(crate) fn request(&self) {
-        bump(&self.requests, 1);
+        self.requests.add(1);
     }
     pub(crate) fn records(&self, n: u64) {
-        bump(&self.records, n);
+        self.records.add(n);
     }
     pub(crate) fn rejected(&self, reason_label: &str) {
         self.rejected.add(reason_label);
     }
     pub(crate) fn retry(&self) {
-        bump(&self.retries, 1);
+        self.retries.add(1);
     }
     pub(crate) fn network_error(&self) {
-        bump(&self.network_errors, 1);
+        self.network_errors.add(1);
     }
     pub(crate) fn server_error(&self) {
-        bump(&self.server_errors, 1);
+        self.server_errors.add(1);
     }
     pub(crate) fn rate_limited(&self, wait: Duration) {
-        bump(&self.rate_limited_waits, 1);
-        bump(
-            &self.rate_limited_wait_ms,
-            u64::try_from(wait.as_millis()).unwrap_or(u64::MAX),
-        );
+        self.rate_limited_waits.add(1);
+        self.rate_limited_wait_ms
+            .add(u64::try_from(wait.as_millis()).unwrap_or(u64::MAX));
     }
     pub(crate) fn rotation(&self) {
-        bump(&self.base_url_rotations, 1);
+        self.base_url_rotations.add(1);
     }
 
     pub fn snapshot(&self) -> StatsSnapshot {
-        let get = |c: &AtomicU64| c.load(Ordering::Relaxed);
         StatsSnapshot {
-            requests: get(&self.requests),
-            records: get(&self.records),
+            requests: self.requests.get(),
+            records: self.records.get(),
             rejected: self.rejected.snapshot(),
-            retries: get(&self.retries),
-            network_errors: get(&self.network_errors),
-            server_errors: get(&self.server_errors),
-            rate_limited_waits: get(&self.rate_limited_waits),
-            rate_limited_wait_ms: get(&self.rate_limited_wait_ms),
-            base_url_rotations: get(&self.base_url_rotations),
+            retries: self.retries.get(),
+            network_errors: self.network_errors.get(),
+            server_errors: self.server_errors.get(),
+            rate_limited_waits: self.rate_limited_waits.get(),
+            rate_limited_wait_ms: self.rate_limited_wait_ms.get(),
+            base_url_rotations: self.base_url_rotations.get(),
         }
     }
 }

@@ -86,18 +86,11 @@ pub enum Frame {
     ControlAnswer(String),
 }
 
-/// A refused frame.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Refusal {
-    pub reason: &'static str,
-    pub detail: String,
-}
+/// A refused frame: the framework's one refusal type (reason label and detail).
+pub use framework::formats::Refusal;
 
 fn refuse(reason: &'static str, detail: impl Into<String>) -> Refusal {
-    Refusal {
-        reason,
-        detail: detail.into(),
-    }
+    Refusal::new(reason, detail)
 }
 
 fn field<'a>(data: &'a Map<String, Value>, name: &str) -> Result<&'a Value, Refusal> {

@@ -4,11 +4,10 @@
 //!
 //! Batches, write latency, rejections per reason and retries are the runtime's series
 //! (`pipeline_sink_write_duration_seconds`, `pipeline_rejected_records_total`,
-//! `pipeline_sink_write_retries_total`, fed by `SinkContext::record_retry`).
+//! `pipeline_sink_write_retries_total`, fed by
+//! `framework::retry::Retry` through `SinkContext::retry_counter`).
 
-use std::sync::atomic::{AtomicU64, Ordering};
-
-use framework::connector::StageContext;
+use framework::{connector::StageContext, metrics::LiveCounter};
 
 /// Name of the exported counter of acknowledged documents.
 pub const DOCUMENTS_WRITTEN_METRIC: &str = "pipeline_mongo_documents_written_total";
@@ -16,11 +15,10 @@ pub const DOCUMENTS_WRITTEN_METRIC: &str = "pipeline_mongo_documents_written_tot
 /// Live counters of one sink instance.
 #[derive(Debug)]
 pub struct SinkCounters {
-    inserted: AtomicU64,
-    replaced: AtomicU64,
-    retries: AtomicU64,
-    exported_inserted: metrics::Counter,
-    exported_replaced: metrics::Counter,
+    inserted: LiveCounter,
+    replaced: LiveCounter,
+    /// In process only: the runtime's `pipeline_sink_write_retries_total` exports them.
+    retries: LiveCounter,
 }
 
 /// A copy of [`SinkCounters`] for reporting and tests.
@@ -41,33 +39,28 @@ impl SinkCounters {
     /// Counters of `stage`, registered with the installed metrics recorder.
     pub fn new(stage: &StageContext) -> Self {
         SinkCounters {
-            inserted: AtomicU64::new(0),
-            replaced: AtomicU64::new(0),
-            retries: AtomicU64::new(0),
-            exported_inserted: stage.counter(DOCUMENTS_WRITTEN_METRIC, &[("outcome", "inserted")]),
-            exported_replaced: stage.counter(DOCUMENTS_WRITTEN_METRIC, &[("outcome", "replaced")]),
+            inserted: stage.live_counter(DOCUMENTS_WRITTEN_METRIC, &[("outcome", "inserted")]),
+            replaced: stage.live_counter(DOCUMENTS_WRITTEN_METRIC, &[("outcome", "replaced")]),
+            retries: LiveCounter::default(),
         }
     }
 
     pub fn snapshot(&self) -> CountersSnapshot {
-        let inserted = self.inserted.load(Ordering::Relaxed);
-        let replaced = self.replaced.load(Ordering::Relaxed);
+        let (inserted, replaced) = (self.inserted.get(), self.replaced.get());
         CountersSnapshot {
             documents_written: inserted + replaced,
             documents_inserted: inserted,
             documents_replaced: replaced,
-            retries: self.retries.load(Ordering::Relaxed),
+            retries: self.retries.get(),
         }
     }
 
     pub(crate) fn add_written(&self, inserted: u64, replaced: u64) {
-        self.inserted.fetch_add(inserted, Ordering::Relaxed);
-        self.replaced.fetch_add(replaced, Ordering::Relaxed);
-        self.exported_inserted.increment(inserted);
-        self.exported_replaced.increment(replaced);
+        self.inserted.add(inserted);
+        self.replaced.add(replaced);
     }
 
     pub(crate) fn add_retry(&self) {
-        self.retries.fetch_add(1, Ordering::Relaxed);
+        self.retries.add(1);
     }
 }

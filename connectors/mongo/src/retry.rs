@@ -1,5 +1,6 @@
 //! Which MongoDB errors are transient, and the retry loop with backoff. Every retry is
-//! counted in the stage's `pipeline_sink_write_retries_total` (`SinkContext::record_retry`).
+//! counted in the stage's `pipeline_sink_write_retries_total` by `framework::retry::Retry`
+//! (`SinkContext::retry_counter`).
 
 use std::future::IntoFuture;
 

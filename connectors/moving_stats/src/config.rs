@@ -5,7 +5,7 @@ use std::collections::HashMap;
 use framework::{
     connector::Attributes,
     contract::{NeededField, OutputFields},
-    event_time::{guard, KeyLimits, SlidingWindows},
+    event_time::{KeyGuards, KeyLimits, SlidingWindows},
     formats::{self, price::PriceFields, FieldMapping},
     ConfigIssue, ConnectorConfig, DurationSpec,
 };
@@ -31,31 +31,18 @@ pub struct MovingStatsConfig {
     /// Distance between consecutive window ends: windows end at every multiple of the
     /// slide since the Unix epoch (Spark's `window(ts, length, slide)`), and one record is
     /// written per symbol and window end.
-    #[serde(default = "default_slide")]
+    #[serde(default = "formats::default_slide")]
     pub slide: DurationSpec,
     /// How far a price may trail the newest event time seen for its symbol and still be
     /// counted (the per-symbol watermark is that newest time minus this). Later prices are
     /// dropped as `late`. A window is written once the watermark passes its end, so this is
     /// also the output delay. Must be shorter than the longest window.
-    #[serde(default = "default_lateness")]
+    #[serde(default = "formats::default_lateness")]
     pub lateness: DurationSpec,
-    /// How far ahead of the wall clock a price's time may be (0s to 7d). Later ones are
-    /// refused as `future` and never move a watermark (a year-9999 price would otherwise
-    /// make every later price of its symbol late).
-    #[serde(default = "default_max_future_skew")]
-    pub max_future_skew: DurationSpec,
-    /// Most symbols with state per input partition (1 to 1,000,000; default 4000, which keeps
-    /// a checkpoint within a 1 MB Kafka message: above it raise `message.max.bytes`): a price of a new symbol
-    /// beyond it is refused as `too_many_keys`. Bounds memory, checkpoints and metrics.
-    #[serde(default = "default_max_keys")]
-    #[schemars(range(min = 1, max = 1_000_000))]
-    pub max_keys: usize,
-    /// A symbol whose newest price trails the partition's newest price by more than this
-    /// is evicted, its open windows written first (default: the longer of 1d and the
-    /// longest window plus the lateness; at least the longest window plus the lateness,
-    /// at most 365d).
-    #[serde(default)]
-    pub key_idle_timeout: Option<DurationSpec>,
+    /// `max_future_skew`, `max_keys`, `key_idle_timeout`: the bounds on the state per
+    /// input partition.
+    #[serde(flatten)]
+    pub guards: KeyGuards,
     /// Where the key, value and event time are read (`key_field`, `value_field`,
     /// `timestamp_field`).
     #[serde(flatten)]
@@ -70,14 +57,6 @@ fn default_positive_only() -> bool {
     true
 }
 
-fn default_max_future_skew() -> DurationSpec {
-    DurationSpec::from_millis(guard::DEFAULT_MAX_FUTURE_SKEW_MS)
-}
-
-fn default_max_keys() -> usize {
-    guard::MAX_KEYS_LIMIT
-}
-
 fn default_windows() -> Vec<DurationSpec> {
     [30, 60, 300, 900, 1_800, 3_600]
         .into_iter()
@@ -85,23 +64,13 @@ fn default_windows() -> Vec<DurationSpec> {
         .collect()
 }
 
-fn default_slide() -> DurationSpec {
-    DurationSpec::from_secs(1)
-}
-
-fn default_lateness() -> DurationSpec {
-    DurationSpec::from_secs(10)
-}
-
 impl Default for MovingStatsConfig {
     fn default() -> Self {
         MovingStatsConfig {
             windows: default_windows(),
-            slide: default_slide(),
-            lateness: default_lateness(),
-            max_future_skew: default_max_future_skew(),
-            max_keys: default_max_keys(),
-            key_idle_timeout: None,
+            slide: formats::default_slide(),
+            lateness: formats::default_lateness(),
+            guards: KeyGuards::default(),
             fields: FieldMapping::default(),
             positive_only: default_positive_only(),
         }
@@ -128,13 +97,7 @@ impl MovingStatsConfig {
 
     /// The bounds on keyed state per partition.
     pub fn key_limits(&self) -> KeyLimits {
-        KeyLimits {
-            max_keys: self.max_keys,
-            idle_ms: self.key_idle_timeout.map_or_else(
-                || guard::DEFAULT_KEY_IDLE_MS.max(self.min_idle_ms()),
-                DurationSpec::as_millis,
-            ),
-        }
+        self.guards.limits(self.min_idle_ms())
     }
 
     /// Where the key, value and event time are read (when the config is usable).
@@ -238,12 +201,7 @@ impl ConnectorConfig for MovingStatsConfig {
                 ));
             }
         }
-        issues.extend(guard::check_settings(
-            self.max_future_skew.as_millis(),
-            self.max_keys,
-            self.key_idle_timeout.map(DurationSpec::as_millis),
-            self.min_idle_ms(),
-        ));
+        issues.extend(self.guards.check(self.min_idle_ms()));
         issues.extend(self.fields.check());
         issues
     }

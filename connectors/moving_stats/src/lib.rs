@@ -113,7 +113,7 @@ impl MovingStats {
         Ok(MovingStats {
             operator: KeyedWindowOperator::new(windows, config.lateness.as_millis())
                 .with_limits(config.key_limits()),
-            future: FutureGuard::new(config.max_future_skew.as_millis(), clock),
+            future: config.guards.future_guard(clock),
             parser,
             format,
             lateness: config.lateness.to_string(),

@@ -96,7 +96,7 @@ fn old_data_replays_with_any_clock_and_the_skew_is_configurable() {
     feed(&mut t, &prices("A", T0, 20), 0, &mut out);
     assert_eq!(out.rejected.len(), 20);
     // ...and accepts it with a 2h skew.
-    cfg.max_future_skew = "2h".parse().unwrap();
+    cfg.guards.max_future_skew = "2h".parse().unwrap();
     let mut t = at(&cfg, T0 - 3_600_000);
     let mut out = Emitter::new();
     feed(&mut t, &prices("A", T0, 20), 0, &mut out);
@@ -106,7 +106,7 @@ fn old_data_replays_with_any_clock_and_the_skew_is_configurable() {
 #[test]
 fn symbols_beyond_max_keys_are_refused_and_the_checkpoint_of_the_most_keys_fits_a_message() {
     let cfg = MovingStatsConfig::default();
-    assert_eq!(cfg.max_keys, 4_000);
+    assert_eq!(cfg.guards.max_keys, 4_000);
     let mut t = at(&cfg, T0 + 3_600_000);
     let mut out = Emitter::new();
     // The longest symbols allowed, quotes included (escaped twice in the stored checkpoint).
@@ -135,11 +135,11 @@ fn symbols_beyond_max_keys_are_refused_and_the_checkpoint_of_the_most_keys_fits_
 #[test]
 fn idle_symbols_are_evicted_so_new_ones_fit_and_outputs_match_an_unbounded_run() {
     let mut bounded_cfg = config(&["10s"], "1s", "2s");
-    bounded_cfg.max_keys = 2;
-    bounded_cfg.key_idle_timeout = Some("1m".parse().unwrap());
+    bounded_cfg.guards.max_keys = 2;
+    bounded_cfg.guards.key_idle_timeout = Some("1m".parse().unwrap());
     let mut unbounded_cfg = bounded_cfg.clone();
-    unbounded_cfg.max_keys = 4_000;
-    unbounded_cfg.key_idle_timeout = Some("365d".parse().unwrap());
+    unbounded_cfg.guards.max_keys = 4_000;
+    unbounded_cfg.guards.key_idle_timeout = Some("365d".parse().unwrap());
     let mut log = prices("A", T0, 40);
     log.extend(prices("B", T0 + 5_000, 40));
     // Two minutes later: A and B went quiet, C and D arrive.
@@ -168,9 +168,9 @@ fn idle_symbols_are_evicted_so_new_ones_fit_and_outputs_match_an_unbounded_run()
 fn guard_settings_out_of_range_fail_validation() {
     use framework::ConnectorConfig;
     let mut cfg = config(&["10s"], "1s", "2s");
-    cfg.max_keys = 0;
-    cfg.max_future_skew = "30d".parse().unwrap();
-    cfg.key_idle_timeout = Some("5s".parse().unwrap());
+    cfg.guards.max_keys = 0;
+    cfg.guards.max_future_skew = "30d".parse().unwrap();
+    cfg.guards.key_idle_timeout = Some("5s".parse().unwrap());
     let paths: Vec<String> = cfg.check().into_iter().map(|i| i.path).collect();
     assert_eq!(paths, ["max_future_skew", "max_keys", "key_idle_timeout"]);
     assert!(MovingStats::new(&cfg).is_err());

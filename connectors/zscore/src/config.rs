@@ -2,7 +2,7 @@
 
 use framework::{
     contract::{NeededField, OutputFields},
-    event_time::{guard, KeyLimits},
+    event_time::{KeyGuards, KeyLimits},
     formats::{self, price::PriceFields, FieldMapping},
     schemars::JsonSchema,
     ConfigIssue, ConnectorConfig, DurationSpec, ValidationContext,
@@ -11,14 +11,6 @@ use serde::Deserialize;
 
 use crate::STATS;
 
-fn default_slide() -> DurationSpec {
-    DurationSpec::from_secs(1)
-}
-
-fn default_lateness() -> DurationSpec {
-    DurationSpec::from_secs(10)
-}
-
 /// Configuration of the `zscore` transform.
 #[derive(Debug, Clone, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
@@ -26,26 +18,16 @@ pub struct ZScoreConfig {
     /// Slide `S` of the moving statistics: a price at time `t` is compared with the
     /// statistics record of its symbol ending at `floor(t / S) * S`. Must equal the `slide`
     /// of the stage writing the statistics topic.
-    #[serde(default = "default_slide")]
+    #[serde(default = "formats::default_slide")]
     pub slide: DurationSpec,
     /// Allowed lateness, per symbol and per input: a price (or statistics record) whose
     /// time is more than this behind the newest one of its symbol is dropped as `late`.
-    #[serde(default = "default_lateness")]
+    #[serde(default = "formats::default_lateness")]
     pub lateness: DurationSpec,
-    /// How far ahead of the wall clock a price's or statistics record's time may be (0s
-    /// to 7d). Later ones are refused as `future` and never move a watermark.
-    #[serde(default = "default_max_future_skew")]
-    pub max_future_skew: DurationSpec,
-    /// Most symbols with state per input partition (1 to 1,000,000; default 4000, which keeps
-    /// a checkpoint within a 1 MB Kafka message: above it raise `message.max.bytes`): a record of a new symbol
-    /// beyond it is refused as `too_many_keys`.
-    #[serde(default = "default_max_keys")]
-    #[schemars(range(min = 1, max = 1_000_000))]
-    pub max_keys: usize,
-    /// A symbol whose newest record trails the partition's newest record by more than this
-    /// is evicted; its waiting prices become `unmatched` (default 1d; 1s to 365d).
-    #[serde(default)]
-    pub key_idle_timeout: Option<DurationSpec>,
+    /// `max_future_skew`, `max_keys`, `key_idle_timeout`: the bounds on the state per
+    /// input partition.
+    #[serde(flatten)]
+    pub guards: KeyGuards,
     /// Prices of one partition waiting for their statistics (1 to 10,000,000) at which the
     /// join stops reading prices until statistics decide some (backpressure: nothing is
     /// dropped, the price input's lag grows instead). Prices that arrive anyway, past twice
@@ -94,22 +76,12 @@ pub const MAX_STATS_PER_KEY_RANGE: std::ops::RangeInclusive<usize> = 1..=1_000_0
 /// Range of `max_pending_prices`.
 pub const MAX_PENDING_PRICES_RANGE: std::ops::RangeInclusive<usize> = 1..=10_000_000;
 
-fn default_max_future_skew() -> DurationSpec {
-    DurationSpec::from_millis(guard::DEFAULT_MAX_FUTURE_SKEW_MS)
-}
-
-fn default_max_keys() -> usize {
-    guard::MAX_KEYS_LIMIT
-}
-
 impl Default for ZScoreConfig {
     fn default() -> Self {
         ZScoreConfig {
-            slide: default_slide(),
-            lateness: default_lateness(),
-            max_future_skew: default_max_future_skew(),
-            max_keys: default_max_keys(),
-            key_idle_timeout: None,
+            slide: formats::default_slide(),
+            lateness: formats::default_lateness(),
+            guards: KeyGuards::default(),
             max_pending_prices: default_max_pending_prices(),
             max_stats_per_key: default_max_stats_per_key(),
             fields: FieldMapping::default(),
@@ -126,12 +98,8 @@ impl ZScoreConfig {
 
     /// The bounds on keyed state per partition.
     pub fn key_limits(&self) -> KeyLimits {
-        KeyLimits {
-            max_keys: self.max_keys,
-            idle_ms: self
-                .key_idle_timeout
-                .map_or(guard::DEFAULT_KEY_IDLE_MS, DurationSpec::as_millis),
-        }
+        // Any idle timeout is safe: an evicted symbol's waiting prices are reported.
+        self.guards.limits(0)
     }
 }
 
@@ -183,12 +151,7 @@ impl ConnectorConfig for ZScoreConfig {
                 ));
             }
         }
-        issues.extend(guard::check_settings(
-            self.max_future_skew.as_millis(),
-            self.max_keys,
-            self.key_idle_timeout.map(DurationSpec::as_millis),
-            0,
-        ));
+        issues.extend(self.guards.check(0));
         issues.extend(self.fields.check());
         issues
     }

@@ -1,7 +1,5 @@
 //! What becomes of the join's decisions about prices: output records, rejections with a
-//! reason (dead-lettered with the original message), and the rate-limited log of them.
-
-use std::{collections::HashMap, fmt};
+//! reason (dead-lettered with the original message; the runtime counts and logs them).
 
 use framework::{
     event_time::{format_millis, guard},
@@ -50,38 +48,11 @@ impl PendingPrice {
     }
 }
 
-/// Counts rejections per reason and logs the 1st, 2nd, 4th, 8th... of each, so a flood of
-/// bad input cannot flood the log.
-#[derive(Default)]
-pub(crate) struct RejectLog {
-    pub(crate) stage: String,
-    pub(crate) counts: HashMap<&'static str, u64>,
-}
-
-impl RejectLog {
-    pub(crate) fn note(&mut self, reason: &'static str, detail: &dyn fmt::Display) {
-        let count = self.counts.entry(reason).or_insert(0);
-        *count += 1;
-        if !count.is_power_of_two() {
-            return;
-        }
-        let (stage, count) = (&self.stage, *count);
-        match reason {
-            // Expected in normal operation around restarts and gaps in the statistics.
-            "late" | "unmatched" | "stale_stats" => {
-                tracing::debug!(stage, reason, count, "record skipped: {detail}")
-            }
-            _ => tracing::warn!(stage, reason, count, "record skipped: {detail}"),
-        }
-    }
-}
-
 /// Turns the join's decisions about prices into output records and rejections. Returns
 /// whether `out` can take more (the join pauses otherwise; see `emit_pending`).
 pub(crate) fn on_join_event(
     writer: &ZScoreWriter,
     out: &mut Emitter,
-    log: &mut RejectLog,
     slide_ms: i64,
     event: JoinEvent<'_, Symbol, PendingPrice, Stats>,
 ) -> bool {
@@ -120,7 +91,6 @@ pub(crate) fn on_join_event(
                     key.name
                 ),
             };
-            log.note("unmatched", &detail);
             out.rejected.push(probe.into_rejected("unmatched", detail));
         }
         JoinEvent::Late {
@@ -135,7 +105,6 @@ pub(crate) fn on_join_event(
                 format_millis(watermark_ms),
                 key.name
             );
-            log.note("late", &detail);
             out.rejected.push(probe.into_rejected("late", detail));
         }
         JoinEvent::Refused {
@@ -145,7 +114,6 @@ pub(crate) fn on_join_event(
             cause,
         } => {
             let (reason, detail) = refusal(&key.name, time_ms, cause);
-            log.note(reason, &detail);
             out.rejected.push(probe.into_rejected(reason, detail));
         }
         // Decided, emitted and counted before the restart.
@@ -158,13 +126,12 @@ pub(crate) fn on_join_event(
 pub(crate) fn on_waiting_decided(
     writer: &ZScoreWriter,
     out: &mut Emitter,
-    log: &mut RejectLog,
     slide_ms: i64,
     pending: &mut usize,
     event: JoinEvent<'_, Symbol, PendingPrice, Stats>,
 ) -> bool {
     *pending = pending.saturating_sub(1);
-    on_join_event(writer, out, log, slide_ms, event)
+    on_join_event(writer, out, slide_ms, event)
 }
 
 /// Reason and details of a record the join refused for its key.

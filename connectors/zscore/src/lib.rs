@@ -34,11 +34,9 @@ mod flow;
 mod symbol;
 
 pub use config::ZScoreConfig;
-use decide::{on_join_event, on_waiting_decided, refusal, PendingPrice, RejectLog};
+use decide::{on_join_event, on_waiting_decided, refusal, PendingPrice};
 use deferred::OwnedRecord;
 use symbol::Symbol;
-
-use std::collections::HashMap;
 
 use framework::{
     connector::{InputPort, Resume, StageContext},
@@ -109,7 +107,8 @@ type Join = KeyedJoin<Symbol, PendingPrice, Stats>;
 pub struct ZScoreTransform {
     join: Join,
     slide: DurationSpec,
-    log: RejectLog,
+    /// The stage's name, for the one error it logs itself (rejections are the runtime's).
+    stage: String,
     future: FutureGuard,
     /// Prices in the join waiting for their statistics, and their bound.
     pending: usize,
@@ -159,12 +158,9 @@ impl ZScoreTransform {
             stats,
             writer,
             join,
-            future: FutureGuard::new(config.max_future_skew.as_millis(), clock),
+            future: config.guards.future_guard(clock),
             slide: config.slide,
-            log: RejectLog {
-                stage: stage.to_string(),
-                counts: HashMap::new(),
-            },
+            stage: stage.to_string(),
             pending: 0,
             max_pending: config.max_pending_prices,
             balance: flow::InputBalance::new(
@@ -184,19 +180,13 @@ impl ZScoreTransform {
     /// Reports the prices of symbols evicted as idle at `time_ms`; `false` when `out` filled
     /// up first (the record at `time_ms` then waits for `emit_pending`).
     fn evict_due(&mut self, time_ms: i64, out: &mut Emitter) -> bool {
-        let (writer, log, slide_ms, pending) = (
-            &self.writer,
-            &mut self.log,
-            self.slide.as_millis(),
-            &mut self.pending,
-        );
+        let (writer, slide_ms, pending) = (&self.writer, self.slide.as_millis(), &mut self.pending);
         self.join.evict_due(time_ms, &mut |event| {
-            on_waiting_decided(writer, out, log, slide_ms, pending, event)
+            on_waiting_decided(writer, out, slide_ms, pending, event)
         })
     }
 
     fn reject(&mut self, out: &mut Emitter, record: &InputRecord<'_>, invalid: Invalid) {
-        self.log.note(invalid.reason, &invalid.detail);
         out.reject(record, invalid.reason, invalid.detail);
     }
 
@@ -250,13 +240,13 @@ impl ZScoreTransform {
             return;
         }
         let pending = PendingPrice::new(price.value.value, record);
-        let (writer, log, slide_ms) = (&self.writer, &mut self.log, self.slide.as_millis());
+        let (writer, slide_ms) = (&self.writer, self.slide.as_millis());
         // Every event decides a probe: this price, or one that waited (evicted as idle).
         let mut decided = 0_usize;
         self.join
             .push_probe(price.key.as_ref(), price.event_ms, pending, &mut |event| {
                 decided += 1;
-                on_join_event(writer, out, log, slide_ms, event);
+                on_join_event(writer, out, slide_ms, event);
             });
         self.pending = (self.pending + 1).saturating_sub(decided);
     }
@@ -275,17 +265,12 @@ impl ZScoreTransform {
             return;
         }
         let prepared = self.writer.prepare(&stats.windows);
-        let (writer, log, slide_ms, pending) = (
-            &self.writer,
-            &mut self.log,
-            self.slide.as_millis(),
-            &mut self.pending,
-        );
+        let (writer, slide_ms, pending) = (&self.writer, self.slide.as_millis(), &mut self.pending);
         let outcome = self.join.push_table_bounded(
             stats.key.as_ref(),
             stats.time_ms,
             prepared,
-            &mut |event| on_waiting_decided(writer, out, log, slide_ms, pending, event),
+            &mut |event| on_waiting_decided(writer, out, slide_ms, pending, event),
         );
         let at = format_millis(stats.time_ms);
         let invalid = match outcome {
@@ -355,27 +340,17 @@ impl Transform for ZScoreTransform {
     }
 
     fn end_of_input(&mut self, out: &mut Emitter) {
-        let (writer, log, slide_ms, pending) = (
-            &self.writer,
-            &mut self.log,
-            self.slide.as_millis(),
-            &mut self.pending,
-        );
+        let (writer, slide_ms, pending) = (&self.writer, self.slide.as_millis(), &mut self.pending);
         self.join.end_of_input_bounded(&mut |event| {
-            on_waiting_decided(writer, out, log, slide_ms, pending, event)
+            on_waiting_decided(writer, out, slide_ms, pending, event)
         });
     }
 
     fn emit_pending(&mut self, out: &mut Emitter) {
-        let (writer, log, slide_ms, pending) = (
-            &self.writer,
-            &mut self.log,
-            self.slide.as_millis(),
-            &mut self.pending,
-        );
-        let done = self.join.emit_pending(&mut |event| {
-            on_waiting_decided(writer, out, log, slide_ms, pending, event)
-        });
+        let (writer, slide_ms, pending) = (&self.writer, self.slide.as_millis(), &mut self.pending);
+        let done = self
+            .join
+            .emit_pending(&mut |event| on_waiting_decided(writer, out, slide_ms, pending, event));
         if done {
             if let Some(record) = self.deferred.take() {
                 self.process(&record.as_input(), out);
@@ -405,7 +380,7 @@ impl Transform for ZScoreTransform {
             Err(e) => {
                 // Not reachable for string keys and integers; without a checkpoint the
                 // restart resumes at the committed offsets.
-                tracing::error!(stage = %self.log.stage, "cannot serialize the join checkpoint: {e}");
+                tracing::error!(stage = %self.stage, "cannot serialize the join checkpoint: {e}");
                 None
             }
         }

@@ -47,7 +47,7 @@ fn with_a_virtual_clock_a_replay_of_old_data_is_unaffected() {
 #[test]
 fn symbols_beyond_max_keys_are_refused_on_both_inputs_and_the_checkpoint_fits_a_message() {
     let mut cfg = config(1_000, 10_000);
-    cfg.max_keys = 4_000;
+    cfg.guards.max_keys = 4_000;
     let mut d = at(&cfg, T0 + 3_600_000);
     let symbol = |i: usize| format!("\"{i:0>30}\"");
     for i in 0..4_005 {
@@ -71,8 +71,8 @@ fn symbols_beyond_max_keys_are_refused_on_both_inputs_and_the_checkpoint_fits_a_
 #[test]
 fn idle_symbols_are_evicted_their_waiting_prices_unmatched_and_new_ones_admitted() {
     let mut cfg = config(1_000, 10_000);
-    cfg.max_keys = 1;
-    cfg.key_idle_timeout = Some("1m".parse().unwrap());
+    cfg.guards.max_keys = 1;
+    cfg.guards.key_idle_timeout = Some("1m".parse().unwrap());
     let mut d = at(&cfg, T0 + 3_600_000);
     d.price("A", T0 + 1_500, 1.0);
     d.price("B", T0 + 1_500, 1.0);
@@ -85,8 +85,8 @@ fn idle_symbols_are_evicted_their_waiting_prices_unmatched_and_new_ones_admitted
 #[test]
 fn guard_settings_out_of_range_fail_validation() {
     let mut cfg = config(1_000, 10_000);
-    cfg.max_keys = 1_000_001;
-    cfg.key_idle_timeout = Some("400d".parse().unwrap());
+    cfg.guards.max_keys = 1_000_001;
+    cfg.guards.key_idle_timeout = Some("400d".parse().unwrap());
     cfg.slide = "2d".parse().unwrap();
     let paths: Vec<String> = cfg.check().into_iter().map(|i| i.path).collect();
     assert_eq!(paths, ["slide", "max_keys", "key_idle_timeout"]);

@@ -7,7 +7,7 @@ mod common;
 
 use common::*;
 use connector_zscore::{ZScoreConfig, ZScoreTransform, PRICES, STATS};
-use framework::{DurationSpec, Emitter, Transform};
+use framework::{event_time::KeyGuards, DurationSpec, Emitter, Transform};
 
 const SYMBOLS: usize = 40;
 const STATS_PER_SYMBOL: i64 = 900;
@@ -91,7 +91,10 @@ fn statistics_beyond_max_stats_per_key_are_refused_as_too_many_stats() {
 /// evicts them (idle timeout 1 minute). Returns what came out and the most held at once.
 fn evicted(limit: usize) -> (Vec<Vec<u8>>, Vec<String>, usize) {
     let config = ZScoreConfig {
-        key_idle_timeout: Some(DurationSpec::from_secs(60)),
+        guards: KeyGuards {
+            key_idle_timeout: Some(DurationSpec::from_secs(60)),
+            ..KeyGuards::default()
+        },
         ..ZScoreConfig::default()
     };
     let mut t = ZScoreTransform::new(&config, "test").unwrap();

@@ -6,6 +6,7 @@
 pub mod aggregate;
 pub mod exact;
 pub mod guard;
+mod guard_config;
 pub mod operator;
 pub mod sliding;
 pub mod timestamp;
@@ -15,6 +16,7 @@ pub mod window;
 pub use aggregate::{Aggregate, MomentStats};
 pub use exact::{Decimal, DecimalMoments};
 pub use guard::{system_clock, Clock, FutureGuard, KeyLimits};
+pub use guard_config::KeyGuards;
 pub use operator::{Admission, ClosedWindows, KeyedWindowOperator};
 pub use sliding::AlignedSlidingWindow;
 pub use timestamp::{format_millis, parse_millis, write_millis, TimestampError};

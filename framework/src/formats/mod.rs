@@ -32,6 +32,17 @@ pub const ZSCORE: RecordType = RecordType("zscore");
 /// Output attribute naming the slide of a statistics writer, so that its readers can
 /// check theirs against it.
 pub const SLIDE_ATTRIBUTE: &str = "slide";
+
+/// The default slide of the statistics family (`moving_stats` writes at it, `zscore`
+/// reads at it: one default so that the two agree unless configured).
+pub fn default_slide() -> crate::DurationSpec {
+    crate::DurationSpec::from_secs(1)
+}
+
+/// The default allowed lateness of the statistics family's stages.
+pub fn default_lateness() -> crate::DurationSpec {
+    crate::DurationSpec::from_secs(10)
+}
 /// Output attribute naming the value (last segment of `value_field`) a statistics writer
 /// derives its `avg_`/`std_` names from.
 pub const VALUE_ATTRIBUTE: &str = "value";

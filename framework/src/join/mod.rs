@@ -30,6 +30,7 @@
 //! that were decided before the restart (they are reported as [`JoinEvent::Fenced`]).
 
 mod checkpoint;
+mod events;
 mod keyed;
 
 #[cfg(test)]
@@ -38,7 +39,7 @@ mod tests;
 mod tests_bounds;
 
 pub use checkpoint::JoinCheckpoint;
-pub use keyed::{
-    bucket_of, Buffered, JoinConfigError, JoinEvent, KeyedJoin, Refusal, TableOutcome,
-    UnmatchedCause,
+pub use events::{
+    bucket_of, Buffered, JoinConfigError, JoinEvent, Refusal, TableOutcome, UnmatchedCause,
 };
+pub use keyed::KeyedJoin;

@@ -23,11 +23,13 @@ use hyper::{
 use metrics_exporter_prometheus::PrometheusHandle;
 use serde::Serialize;
 
-use super::{prom, server::text, tap};
-use crate::{
-    runtime::{PipelineStatus, StageState},
-    validate::ValidatedPipeline,
+use super::{
+    prom,
+    server::text,
+    status::{PipelineStatus, StageState},
+    tap,
 };
+use crate::validate::ValidatedPipeline;
 
 const INDEX_HTML: &str = include_str!("live/index.html");
 const APP_JS: &str = include_str!("live/app.js");

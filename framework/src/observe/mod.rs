@@ -9,6 +9,7 @@ pub mod live;
 pub mod progress;
 pub mod prom;
 pub mod server;
+pub mod status;
 pub mod tap;
 
 pub use live::LiveView;

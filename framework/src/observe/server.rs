@@ -30,7 +30,7 @@ use tokio_util::sync::CancellationToken;
 use tracing::{debug, info};
 
 use super::live::LiveView;
-use crate::runtime::{PipelineStatus, StageState};
+use super::status::{PipelineStatus, StageState};
 
 /// Buckets of `pipeline_sink_write_duration_seconds`: from a buffered file append (~100 µs)
 /// to a database write stuck in retries (tens of seconds).

@@ -71,7 +71,7 @@ pub fn is_test_file(path: &Path) -> bool {
 /// Runs the tests of a pipeline file, or of a test file.
 pub fn run_path(path: &Path) -> Result<FileReport, TestError> {
     let test_path = test_file_for(path);
-    let text = match crate::yaml_limits::read_bounded(&test_path) {
+    let text = match crate::yaml::limits::read_bounded(&test_path) {
         Ok(text) => text,
         Err(e) if e.kind() == std::io::ErrorKind::NotFound && test_path != path => {
             // A missing pipeline file is reported as such, not as missing tests.
@@ -118,7 +118,7 @@ pub fn run_path(path: &Path) -> Result<FileReport, TestError> {
     };
     report.pipeline = pipeline_path.display().to_string();
     let pipeline_text =
-        crate::yaml_limits::read_bounded(&pipeline_path).map_err(|source| TestError::Read {
+        crate::yaml::limits::read_bounded(&pipeline_path).map_err(|source| TestError::Read {
             path: pipeline_path.clone(),
             source,
         })?;

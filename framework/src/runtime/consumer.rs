@@ -412,8 +412,7 @@ pub fn commit_offsets(
 
 /// A malformed control marker: counted, logged at a limited rate, skipped.
 pub fn bad_marker(stage: &super::StageRuntime, log: &mut crate::metrics::RateLimitedLog, e: &str) {
-    stage.metrics.rejected("bad_marker");
-    log.rejected(&stage.name, "bad_marker", e);
+    stage.note_rejected(log, "bad_marker", e);
 }
 
 /// Creates the stage's consumer-group member and subscribes it to the stage's inputs.

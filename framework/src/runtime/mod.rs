@@ -19,9 +19,9 @@ pub mod kafka;
 pub mod markers;
 mod peers;
 pub mod refusal;
+mod reject;
 mod sink;
 mod source;
-pub mod status;
 pub mod topics;
 mod transform;
 
@@ -31,7 +31,7 @@ use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 use tracing::{error, info, Instrument};
 
-pub use status::{PipelineStatus, StageState};
+pub use crate::observe::status::{PipelineStatus, StageState};
 pub use transform::{EMIT_CHUNK, EMIT_HARD_LIMIT};
 
 use crate::{

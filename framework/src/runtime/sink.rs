@@ -20,6 +20,7 @@ use super::{
     kafka,
     markers::{self, Control},
     peers::whole_input_ended,
+    reject::Rejection,
     StageRuntime,
 };
 use crate::{
@@ -288,27 +289,17 @@ impl BatchWriter {
             let Some(record) = records.get(*i) else {
                 continue;
             };
-            stage.metrics.rejected(reason);
-            self.log.rejected(&stage.name, reason, detail);
-            if let Some(dlq) = &stage.dead_letter {
-                let source = stage
-                    .input_topics
-                    .get(record.port)
-                    .map(String::as_str)
-                    .unwrap_or_default();
-                let headers = kafka::dead_letter_headers(&stage.name, reason, detail, source);
-                self.deliveries
-                    .send(
-                        dlq,
-                        None,
-                        record.key,
-                        Some(record.payload),
-                        record.timestamp_ms,
-                        Some(headers),
-                    )
-                    .await?;
-                stage.metrics.dead_lettered.increment(1);
-            }
+            let rejection = Rejection {
+                reason,
+                detail,
+                source: stage.input_topic(record.port),
+                key: record.key,
+                payload: record.payload,
+                timestamp_ms: record.timestamp_ms,
+            };
+            stage
+                .reject(&mut self.deliveries, &mut self.log, rejection)
+                .await?;
         }
         self.deliveries.wait_all().await?;
         stage

@@ -3,7 +3,7 @@
 use tokio_util::sync::CancellationToken;
 use tracing::{info, warn};
 
-use super::{kafka, StageRuntime};
+use super::{kafka, reject::Rejection, StageRuntime};
 use crate::{
     connector::{SourceContext, SourceEnd, SourceEvent},
     error::FrameworkError,
@@ -61,15 +61,15 @@ pub async fn run(
                 detail,
                 payload,
             } => {
-                stage.metrics.rejected(reason);
-                log.rejected(&name, reason, &detail);
-                if let Some(dlq) = &stage.dead_letter {
-                    let headers = kafka::dead_letter_headers(&name, reason, &detail, connector);
-                    deliveries
-                        .send(dlq, None, None, Some(&payload), None, Some(headers))
-                        .await?;
-                    stage.metrics.dead_lettered.increment(1);
-                }
+                let rejection = Rejection {
+                    reason,
+                    detail: &detail,
+                    source: connector,
+                    key: None,
+                    payload: &payload,
+                    timestamp_ms: None,
+                };
+                stage.reject(&mut deliveries, &mut log, rejection).await?;
             }
             SourceEvent::Progress(event_ms) => {
                 deliveries

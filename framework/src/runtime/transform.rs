@@ -19,6 +19,7 @@ use super::{
     kafka,
     markers::{self, Control},
     peers::whole_input_ended,
+    reject::Rejection,
     StageRuntime,
 };
 use crate::{
@@ -336,40 +337,18 @@ async fn drain(
     }
     for record in emitter.records.drain(..) {
         tally.record_out(record.payload.len());
-        deliveries
-            .send(
-                output,
-                None,
-                record.key.as_deref(),
-                Some(&record.payload),
-                Some(record.timestamp_ms),
-                None,
-            )
-            .await?;
+        deliveries.send_record(output, &record).await?;
     }
     for rejected in emitter.rejected.drain(..) {
-        stage.metrics.rejected(rejected.reason);
-        log.warn(&stage.name, rejected.reason, &rejected.detail);
-        if let Some(dlq) = &stage.dead_letter {
-            let source = stage
-                .input_topics
-                .get(rejected.port)
-                .map(String::as_str)
-                .unwrap_or_default();
-            let headers =
-                kafka::dead_letter_headers(&stage.name, rejected.reason, &rejected.detail, source);
-            deliveries
-                .send(
-                    dlq,
-                    None,
-                    rejected.key.as_deref(),
-                    Some(&rejected.payload),
-                    rejected.timestamp_ms,
-                    Some(headers),
-                )
-                .await?;
-            stage.metrics.dead_lettered.increment(1);
-        }
+        let rejection = Rejection {
+            reason: rejected.reason,
+            detail: &rejected.detail,
+            source: stage.input_topic(rejected.port),
+            key: rejected.key.as_deref(),
+            payload: &rejected.payload,
+            timestamp_ms: rejected.timestamp_ms,
+        };
+        stage.reject(deliveries, log, rejection).await?;
     }
     Ok(())
 }

@@ -79,7 +79,7 @@ pub fn validate_file(
     path: &Path,
 ) -> Result<Result<ValidatedPipeline, Vec<Diagnostic>>, FrameworkError> {
     let text =
-        crate::yaml_limits::read_bounded(path).map_err(|source| FrameworkError::ReadPipeline {
+        crate::yaml::limits::read_bounded(path).map_err(|source| FrameworkError::ReadPipeline {
             path: path.to_path_buf(),
             source,
         })?;

@@ -9,7 +9,7 @@ use yaml_rust2::{
     scanner::Marker,
 };
 
-use crate::yaml::{Position, SyntaxError};
+use super::{Position, SyntaxError};
 
 /// Most nodes (scalars, sequences, mappings) a document may expand to; pipeline files
 /// have hundreds.
@@ -227,14 +227,14 @@ mod tests {
     fn deep_nesting_is_rejected_without_overflowing_the_stack() {
         for depth in [150, 100_000] {
             let text = format!("x: {}{}\n", "[".repeat(depth), "]".repeat(depth));
-            let err = crate::yaml::load(&text).unwrap_err();
+            let err = super::super::load(&text).unwrap_err();
             assert!(
                 err.message.contains("nests more than 100"),
                 "{}",
                 err.message
             );
             let text = format!("x:\n{}1\n", "- ".repeat(depth));
-            let err = crate::yaml::load(&text).unwrap_err();
+            let err = super::super::load(&text).unwrap_err();
             assert!(
                 err.message.contains("nests more than 100"),
                 "{}",

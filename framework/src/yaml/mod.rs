@@ -4,6 +4,8 @@
 //! event-level pass with `yaml-rust2`, keyed by the same field paths the validator uses
 //! (`stages[1].config.windows[0]`).
 
+pub mod limits;
+
 use std::collections::HashMap;
 
 use yaml_rust2::{
@@ -86,7 +88,7 @@ pub struct SyntaxError {
 /// Parses one YAML document into a JSON value plus the positions of its nodes.
 pub fn load(text: &str) -> Result<(serde_json::Value, Positions), SyntaxError> {
     // Before serde_yaml expands any alias.
-    crate::yaml_limits::check(text)?;
+    crate::yaml::limits::check(text)?;
     let value: serde_yaml::Value = serde_yaml::from_str(text).map_err(|e| {
         let position = e
             .location()
