@@ -182,6 +182,12 @@ impl StageHooks {
         if let Err(e) = consumer.assign(tpl) {
             self.fail(format!("assigning partitions: {e}"));
         }
+        // librdkafka keeps a partition paused by the application (backpressure, flow.rs)
+        // across a revoke and a new assignment; the new transform starts with empty
+        // buffers, so its inputs start unpaused (resuming a running partition is a no-op).
+        if let Err(e) = consumer.resume(tpl) {
+            self.fail(format!("resuming assigned partitions: {e}"));
+        }
         info!(stage = %self.stage, partitions = ?tpl.elements().iter().map(|e| format!("{}/{}", e.topic(), e.partition())).collect::<Vec<_>>(), "partitions assigned");
     }
 

@@ -63,7 +63,8 @@ impl InputFlow {
         }
     }
 
-    /// Forgets partitions that are no longer assigned (a new assignment starts unpaused).
+    /// Forgets partitions that are no longer assigned (a new assignment starts unpaused:
+    /// the consumer's assignment callback resumes every partition it assigns).
     pub(super) fn retain_assigned(
         &mut self,
         shared: &std::sync::Mutex<Shared>,
