@@ -11,10 +11,7 @@ use std::{
 
 use common::*;
 use framework::observe::prom::{self, Sample};
-use rdkafka::{
-    config::ClientConfig,
-    producer::{FutureProducer, FutureRecord},
-};
+use rdkafka::{config::ClientConfig, producer::FutureProducer};
 
 const GOOD_LINES: usize = 50_000;
 
@@ -259,19 +256,7 @@ fn send_prices(producer: &FutureProducer, topic: &str, seconds: &[i64], base_ms:
     runtime.block_on(async {
         for s in seconds {
             let ts = base_ms + s * 1000;
-            let payload = format!(
-                "{{\"symbol\":\"BTCUSDT\",\"price\":97000.5,\"timestamp\":\"{}\"}}",
-                framework::event_time::format_millis(ts)
-            );
-            let record = FutureRecord::to(topic)
-                .key("BTCUSDT")
-                .payload(&payload)
-                .timestamp(ts);
-            producer
-                .send(record, Duration::from_secs(10))
-                .await
-                .map_err(|(e, _)| e)
-                .expect("produce a price");
+            produce_price(producer, topic, None, "BTCUSDT", 97000.5, ts).await;
         }
     });
 }

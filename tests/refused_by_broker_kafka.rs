@@ -18,10 +18,7 @@ use std::{
 };
 
 use common::*;
-use rdkafka::{
-    producer::{FutureProducer, FutureRecord},
-    ClientConfig,
-};
+use rdkafka::{producer::FutureProducer, ClientConfig};
 
 const SECONDS: i64 = 40;
 
@@ -67,20 +64,7 @@ fn write_prices(brokers: &str, topic: &str) {
         for s in 0..SECONDS {
             for (symbol, price) in [("S0", 100 + s % 7), ("BAD", 50 + s % 3)] {
                 let ts = base_ms + s * 1000;
-                let payload = format!(
-                    r#"{{"symbol":"{symbol}","price":{price},"timestamp":"{}"}}"#,
-                    framework::event_time::format_millis(ts)
-                );
-                let record = FutureRecord::to(topic)
-                    .partition(0)
-                    .key(symbol)
-                    .payload(&payload)
-                    .timestamp(ts);
-                producer
-                    .send(record, Duration::from_secs(10))
-                    .await
-                    .map_err(|(e, _)| e)
-                    .expect("produce a price");
+                produce_price(&producer, topic, Some(0), symbol, price as f64, ts).await;
             }
         }
     });

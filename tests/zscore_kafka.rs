@@ -58,16 +58,52 @@ stages:
     )
 }
 
-#[test]
-fn sigkill_mid_stream_and_restart_gives_the_same_distinct_zscores_as_an_uninterrupted_run() {
+/// Prices of two symbols (`per_symbol` each, some late) and their statistics, written once
+/// to Kafka by the `replay` and `moving` stages, for joins to read.
+struct Upstream {
+    dir: tempfile::TempDir,
+    topics: Topics,
+    envs: [(&'static str, String); 2],
+}
+
+fn upstream(per_symbol: usize) -> Upstream {
     let dir = tempfile::tempdir().expect("tempdir");
     let input = dir.path().join("prices.jsonl");
-    let lines = price_lines(&["BTCUSDT", "ETHUSDT"], 150_000, 1_746_630_000_000, 1_009);
+    let lines = price_lines(
+        &["BTCUSDT", "ETHUSDT"],
+        per_symbol,
+        1_746_630_000_000,
+        1_009,
+    );
     std::fs::write(&input, lines.join("\n") + "\n").expect("write prices");
     let topics = Topics {
         prices: unique("prices"),
         moving: unique("moving"),
     };
+    let envs = [
+        ("KAFKA_BROKERS", kafka_brokers()),
+        ("IN_FILE", input.display().to_string()),
+    ];
+    let file = pipeline(dir.path(), "upstream.yaml", &topics, &unique("unused"), 1);
+    let run = run_pipeline(
+        &[
+            "run",
+            file.to_str().expect("utf-8"),
+            "--stage",
+            "replay",
+            "--stage",
+            "moving",
+        ],
+        &envs,
+        Duration::from_secs(300),
+    );
+    assert!(run.status.success(), "{}", stderr_of(&run));
+    Upstream { dir, topics, envs }
+}
+
+#[test]
+fn sigkill_mid_stream_and_restart_gives_the_same_distinct_zscores_as_an_uninterrupted_run() {
+    let Upstream { dir, topics, envs } = upstream(150_000);
     let reference_out = unique("zscore-reference");
     let restarted_out = unique("zscore-restarted");
     let reference = pipeline(
@@ -86,18 +122,8 @@ fn sigkill_mid_stream_and_restart_gives_the_same_distinct_zscores_as_an_uninterr
     );
     let reference = reference.to_str().expect("utf-8");
     let restarted = restarted.to_str().expect("utf-8");
-    let envs = [
-        ("KAFKA_BROKERS", kafka_brokers()),
-        ("IN_FILE", input.display().to_string()),
-    ];
 
-    // Prices and statistics once; then the join twice from the same topics.
-    let upstream = run_pipeline(
-        &["run", reference, "--stage", "replay", "--stage", "moving"],
-        &envs,
-        Duration::from_secs(300),
-    );
-    assert!(upstream.status.success(), "{}", stderr_of(&upstream));
+    // The join twice from the same topics.
     let uninterrupted = run_pipeline(
         &["run", reference, "--stage", "zscore"],
         &envs,
@@ -170,14 +196,7 @@ fn sigkill_mid_stream_and_restart_gives_the_same_distinct_zscores_as_an_uninterr
 
 #[test]
 fn a_join_at_its_pending_bound_pauses_prices_instead_of_dropping_them_and_writes_every_zscore() {
-    let dir = tempfile::tempdir().expect("tempdir");
-    let input = dir.path().join("prices.jsonl");
-    let lines = price_lines(&["BTCUSDT", "ETHUSDT"], 20_000, 1_746_630_000_000, 1_009);
-    std::fs::write(&input, lines.join("\n") + "\n").expect("write prices");
-    let topics = Topics {
-        prices: unique("prices"),
-        moving: unique("moving"),
-    };
+    let Upstream { dir, topics, envs } = upstream(20_000);
     let unbounded_out = unique("zscore-unbounded");
     let bounded_out = unique("zscore-bounded");
     let unbounded = pipeline(
@@ -191,16 +210,6 @@ fn a_join_at_its_pending_bound_pauses_prices_instead_of_dropping_them_and_writes
     let bounded = pipeline(dir.path(), "bounded.yaml", &topics, &bounded_out, 200);
     let unbounded = unbounded.to_str().expect("utf-8");
     let bounded = bounded.to_str().expect("utf-8");
-    let envs = [
-        ("KAFKA_BROKERS", kafka_brokers()),
-        ("IN_FILE", input.display().to_string()),
-    ];
-    let upstream = run_pipeline(
-        &["run", unbounded, "--stage", "replay", "--stage", "moving"],
-        &envs,
-        Duration::from_secs(300),
-    );
-    assert!(upstream.status.success(), "{}", stderr_of(&upstream));
     for file in [unbounded, bounded] {
         let join = run_pipeline(
             &["run", file, "--stage", "zscore"],

@@ -467,3 +467,31 @@ impl Drop for Broker {
         let _ = self.0.wait();
     }
 }
+
+/// Produces one price record (`symbol`, `price`, ISO `timestamp` = `ts`) keyed by its
+/// symbol with Kafka timestamp `ts`, to `partition` when given, and waits for it.
+pub async fn produce_price(
+    producer: &rdkafka::producer::FutureProducer,
+    topic: &str,
+    partition: Option<i32>,
+    symbol: &str,
+    price: f64,
+    ts: i64,
+) {
+    let payload = format!(
+        r#"{{"symbol":"{symbol}","price":{price},"timestamp":"{}"}}"#,
+        framework::event_time::format_millis(ts)
+    );
+    let mut record = rdkafka::producer::FutureRecord::to(topic)
+        .key(symbol)
+        .payload(&payload)
+        .timestamp(ts);
+    if let Some(partition) = partition {
+        record = record.partition(partition);
+    }
+    producer
+        .send(record, Duration::from_secs(10))
+        .await
+        .map_err(|(e, _)| e)
+        .expect("produce a price");
+}
