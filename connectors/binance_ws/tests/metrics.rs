@@ -43,6 +43,8 @@ async fn gaps_and_reconnects_are_exported_with_the_stage_and_connector_labels() 
     .unwrap();
     let recorder = metrics_exporter_prometheus::PrometheusBuilder::new().build_recorder();
     let handle = recorder.handle();
+    // Links the crate, and with it its registration.
+    let _ = connector_binance_ws::BinanceWs;
     let Builder::Source(build) = ConnectorRegistration::find("binance_ws").unwrap().builder else {
         panic!("binance_ws is a source");
     };
