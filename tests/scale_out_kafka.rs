@@ -288,3 +288,159 @@ fn a_process_that_joins_a_live_stage_and_is_sigkilled_leaves_mongodb_equal_to_an
         );
     }
 }
+
+/// A member of `group` that takes partitions of `topic`, commits offset 0 for them ("started
+/// there") and then holds them without finishing them, until `stop` is set.
+fn idle_group_member(
+    group: String,
+    topic: String,
+    stop: std::sync::Arc<std::sync::atomic::AtomicBool>,
+    held: std::sync::mpsc::Sender<Vec<i32>>,
+) -> std::thread::JoinHandle<()> {
+    use rdkafka::{
+        consumer::{BaseConsumer, CommitMode, Consumer},
+        ClientConfig, Offset, TopicPartitionList,
+    };
+    std::thread::spawn(move || {
+        // The assignment settings of the runtime's stage consumers.
+        let consumer: BaseConsumer = ClientConfig::new()
+            .set("bootstrap.servers", kafka_brokers())
+            .set("group.id", &group)
+            .set("enable.auto.commit", "false")
+            .set("auto.offset.reset", "earliest")
+            .set("partition.assignment.strategy", "range")
+            .set("session.timeout.ms", "6000")
+            .set("heartbeat.interval.ms", "1000")
+            .create()
+            .expect("idle member");
+        consumer.subscribe(&[&topic]).expect("subscribe");
+        let mut last: Vec<i32> = Vec::new();
+        while !stop.load(std::sync::atomic::Ordering::SeqCst) {
+            let _ = consumer.poll(Duration::from_millis(100));
+            let mut now: Vec<i32> = consumer
+                .assignment()
+                .map(|a| a.elements().iter().map(|e| e.partition()).collect())
+                .unwrap_or_default();
+            now.sort();
+            if now != last && !now.is_empty() {
+                let mut list = TopicPartitionList::new();
+                for p in &now {
+                    list.add_partition_offset(&topic, *p, Offset::Offset(0))
+                        .expect("offset");
+                }
+                consumer.commit(&list, CommitMode::Sync).expect("commit");
+                let _ = held.send(now.clone());
+            }
+            last = now;
+        }
+        // Dropping the consumer leaves the group: its partitions go back to the stage.
+    })
+}
+
+#[test]
+fn a_process_keeps_running_while_a_peer_holds_a_partition_it_has_not_finished_though_its_end_markers_are_in_the_topic(
+) {
+    use std::io::BufRead;
+    let dir = tempfile::tempdir().expect("tempdir");
+    let input = dir.path().join("prices.jsonl");
+    // Small partitions: an end-of-input check that reads from a peer's committed position
+    // finds every end marker in them.
+    let lines = price_lines(&SYMBOLS, 1_000, START_MS, 0);
+    std::fs::write(&input, lines.join("\n") + "\n").expect("write prices");
+    let reference_out = dir.path().join("reference.jsonl");
+    let scaled_out = dir.path().join("scaled.jsonl");
+    let reference = pipeline(dir.path(), &unique("one"), &input, &reference_out);
+    let name = unique("peer");
+    let scaled = pipeline(dir.path(), &name, &input, &scaled_out);
+    finished(
+        run_to_end(&reference, &["replay", "moving", "archive"]),
+        "one-process run",
+    );
+    finished(run_to_end(&scaled, &["replay"]), "replay");
+
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let (held_tx, held_rx) = std::sync::mpsc::channel();
+    let peer = idle_group_member(
+        format!("{name}.moving"),
+        format!("{name}-prices"),
+        stop.clone(),
+        held_tx,
+    );
+    let first = held_rx
+        .recv_timeout(Duration::from_secs(60))
+        .expect("the idle member is assigned partitions");
+    assert_eq!(
+        first,
+        vec![0, 1, 2],
+        "the idle member alone holds every partition"
+    );
+    let archive = KillOnDrop(Some(run_to_end(&scaled, &["archive"])));
+    let mut moving = KillOnDrop(Some(run_to_end(&scaled, &["moving"])));
+    let stderr = moving
+        .0
+        .as_mut()
+        .and_then(|c| c.stderr.take())
+        .expect("stderr");
+    let (line_tx, line_rx) = std::sync::mpsc::channel::<String>();
+    std::thread::spawn(move || {
+        for line in std::io::BufReader::new(stderr)
+            .lines()
+            .map_while(Result::ok)
+        {
+            let _ = line_tx.send(line);
+        }
+    });
+    // The process finishes the partitions the rebalance gives it, then must wait: the
+    // idle member holds the others, which nobody has finished.
+    let mut log = Vec::new();
+    let mut held_by_peer = first;
+    loop {
+        while let Ok(now) = held_rx.try_recv() {
+            held_by_peer = now;
+        }
+        match line_rx.recv_timeout(Duration::from_secs(120)) {
+            Ok(line) => {
+                let waiting = line.contains("waiting for the other processes of the stage");
+                log.push(line);
+                if waiting {
+                    break;
+                }
+            }
+            Err(_) => panic!(
+                "the process stopped (or never finished its own partitions) while the idle peer \
+                 still held partitions {held_by_peer:?}:\n{}",
+                log.join("\n")
+            ),
+        }
+    }
+    assert!(
+        held_by_peer.len() < 3,
+        "the rebalance gave the process partitions"
+    );
+    // Several end-of-input checks later it is still there.
+    std::thread::sleep(Duration::from_secs(3));
+    let still_running = moving
+        .0
+        .as_mut()
+        .map(|c| c.try_wait().expect("poll").is_none());
+    assert_eq!(
+        still_running,
+        Some(true),
+        "the process stopped while the idle peer still held partitions {held_by_peer:?}:\n{}",
+        log.join("\n")
+    );
+
+    // The peer leaves: its partitions come back and are finished; everything ends.
+    stop.store(true, std::sync::atomic::Ordering::SeqCst);
+    peer.join().expect("idle member");
+    finished(moving.take(), "moving process");
+    finished(archive.take(), "archive");
+    let expected = sorted_lines(&reference_out);
+    let mut got = sorted_lines(&scaled_out);
+    got.dedup();
+    assert!(expected.len() > 300, "{} statistics", expected.len());
+    assert_eq!(
+        got, expected,
+        "distinct statistics with a peer vs one process"
+    );
+}

@@ -36,12 +36,7 @@ impl SourceConnector for BinanceWs {
         config: BinanceWsConfig,
         stage: &StageContext,
     ) -> Result<Box<dyn Source>, ConnectorError> {
-        let retries = stage.counter(framework::retry::SOURCE_RETRIES_METRIC, &[]);
-        Ok(Box::new(BinanceWsSource::from_checked(
-            config,
-            &stage.stage,
-            retries,
-        )?))
+        Ok(Box::new(BinanceWsSource::from_checked(config, stage)?))
     }
 }
 

@@ -5,6 +5,7 @@ use std::{collections::VecDeque, panic::AssertUnwindSafe, sync::Arc, time::Durat
 
 use async_trait::async_trait;
 use framework::{
+    connector::StageContext,
     metrics::RateLimitedLog,
     retry::{Retry, RetryPolicy},
     ConnectorError, Source, SourceContext, SourceEnd,
@@ -85,16 +86,22 @@ impl BinanceWsSource {
     /// Builds a source; refuses configs that fail [`ConnectorConfig::check`].
     pub fn new(config: BinanceWsConfig, stage: &str) -> Result<Self, ConnectorError> {
         framework::connector::require_valid(&config)?;
-        Self::from_checked(config, stage, metrics::Counter::noop())
+        let context = StageContext {
+            pipeline: String::new(),
+            stage: stage.to_string(),
+            connector: <crate::BinanceWs as framework::connector::SourceConnector>::NAME,
+        };
+        Self::from_checked(config, &context)
     }
 
     /// Builds a source from a config the registry already checked; its reconnections
     /// count in `retries_total`.
     pub(crate) fn from_checked(
         config: BinanceWsConfig,
-        stage: &str,
-        retries_total: metrics::Counter,
+        context: &StageContext,
     ) -> Result<Self, ConnectorError> {
+        let stage = context.stage.as_str();
+        let retries_total = context.counter(framework::retry::SOURCE_RETRIES_METRIC, &[]);
         let retry_policy = RetryPolicy::from_specs(config.backoff_initial, config.backoff_max)
             .map_err(|e| ConnectorError::Config(format!("backoff: {e}")))?;
         let names = config.stream_names();
@@ -120,7 +127,7 @@ impl BinanceWsSource {
             tls,
         };
         Ok(BinanceWsSource {
-            stats: Arc::new(WsStats::new(stage)),
+            stats: Arc::new(WsStats::new(context)),
             stage: stage.to_string(),
             streams,
             urls,

@@ -1,6 +1,6 @@
 //! Counters of a running `binance_ws` source, shared through an `Arc` for tests and the
 //! stop summary; the gap, duplicate, reconnect and rotation counts are also exported as
-//! Prometheus counters (`binance_ws_*_total{stage}`).
+//! Prometheus counters (`binance_ws_*_total{stage, connector}`).
 
 use std::{
     collections::BTreeMap,
@@ -70,8 +70,8 @@ impl WsStatsSnapshot {
 }
 
 impl WsStats {
-    pub fn new(stage: &str) -> WsStats {
-        let c = |name: &'static str| metrics::counter!(name, "stage" => stage.to_string());
+    pub fn new(stage: &framework::connector::StageContext) -> WsStats {
+        let c = |name: &'static str| stage.counter(name, &[]);
         WsStats {
             connections: AtomicU64::new(0),
             connect_failures: AtomicU64::new(0),

@@ -45,6 +45,8 @@ pub struct PartitionState {
     /// Per input topic: the control markers seen (writers ended, their progress).
     pub markers: Vec<InputMarkers>,
     pub finished: bool,
+    /// Whether this process recorded the partition as finished (`peers`).
+    pub finish_recorded: bool,
     /// Per input topic: where a replay would have to start (stateful transforms only).
     pub replay_index: Vec<Option<ReplayIndex>>,
     /// Per input topic: what is known of the records before the first consumed one.
@@ -271,6 +273,7 @@ impl StageHooks {
                 ended: HashSet::new(),
                 markers: vec![InputMarkers::default(); inputs],
                 finished: false,
+                finish_recorded: false,
                 replay_index: vec![None; inputs],
                 replay_guarantee,
             },

@@ -19,7 +19,7 @@ use super::{
     },
     kafka,
     markers::{self, Control},
-    peers::whole_input_ended,
+    peers::FinishedPartitions,
     reject::Rejection,
     StageRuntime,
 };
@@ -83,6 +83,7 @@ pub async fn run(
     let mut ended = false;
     let mut interrupted = false;
     let mut waiting_for_peers = false;
+    let mut finished = FinishedPartitions::new(&stage);
     'run: loop {
         // Adaptive batching (issue 14): wait for one record, then take only those already
         // waiting, and write. An idle input gets each record written at once; a busy one
@@ -93,7 +94,7 @@ pub async fn run(
             _ = shutdown.cancelled() => break,
             _ = commit_tick.tick() => {
                 commit_offsets(&consumer, &shared, &stage, CommitMode::Async);
-                if waiting_for_peers && assigned_all_finished(&shared) && whole_input_ended(&consumer, &shared, &stage) {
+                if waiting_for_peers && assigned_all_finished(&shared) && finished.whole_input_ended(&consumer, &shared, &stage) {
                     ended = true;
                     break;
                 }
@@ -154,7 +155,10 @@ pub async fn run(
             drop(guard);
             if all_finished {
                 commit_offsets(&consumer, &shared, &stage, CommitMode::Sync);
-                if whole_input_ended(&consumer, &shared, &stage) {
+                // Its records are written and its position committed: peers may now
+                // count it as ended.
+                finished.record(&shared, &stage);
+                if finished.whole_input_ended(&consumer, &shared, &stage) {
                     ended = true;
                     break 'run;
                 }

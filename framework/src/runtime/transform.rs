@@ -18,7 +18,7 @@ use super::{
     flow::InputFlow,
     kafka,
     markers::{self, Control},
-    peers::whole_input_ended,
+    peers::FinishedPartitions,
     reject::Rejection,
     StageRuntime,
 };
@@ -73,6 +73,7 @@ pub async fn run(
     // mid-emission, so nothing is checkpointed or committed (the restart replays).
     let mut interrupted = false;
     let mut waiting_for_peers = false;
+    let mut finished = FinishedPartitions::new(&stage);
     let mut flow = InputFlow::default();
     loop {
         tokio::select! {
@@ -83,7 +84,7 @@ pub async fn run(
                 publish_watermarks(&shared, &stage);
                 flow.retain_assigned(&shared, &stage);
                 tally.flush(&stage.metrics);
-                if waiting_for_peers && assigned_all_finished(&shared) && whole_input_ended(&consumer, &shared, &stage) {
+                if waiting_for_peers && assigned_all_finished(&shared) && finished.whole_input_ended(&consumer, &shared, &stage) {
                     ended = true;
                     break;
                 }
@@ -126,7 +127,10 @@ pub async fn run(
                 }
                 if handled.all_finished {
                     checkpoint_and_commit(&consumer, &shared, &stage, &mut deliveries, &checkpoints, CommitMode::Sync).await?;
-                    if whole_input_ended(&consumer, &shared, &stage) {
+                    // Its final output and end markers are acknowledged and its position
+                    // committed: peers may now count it as ended.
+                    finished.record(&shared, &stage);
+                    if finished.whole_input_ended(&consumer, &shared, &stage) {
                         ended = true;
                         break;
                     }
