@@ -21,6 +21,8 @@ mod peers;
 pub mod refusal;
 mod reject;
 mod revoke;
+#[cfg(test)]
+mod revoke_tests;
 mod sink;
 mod source;
 pub mod topics;
