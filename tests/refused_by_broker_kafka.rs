@@ -13,6 +13,7 @@
 mod common;
 
 use std::{
+    collections::BTreeSet,
     path::{Path, PathBuf},
     time::Duration,
 };
@@ -24,15 +25,28 @@ const SECONDS: i64 = 40;
 
 /// moving_stats (1 s windows, no lateness) from `input` to `output`, then a file.
 fn pipeline(dir: &Path, port: u16, input: &str, output: &str) -> PathBuf {
+    let kafka = "partitions: 1\n  commit_interval: 200ms";
+    pipeline_with(dir, output, port, input, output, kafka)
+}
+
+/// [`pipeline`] in `<file>.yaml`, with other `kafka` settings (YAML lines indented by two
+/// spaces).
+fn pipeline_with(
+    dir: &Path,
+    file: &str,
+    port: u16,
+    input: &str,
+    output: &str,
+    kafka: &str,
+) -> PathBuf {
     write_file(
         dir,
-        &format!("{output}.yaml"),
+        &format!("{file}.yaml"),
         &format!(
             r#"name: {output}
 kafka:
   brokers: 127.0.0.1:{port}
-  partitions: 1
-  commit_interval: 200ms
+  {kafka}
 topics:
   {input}: {{ external: true, record_type: json }}
 stages:
@@ -267,4 +281,205 @@ stages:
     );
     assert!(copy.payload.len() < 10_000 && big.as_bytes().starts_with(&copy.payload));
     assert_eq!(dead[1].payload, b"{\"seq\":2,\"bad\":\"\xff\xfe\"}");
+}
+
+/// Input partitions of the rebalance test; `S<p>` and `BAD<p>` write to partition `p`.
+const PARTITIONS: i32 = 2;
+/// Seconds of prices of the rebalance test, written before the second process joins.
+const BEFORE_JOIN: i64 = 10;
+const REBALANCE_SECONDS: i64 = 30;
+
+/// Creates `topic` with `partitions` partitions (written by the test).
+fn create_topic(brokers: &str, topic: &str, partitions: i32) {
+    use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
+    let admin: AdminClient<rdkafka::client::DefaultClientContext> = ClientConfig::new()
+        .set("bootstrap.servers", brokers)
+        .create()
+        .expect("admin client");
+    let runtime = tokio::runtime::Runtime::new().expect("runtime");
+    let results = runtime
+        .block_on(admin.create_topics(
+            &[NewTopic::new(topic, partitions, TopicReplication::Fixed(1))],
+            &AdminOptions::new(),
+        ))
+        .expect("create topic");
+    for result in results {
+        result.expect("topic created");
+    }
+}
+
+/// Seconds `seconds` after `base_ms` of prices: per second and partition `p`, `BAD<p>`
+/// then `S<p>` (so when `S<p>`'s window is out, `BAD<p>`'s record of that second was read).
+fn write_partitioned_prices(
+    brokers: &str,
+    topic: &str,
+    base_ms: i64,
+    seconds: std::ops::Range<i64>,
+) {
+    let producer: FutureProducer = ClientConfig::new()
+        .set("bootstrap.servers", brokers)
+        .create()
+        .expect("test producer");
+    let runtime = tokio::runtime::Runtime::new().expect("runtime");
+    runtime.block_on(async {
+        for s in seconds {
+            for p in 0..PARTITIONS {
+                for (symbol, price) in [
+                    (format!("BAD{p}"), 50 + s % 3),
+                    (format!("S{p}"), 100 + s % 7),
+                ] {
+                    let ts = base_ms + s * 1000;
+                    produce_price(&producer, topic, Some(p), &symbol, price as f64, ts).await;
+                }
+            }
+        }
+    });
+}
+
+/// Runs the `stats` stage of `file` alone, its log in `log`.
+fn spawn_stats(file: &Path, log: &Path) -> KillOnDrop {
+    let child = std::process::Command::new(pipeline_bin())
+        .args(["run", file.to_str().expect("path"), "--stage", "stats"])
+        .env("RUST_LOG", "info,rdkafka=warn")
+        .stdout(std::process::Stdio::null())
+        .stderr(std::fs::File::create(log).expect("log file"))
+        .spawn()
+        .expect("spawn pipeline");
+    KillOnDrop(Some(child))
+}
+
+fn log_has(log: &Path, text: &str) -> bool {
+    std::fs::read_to_string(log).is_ok_and(|l| l.contains(text))
+}
+
+/// Distinct payloads of `topic` (and whether every record carries `refused_by_broker`).
+fn distinct_payloads(brokers: &str, topic: &str) -> (BTreeSet<String>, usize, bool) {
+    let records = read_topic_at(
+        brokers,
+        topic,
+        Duration::from_secs(2),
+        Duration::from_secs(30),
+    );
+    let refused = records.iter().all(|r| {
+        r.headers.get("x-dead-letter-reason").map(String::as_str) == Some("refused_by_broker")
+    });
+    let payloads = records
+        .iter()
+        .map(|r| String::from_utf8_lossy(&r.payload).into_owned())
+        .collect();
+    (payloads, records.len(), refused)
+}
+
+/// A rebalance while refused deliveries are in flight (issue 10): a second process joins,
+/// the first one's revoke must not commit past the records the broker refused and it has
+/// not dead-lettered yet, and the first is then SIGKILLed before it does (it would at its
+/// next commit). The first commits once an hour, so its revoke would be the partitions'
+/// first commit: with no checkpoint to replay from, the next owner starts exactly there
+/// (with one, moving_stats would replay the records since it anyway). Every valid record
+/// must arrive and every refused one be dead-lettered: exactly the control run's refused
+/// records, counted distinct (at-least-once: one may be dead-lettered twice).
+#[test]
+fn a_rebalance_then_a_sigkill_loses_no_record_refused_while_in_flight() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let schemas = dir.path().join("schemas");
+    std::fs::create_dir(&schemas).expect("schema dir");
+    let (input, guarded, control) = (unique("prices"), unique("guarded"), unique("control"));
+    std::fs::write(
+        schemas.join(format!("{guarded}.json")),
+        r#"{"type":"object","properties":{"value":{"type":"object",
+            "properties":{"symbol":{"not":{"enum":["BAD0","BAD1"]}}}}}}"#,
+    )
+    .expect("write the schema");
+    let port = framework::testing::free_port();
+    let registry = format!("file://{}", schemas.display());
+    let _broker = Broker::start(port, port, &["--schema-registry", &registry]);
+    let brokers = format!("127.0.0.1:{port}");
+    create_topic(&brokers, &input, PARTITIONS);
+    // One pipeline, one group: the first process commits once an hour, the second every
+    // second.
+    let file = |name: &str, output: &str, interval: &str| {
+        let kafka = format!("partitions: {PARTITIONS}\n  commit_interval: {interval}");
+        pipeline_with(dir.path(), name, port, &input, output, &kafka)
+    };
+    let first_file = file("first", &guarded, "1h");
+    let second_file = file("second", &guarded, "1s");
+
+    let (log_a, log_b) = (dir.path().join("a.log"), dir.path().join("b.log"));
+    let first = spawn_stats(&first_file, &log_a);
+    let base_ms = (chrono::Utc::now().timestamp_millis() / 1000 - 3600) * 1000;
+    write_partitioned_prices(&brokers, &input, base_ms, 0..BEFORE_JOIN);
+    wait_for(
+        "the first process's assignment",
+        Duration::from_secs(60),
+        || log_has(&log_a, "partitions assigned").then_some(()),
+    );
+    // Time to consume what was written: its refused deliveries are then in flight.
+    std::thread::sleep(Duration::from_secs(3));
+    let second = spawn_stats(&second_file, &log_b);
+    wait_for(
+        "the first process's revoke",
+        Duration::from_secs(60),
+        || log_has(&log_a, "partitions revoked").then_some(()),
+    );
+    drop(first); // SIGKILL
+    write_partitioned_prices(&brokers, &input, base_ms, BEFORE_JOIN..REBALANCE_SECONDS);
+    let windows = PARTITIONS as usize * (REBALANCE_SECONDS as usize - 1);
+    let mut last = (0, std::time::Instant::now());
+    wait_for(
+        "the second process to go quiet",
+        Duration::from_secs(240),
+        || {
+            let (good, _, _) = distinct_payloads(&brokers, &guarded);
+            if good.len() != last.0 {
+                last = (good.len(), std::time::Instant::now());
+            }
+            let quiet =
+                last.1.elapsed() > Duration::from_secs(if good.len() == windows { 2 } else { 30 });
+            quiet.then_some(())
+        },
+    );
+    let mut second = second;
+    let child = second.0.as_mut().expect("the second process");
+    sigterm(child);
+    let started = std::time::Instant::now();
+    let stopped = loop {
+        match child.try_wait().expect("poll the second process") {
+            Some(status) => break status.success(),
+            None if started.elapsed() > Duration::from_secs(120) => break false,
+            None => std::thread::sleep(Duration::from_millis(100)),
+        }
+    };
+    let log = std::fs::read_to_string(&log_b).unwrap_or_default();
+    let tail: Vec<&str> = log.lines().rev().take(40).collect();
+    assert!(stopped, "the second process stops cleanly: {tail:#?}");
+
+    // The same input without a schema, in one process: what must arrive.
+    let control_file = file(&control, &control, "200ms");
+    let control_out = dir.path().join(format!("{control}.jsonl"));
+    run_until(&control_file, &control_out, 2 * windows);
+    let (bad, good): (BTreeSet<String>, BTreeSet<String>) = read_lines(&control_out)
+        .into_iter()
+        .partition(|l| symbol_of(l).starts_with("BAD"));
+    assert_eq!((good.len(), bad.len()), (windows, windows));
+
+    let (delivered, _, _) = distinct_payloads(&brokers, &guarded);
+    let lost: Vec<&String> = good.difference(&delivered).collect();
+    assert!(
+        lost.is_empty(),
+        "{} valid records lost of {windows}, the first: {:?}",
+        lost.len(),
+        lost.first()
+    );
+    assert_eq!(delivered, good, "only valid records arrive");
+    let (dead, copies, all_refused) = distinct_payloads(&brokers, &format!("{guarded}-dlq"));
+    let lost: Vec<&String> = bad.difference(&dead).collect();
+    assert!(
+        lost.is_empty(),
+        "{} refused records never dead-lettered of {windows}, the first: {:?}",
+        lost.len(),
+        lost.first()
+    );
+    assert_eq!(dead, bad, "only refused records are dead-lettered");
+    assert!(all_refused, "every dead letter is refused_by_broker");
+    eprintln!("{} distinct dead letters in {copies} copies", dead.len());
 }

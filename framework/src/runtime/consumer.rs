@@ -11,7 +11,6 @@ use std::{
 use rdkafka::{
     consumer::{BaseConsumer, CommitMode, Consumer, ConsumerContext, StreamConsumer},
     error::KafkaResult,
-    producer::Producer,
     types::RDKafkaRespErr,
     ClientContext, Offset, TopicPartitionList,
 };
@@ -112,7 +111,8 @@ pub struct StageHooks {
     checkpoint_topic: Option<String>,
     input_topics: Vec<String>,
     factory: Option<TransformFactory>,
-    producer: Option<super::kafka::SharedProducer>,
+    /// The stage's producer and deliveries in flight: a revoke commits only what is durable.
+    deliveries: Option<super::kafka::HookView>,
     shared: Arc<Mutex<Shared>>,
 }
 
@@ -122,7 +122,7 @@ impl StageHooks {
     pub fn new(
         stage: &super::StageRuntime,
         factory: Option<TransformFactory>,
-        producer: Option<super::kafka::SharedProducer>,
+        deliveries: Option<super::kafka::HookView>,
     ) -> (Self, Arc<Mutex<Shared>>) {
         let shared = Arc::new(Mutex::new(Shared::default()));
         let input_topics = stage.input_topics.clone();
@@ -137,7 +137,7 @@ impl StageHooks {
                     .map(|_| checkpoint::topic_for_group(&stage.group)),
                 input_topics,
                 factory,
-                producer,
+                deliveries,
                 shared: shared.clone(),
             },
             shared,
@@ -283,22 +283,28 @@ impl StageHooks {
 
     fn on_revoke(&self, consumer: &BaseConsumer<Self>, tpl: &TopicPartitionList) {
         // Make what was produced from these partitions durable, then commit them, so the
-        // next owner starts where this one stopped.
-        if let Some(producer) = &self.producer {
-            let producer = producer.lock().unwrap_or_else(|p| p.into_inner()).clone();
-            let flushed = producer.flush(Duration::from_secs(30));
-            // A fatal producer failed what was queued: the stage resends it, so these
-            // offsets must not move past it.
-            let failed = flushed
-                .err()
-                .map(|e| e.to_string())
-                .or_else(|| producer.client().fatal_error().map(|(_, reason)| reason));
-            if let Some(e) = failed {
-                warn!(stage = %self.stage, "flushing before a rebalance failed: {e}; offsets stay uncommitted");
-                self.drop_partitions(tpl);
-                return;
+        // next owner starts where this one stopped; if something is not durable, the next
+        // owner starts from the last commit instead.
+        let durable = self
+            .deliveries
+            .as_ref()
+            .map_or(Ok(()), super::revoke::flush_and_check);
+        match durable {
+            Ok(()) => self.commit_revoked(consumer, tpl),
+            Err(why) => {
+                warn!(stage = %self.stage, "offsets of the revoked partitions stay uncommitted \
+                    (their next owner starts from the last commit): {why}");
             }
         }
+        self.drop_partitions(tpl);
+        // Even without a commit: the group's rebalance waits for it.
+        if let Err(e) = consumer.unassign() {
+            warn!(stage = %self.stage, "unassigning: {e}");
+        }
+        info!(stage = %self.stage, "partitions revoked");
+    }
+
+    fn commit_revoked(&self, consumer: &BaseConsumer<Self>, tpl: &TopicPartitionList) {
         let commit = {
             let shared = lock(&self.shared);
             commit_list(&shared, &self.input_topics, |p| {
@@ -310,11 +316,6 @@ impl StageHooks {
                 warn!(stage = %self.stage, "committing revoked partitions failed: {e}");
             }
         }
-        self.drop_partitions(tpl);
-        if let Err(e) = consumer.unassign() {
-            warn!(stage = %self.stage, "unassigning: {e}");
-        }
-        info!(stage = %self.stage, "partitions revoked");
     }
 
     fn drop_partitions(&self, tpl: &TopicPartitionList) {

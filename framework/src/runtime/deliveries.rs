@@ -10,6 +10,8 @@
 //! resending. Nothing behind a refused batch was written before it (the fatal producer
 //! failed it), so each partition keeps its order, and `wait_all` returns only once every
 //! record is delivered or dead-lettered: offsets are never committed past a lost record.
+//! The deliveries in flight are shared with the rebalance hooks (`in_flight`), so that a
+//! revoke does not commit past a failure the stage has not recovered yet either.
 
 use std::{
     future::Future,
@@ -19,7 +21,6 @@ use std::{
     time::Duration,
 };
 
-use futures::{stream::FuturesUnordered, StreamExt};
 use rdkafka::{
     config::ClientConfig,
     error::KafkaError,
@@ -35,7 +36,10 @@ use super::{
 };
 use crate::error::FrameworkError;
 
+mod in_flight;
 mod recover;
+
+pub use in_flight::{InFlight, Outcomes};
 
 /// Most deliveries in flight before a stage waits for acknowledgements.
 const MAX_IN_FLIGHT: usize = 10_000;
@@ -45,6 +49,14 @@ const SEND_ALONE_TIMEOUT: Duration = Duration::from_secs(30);
 /// The producer a stage currently uses, shared with its rebalance hooks: it is replaced
 /// when librdkafka made it fatal.
 pub type SharedProducer = Arc<Mutex<FutureProducer>>;
+
+/// What a stage's rebalance hooks see of its deliveries: the producer to flush, and the
+/// deliveries in flight, whose failures the stage may not have recovered yet.
+#[derive(Clone)]
+pub struct HookView {
+    pub producer: SharedProducer,
+    pub in_flight: InFlight,
+}
 
 type DeliveryResult = Result<
     rdkafka::producer::future_producer::OwnedDeliveryResult,
@@ -77,7 +89,7 @@ pub struct Deliveries {
     producer: FutureProducer,
     /// How to make a new producer, and where the stage's hooks look for it.
     recreate: Option<(ClientConfig, SharedProducer)>,
-    in_flight: FuturesUnordered<Tagged>,
+    in_flight: InFlight,
     next_seq: u64,
     /// What to do with records the broker refuses; without it they fail the stage.
     refusals: Option<refusal::Policy>,
@@ -88,7 +100,7 @@ impl Deliveries {
         Deliveries {
             producer,
             recreate: None,
-            in_flight: FuturesUnordered::new(),
+            in_flight: InFlight::default(),
             next_seq: 0,
             refusals: None,
         }
@@ -106,6 +118,11 @@ impl Deliveries {
         self.refusals = Some(policy);
         self.recreate = Some((config, shared));
         self
+    }
+
+    /// The deliveries in flight, for the stage's rebalance hooks.
+    pub fn in_flight(&self) -> InFlight {
+        self.in_flight.clone()
     }
 
     /// Sends a record a connector emitted: its key and payload, its event time as the

@@ -10,7 +10,7 @@ use rdkafka::{
 use crate::{error::FrameworkError, redact::redact, spec::KafkaSpec};
 
 /// Tracked deliveries: see `deliveries`.
-pub use super::deliveries::{Deliveries, SharedProducer};
+pub use super::deliveries::{Deliveries, HookView, SharedProducer};
 /// Control markers (end of input, progress): see `markers`.
 pub use super::markers::{Writer, EOF_HEADER};
 /// Headers of dead-letter records.

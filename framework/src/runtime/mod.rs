@@ -20,6 +20,9 @@ pub mod markers;
 mod peers;
 pub mod refusal;
 mod reject;
+mod revoke;
+#[cfg(test)]
+mod revoke_tests;
 mod sink;
 mod source;
 pub mod topics;
@@ -72,9 +75,10 @@ impl StageRuntime {
         self.partitions.get(topic).copied().unwrap_or(1)
     }
 
-    /// The stage's producer (shared with its rebalance hooks) and its acknowledgement
-    /// tracker, which dead-letters records the broker refuses instead of failing the stage.
-    fn deliveries(&self) -> Result<(kafka::SharedProducer, kafka::Deliveries), FrameworkError> {
+    /// The stage's acknowledgement tracker, which dead-letters records the broker refuses
+    /// instead of failing the stage, and what its rebalance hooks see of it (the producer
+    /// and the deliveries in flight).
+    fn deliveries(&self) -> Result<(kafka::HookView, kafka::Deliveries), FrameworkError> {
         let producer = kafka::create_producer(&self.kafka)?;
         let shared = Arc::new(std::sync::Mutex::new(producer.clone()));
         let config = kafka::producer_config(&self.kafka);
@@ -87,7 +91,11 @@ impl StageRuntime {
         };
         let deliveries =
             kafka::Deliveries::new(producer).with_refusals(policy, config, shared.clone());
-        Ok((shared, deliveries))
+        let view = kafka::HookView {
+            producer: shared,
+            in_flight: deliveries.in_flight(),
+        };
+        Ok((view, deliveries))
     }
 }
 

@@ -3,7 +3,6 @@
 
 use std::time::Duration;
 
-use futures::StreamExt;
 use rdkafka::{
     error::KafkaError,
     message::{Message, OwnedHeaders, OwnedMessage},
