@@ -34,7 +34,7 @@ mod schema_text;
 pub mod settings;
 pub mod spec;
 pub mod suggest;
-#[cfg(feature = "testing")]
+#[cfg(any(test, feature = "testing"))]
 pub mod testing;
 pub mod validate;
 pub mod yaml;

@@ -5,8 +5,10 @@
 
 use std::{
     net::TcpListener,
+    path::{Path, PathBuf},
+    process::{Child, Command, Stdio},
     sync::atomic::{AtomicU32, Ordering},
-    time::{SystemTime, UNIX_EPOCH},
+    time::{Duration, Instant, SystemTime, UNIX_EPOCH},
 };
 
 use crate::{
@@ -166,5 +168,62 @@ mod tests {
             value,
             serde_json::json!({"symbol": "BTC", "price": 1.5, "timestamp": "1970-01-01T00:00:00.000Z"})
         );
+    }
+}
+
+/// The Tansu binary `scripts/servers.sh install` put in place.
+pub fn tansu_bin() -> PathBuf {
+    let home = std::env::var("PIPELINE_HOME").unwrap_or_else(|_| {
+        format!(
+            "{}/.local/share/pipeline",
+            std::env::var("HOME").unwrap_or_default()
+        )
+    });
+    let bin = Path::new(&home).join("bin/tansu");
+    assert!(
+        bin.exists(),
+        "{} is missing: run scripts/servers.sh install (scripts/test.sh does)",
+        bin.display()
+    );
+    bin
+}
+
+/// A Kafka-protocol broker of a test's own (for settings the shared one lacks: a schema
+/// registry, TLS, a listener that differs from the advertised one), stopped when dropped.
+pub struct Broker(Child);
+
+impl Broker {
+    /// Listens on `port`, tells clients to connect to `advertised`. Runs in `/`, so that
+    /// relative paths in `extra` cannot depend on the test's directory.
+    pub fn start(port: u16, advertised: u16, extra: &[&str]) -> Broker {
+        let child = Command::new(tansu_bin())
+            .current_dir("/")
+            .arg("broker")
+            .arg("--listener-url")
+            .arg(format!("tcp://127.0.0.1:{port}"))
+            .arg("--advertised-listener-url")
+            .arg(format!("tcp://127.0.0.1:{advertised}"))
+            .args(extra)
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("start tansu");
+        let broker = Broker(child);
+        let deadline = Instant::now() + Duration::from_secs(20);
+        while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+            assert!(
+                Instant::now() < deadline,
+                "the test broker did not listen on {port} within 20 s"
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        broker
+    }
+}
+
+impl Drop for Broker {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
     }
 }

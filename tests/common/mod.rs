@@ -10,7 +10,7 @@ use std::{
 
 /// The servers' addresses and unique names: the helpers every crate's tests share.
 #[allow(unused_imports)] // each test binary uses a different subset
-pub use framework::testing::{free_local_addr, kafka_brokers, mongo_uri, unique};
+pub use framework::testing::{free_local_addr, kafka_brokers, mongo_uri, unique, Broker};
 
 pub fn pipeline_bin() -> PathBuf {
     PathBuf::from(env!("CARGO_BIN_EXE_pipeline"))
@@ -416,56 +416,6 @@ pub fn all_documents(
             .await
             .expect("documents")
     })
-}
-
-/// The Tansu binary `scripts/servers.sh install` put in place.
-pub fn tansu_bin() -> PathBuf {
-    let home = std::env::var("PIPELINE_HOME").unwrap_or_else(|_| {
-        format!(
-            "{}/.local/share/pipeline",
-            std::env::var("HOME").unwrap_or_default()
-        )
-    });
-    let bin = Path::new(&home).join("bin/tansu");
-    assert!(
-        bin.exists(),
-        "{} is missing: run scripts/servers.sh install (scripts/test.sh does)",
-        bin.display()
-    );
-    bin
-}
-
-/// A broker of a test's own, stopped when dropped.
-pub struct Broker(Child);
-
-impl Broker {
-    /// Listens on `port`, tells clients to connect to `advertised`. Runs in `/`, so that
-    /// relative paths in `extra` cannot depend on the test's directory.
-    pub fn start(port: u16, advertised: u16, extra: &[&str]) -> Broker {
-        let child = Command::new(tansu_bin())
-            .current_dir("/")
-            .arg("broker")
-            .arg("--listener-url")
-            .arg(format!("tcp://127.0.0.1:{port}"))
-            .arg("--advertised-listener-url")
-            .arg(format!("tcp://127.0.0.1:{advertised}"))
-            .args(extra)
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("start tansu");
-        wait_for("the test broker to listen", Duration::from_secs(20), || {
-            std::net::TcpStream::connect(("127.0.0.1", port)).ok()
-        });
-        Broker(child)
-    }
-}
-
-impl Drop for Broker {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
 }
 
 /// Produces one price record (`symbol`, `price`, ISO `timestamp` = `ts`) keyed by its

@@ -6,8 +6,6 @@
 
 use std::{
     collections::{BTreeSet, HashMap},
-    path::{Path, PathBuf},
-    process::{Child, Command, Stdio},
     sync::Arc,
     time::{Duration, Instant},
 };
@@ -22,40 +20,16 @@ use rdkafka::{
 };
 use tokio::time::timeout;
 
+use crate::testing::{unique, Broker};
+
 use super::{
     consumer::{lock, subscribe, StageHooks},
     kafka, StageRuntime,
 };
 
-/// A broker of the test's own, killed when dropped.
-struct Tansu(Child);
-
-impl Drop for Tansu {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
-fn tansu_bin() -> PathBuf {
-    let home = std::env::var("PIPELINE_HOME").unwrap_or_else(|_| {
-        format!(
-            "{}/.local/share/pipeline",
-            std::env::var("HOME").unwrap_or_default()
-        )
-    });
-    let bin = Path::new(&home).join("bin/tansu");
-    assert!(
-        bin.exists(),
-        "{} is missing: run scripts/servers.sh install",
-        bin.display()
-    );
-    bin
-}
-
 /// Starts Tansu with a schema for `output` that refuses the symbol `BAD`; returns it, its
 /// address and the schema directory (kept until the test ends).
-fn start_tansu(output: &str) -> (Tansu, String, tempfile::TempDir) {
+fn start_tansu(output: &str) -> (Broker, String, tempfile::TempDir) {
     let schemas = tempfile::tempdir().expect("schema dir");
     std::fs::write(
         schemas.path().join(format!("{output}.json")),
@@ -63,37 +37,10 @@ fn start_tansu(output: &str) -> (Tansu, String, tempfile::TempDir) {
             "properties":{"symbol":{"not":{"const":"BAD"}}}}}}"#,
     )
     .expect("write the schema");
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .expect("a free port")
-        .port();
-    let child = Command::new(tansu_bin())
-        .current_dir("/")
-        .arg("broker")
-        .arg("--listener-url")
-        .arg(format!("tcp://127.0.0.1:{port}"))
-        .arg("--advertised-listener-url")
-        .arg(format!("tcp://127.0.0.1:{port}"))
-        .arg("--schema-registry")
-        .arg(format!("file://{}", schemas.path().display()))
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("start tansu");
-    let tansu = Tansu(child);
-    let deadline = Instant::now() + Duration::from_secs(20);
-    while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
-        assert!(Instant::now() < deadline, "tansu did not listen");
-        std::thread::sleep(Duration::from_millis(50));
-    }
+    let port = crate::testing::free_port();
+    let registry = format!("file://{}", schemas.path().display());
+    let tansu = Broker::start(port, port, &["--schema-registry", &registry]);
     (tansu, format!("127.0.0.1:{port}"), schemas)
-}
-
-fn unique(prefix: &str) -> String {
-    let nanos = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| d.as_nanos());
-    format!("{prefix}-{nanos}")
 }
 
 /// A stage reading `input` and writing `output` (dead letters to `output-dlq`).
