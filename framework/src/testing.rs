@@ -150,27 +150,6 @@ impl<T: Transform> TransformDriver<T> {
     }
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn unique_names_differ_and_keep_their_prefix() {
-        let (a, b) = (unique("topic"), unique("topic"));
-        assert_ne!(a, b);
-        assert!(a.starts_with("topic-"));
-    }
-
-    #[test]
-    fn price_records_carry_the_three_fields_of_the_price_format() {
-        let value: serde_json::Value = serde_json::from_slice(&price_json("BTC", 1.5, 0)).unwrap();
-        assert_eq!(
-            value,
-            serde_json::json!({"symbol": "BTC", "price": 1.5, "timestamp": "1970-01-01T00:00:00.000Z"})
-        );
-    }
-}
-
 /// The Tansu binary `scripts/servers.sh install` put in place.
 pub fn tansu_bin() -> PathBuf {
     let home = std::env::var("PIPELINE_HOME").unwrap_or_else(|_| {
@@ -225,5 +204,26 @@ impl Drop for Broker {
     fn drop(&mut self) {
         let _ = self.0.kill();
         let _ = self.0.wait();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn unique_names_differ_and_keep_their_prefix() {
+        let (a, b) = (unique("topic"), unique("topic"));
+        assert_ne!(a, b);
+        assert!(a.starts_with("topic-"));
+    }
+
+    #[test]
+    fn price_records_carry_the_three_fields_of_the_price_format() {
+        let value: serde_json::Value = serde_json::from_slice(&price_json("BTC", 1.5, 0)).unwrap();
+        assert_eq!(
+            value,
+            serde_json::json!({"symbol": "BTC", "price": 1.5, "timestamp": "1970-01-01T00:00:00.000Z"})
+        );
     }
 }
