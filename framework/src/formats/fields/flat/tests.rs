@@ -133,7 +133,29 @@ fn space() -> impl Strategy<Value = String> {
     ]
 }
 
+/// Records of every kind: half of them flat records of plain values, the rest anything.
 fn record() -> impl Strategy<Value = Vec<u8>> {
+    prop_oneof![plain_record(), any_record()]
+}
+
+/// Flat records of plain values: what the flat reader must read itself.
+fn plain_record() -> impl Strategy<Value = Vec<u8>> {
+    let value = prop_oneof![
+        "\"[a-zA-Z0-9 :.\u{e9}-]{0,30}\"",
+        "-?(0|[1-9][0-9]{0,20})(\\.[0-9]{1,12})?([eE][+-]?[0-9]{1,3})?",
+        prop_oneof![Just("true"), Just("false"), Just("null")].prop_map(String::from),
+    ];
+    let member = (key(), "[ \t\n\r]{0,1}", value)
+        .prop_filter("plain keys", |(k, _, _)| {
+            let inner = &k[1..k.len() - 1];
+            !inner.contains(['"', '\\']) && !inner.contains(char::is_control)
+        })
+        .prop_map(|(k, space, v)| format!("{k}{space}:{space}{v}"));
+    prop::collection::vec(member, 0..6)
+        .prop_map(|members| format!("{{{}}}", members.join(",")).into_bytes())
+}
+
+fn any_record() -> impl Strategy<Value = Vec<u8>> {
     let member = (space(), key(), space(), value(), space())
         .prop_map(|(a, k, b, v, c)| format!("{a}{k}{b}:{c}{v}{a}"));
     (
@@ -243,5 +265,5 @@ fn generated_records_often_take_the_flat_path() {
             agree(&payload)[0]
         })
         .count();
-    assert!(answered > 200, "{answered} of 1000");
+    assert!(answered > 300, "{answered} of 1000");
 }
