@@ -1,18 +1,28 @@
 //! In-process throughput of `moving_stats` through the `Transform` trait: JSON bytes in,
 //! JSON bytes out, no Kafka.
 //!
-//! `cargo run --release -p connector-moving-stats --example bench_moving_stats [events]`
+//! `cargo run --release -p connector-moving-stats --example bench_moving_stats [events] [mode]`
 //!
 //! Default: 10 M events of one symbol, 10 events per second of event time (100 ms apart
 //! with jitter), random-walk prices in cents, the default 6 windows and 1 s slide. Input
 //! is generated in chunks outside the timed section; prints events/s and peak RSS.
+//!
+//! Mode `digest`: prints a hash of every output record, and one of what a second instance
+//! writes and refuses for 100,000 hostile records (`digest::hostile`), to show that two
+//! builds write the same bytes (the throughput then includes the hashing).
 
 use std::time::{Duration, Instant};
 
 use connector_moving_stats::{MovingStats, MovingStatsConfig};
 use framework::{event_time::write_millis, Emitter, InputRecord, Transform};
 
+// Not examples/digest.rs: cargo would take that for an example of its own.
+#[path = "bench_moving_stats/digest.rs"]
+mod digest;
+
 const CHUNK: usize = 65_536;
+/// Hostile records fed in `digest` mode after the events.
+const HOSTILE: usize = 100_000;
 
 struct Rng(u64);
 
@@ -53,6 +63,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         framework::observe::tap::fetch("btc-price", 0, 1)?;
     }
     let tap = framework::observe::tap::is_active();
+    let mut digest = (mode == "digest").then(digest::Digest::new);
     let metrics = framework::metrics::StageMetrics::new("moving", "moving_stats");
     let mut tally = framework::metrics::Tally::default();
     let config = MovingStatsConfig::default();
@@ -112,6 +123,9 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
                         );
                     }
                 }
+                if let Some(digest) = &mut digest {
+                    digest.emitted(&out);
+                }
                 produced += out.records.len() as u64;
                 out_bytes += out
                     .records
@@ -136,6 +150,43 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     let started = Instant::now();
     transform.end_of_input(&mut out);
     busy += started.elapsed();
+    if let Some(digest) = &mut digest {
+        digest.emitted(&out);
+        println!("digest:        {:016x} (the events' output)", digest.0);
+        // A fixed wall clock, an hour past the events: `max_future_skew` refusals (whose
+        // detail names the clock) are then the same in every run.
+        let now_ms = t_ms + 3_600_000;
+        let mut transform = MovingStats::with_clock(&config, std::sync::Arc::new(move || now_ms))?;
+        let mut digest = digest::Digest::new();
+        let mut hostile = Emitter::new();
+        let (mut written, mut refused) = (0, 0);
+        for i in 0..=HOSTILE {
+            if i == HOSTILE {
+                transform.end_of_input(&mut hostile);
+            } else {
+                let payload = digest::hostile(&mut rng, t_ms);
+                let record = InputRecord {
+                    port: 0,
+                    key: None,
+                    payload: &payload,
+                    timestamp_ms: None,
+                    partition: 0,
+                    offset: (events + i) as i64,
+                };
+                transform.process(&record, &mut hostile);
+            }
+            digest.emitted(&hostile);
+            (written, refused) = (
+                written + hostile.records.len(),
+                refused + hostile.rejected.len(),
+            );
+            hostile.clear();
+        }
+        println!(
+            "digest:        {:016x} ({HOSTILE} hostile records: {written} out, {refused} rejected)",
+            digest.0
+        );
+    }
     produced += out.records.len() as u64;
     out_bytes += out
         .records

@@ -202,10 +202,12 @@ fn exact_mean(count: u64, sum: i128) -> f64 {
     }
     // count <= 2^32, so q < 2^59 and q * (a 54-bit midpoint) < 2^113.
     let q = u128::from(count) * SCALE as u128;
-    let candidate = p as f64 / q as f64;
-    let magnitude = round_correctly(candidate, |m, e| {
-        U256::from(p).cmp_scaled(0, U256::mul(q, u128::from(m)), e)
-    });
+    let candidate = to_f64(p) / to_f64(q);
+    if p <= EXACT_F64 && q <= EXACT_F64 {
+        // Both exact as floats, so IEEE division already rounded the quotient correctly.
+        return if sum < 0 { -candidate } else { candidate };
+    }
+    let magnitude = round_correctly(candidate, |m, e| cmp_scaled(p, q * u128::from(m), e));
     if sum < 0 {
         -magnitude
     } else {
@@ -221,12 +223,52 @@ fn exact_std(count: u64, sum: i128, sum_sq: u128) -> f64 {
     }
     // count <= 2^32: d < 2^118, and d * (a 54-bit midpoint)^2 < 2^226.
     let d = u128::from(count).pow(2) * (SCALE as u128 * SCALE as u128);
-    let candidate = (n.to_f64() / d as f64).sqrt();
+    // Within a few ulps: the comparisons below decide the result, not the candidate, so
+    // cheap conversions do.
+    let wide = 2f64.powi(128);
+    let candidate = ((approx_f64(n.hi) * wide + approx_f64(n.lo)) / approx_f64(d)).sqrt();
     // sqrt(n / d) against m * 2^e  <=>  n against d * m^2 * 2^(2e).
     round_correctly(candidate, |m, e| {
         let m = u128::from(m);
         n.cmp_scaled(0, U256::mul(d, m * m), 2 * e)
     })
+}
+
+/// Integers up to this are exact as `f64`.
+const EXACT_F64: u128 = 1 << 53;
+
+/// `v as f64`, through the much cheaper 64-bit conversion when `v` fits: both round to
+/// nearest, so the result is the same.
+fn to_f64(v: u128) -> f64 {
+    match u64::try_from(v) {
+        Ok(v) => v as f64,
+        Err(_) => v as f64,
+    }
+}
+
+/// `v as f64` within an ulp, without the slow correctly rounded 128-bit conversion.
+fn approx_f64(v: u128) -> f64 {
+    (v >> 64) as u64 as f64 * 2f64.powi(64) + v as u64 as f64
+}
+
+/// Orders `a` against `b * 2^e` exactly, in 128 bits.
+fn cmp_scaled(a: u128, b: u128, e: i32) -> Ordering {
+    if a == 0 || b == 0 {
+        return a.cmp(&b);
+    }
+    let shift = e.unsigned_abs();
+    // A shift past the leading zeros would reach 2^128, beyond the other side.
+    if e >= 0 {
+        if b.leading_zeros() < shift {
+            return Ordering::Less;
+        }
+        a.cmp(&(b << shift))
+    } else {
+        if a.leading_zeros() < shift {
+            return Ordering::Greater;
+        }
+        (a << shift).cmp(&b)
+    }
 }
 
 /// The correctly rounded (to nearest, ties to even) `f64` of a positive real `x`, given a
@@ -295,6 +337,9 @@ impl From<u128> for U256 {
 impl U256 {
     fn mul(a: u128, b: u128) -> U256 {
         const LOW: u128 = u64::MAX as u128;
+        if a <= LOW && b <= LOW {
+            return U256::from(a * b);
+        }
         let (a1, a0) = (a >> 64, a & LOW);
         let (b1, b0) = (b >> 64, b & LOW);
         let (p00, p01, p10, p11) = (a0 * b0, a0 * b1, a1 * b0, a1 * b1);
@@ -346,7 +391,7 @@ impl U256 {
     }
 
     fn to_f64(self) -> f64 {
-        self.hi as f64 * 2f64.powi(128) + self.lo as f64
+        to_f64(self.hi) * 2f64.powi(128) + to_f64(self.lo)
     }
 
     /// Orders `self * 2^a` against `other * 2^b` exactly.

@@ -19,6 +19,6 @@ pub use guard::{system_clock, Clock, FutureGuard, KeyLimits};
 pub use guard_config::KeyGuards;
 pub use operator::{Admission, ClosedWindows, KeyedWindowOperator};
 pub use sliding::AlignedSlidingWindow;
-pub use timestamp::{format_millis, parse_millis, write_millis, TimestampError};
+pub use timestamp::{format_millis, parse_millis, write_millis, MillisWriter, TimestampError};
 pub use watermark::{KeyedWatermarks, Watermark};
 pub use window::{floor_div, SlidingWindows, WindowSpecError};

@@ -196,9 +196,18 @@ where
         K: Borrow<Q>,
         Q: Hash + Eq + ToOwned<Owned = K> + ?Sized,
     {
-        if let Some(&i) = self.index.get(key) {
-            return i;
+        match self.index.get(key) {
+            Some(&i) => i,
+            None => self.insert_key(key),
         }
+    }
+
+    /// State for a key without any; returns its index.
+    fn insert_key<Q>(&mut self, key: &Q) -> usize
+    where
+        K: Borrow<Q>,
+        Q: Hash + Eq + ToOwned<Owned = K> + ?Sized,
+    {
         let i = self.states.len();
         self.states
             .push(KeyState::new(&self.windows, self.lateness_ms));
@@ -246,19 +255,23 @@ where
         if let Some(cutoff) = self.sweep.observe(event_ms, &self.limits) {
             self.start_eviction(cutoff, key);
         }
-        if !self.index.contains_key(key) {
-            if let Some(horizon_ms) = self.sweep.cutoff(&self.limits) {
-                if event_ms < horizon_ms {
-                    return self
-                        .after_record(Admission::BeforeIdleHorizon { horizon_ms }, &mut emit);
+        // One hash lookup per record of a known key.
+        let i = match self.index.get(key) {
+            Some(&i) => i,
+            None => {
+                if let Some(horizon_ms) = self.sweep.cutoff(&self.limits) {
+                    if event_ms < horizon_ms {
+                        return self
+                            .after_record(Admission::BeforeIdleHorizon { horizon_ms }, &mut emit);
+                    }
                 }
+                if self.keys.len() - self.evicting.len() >= self.limits.max_keys {
+                    let max_keys = self.limits.max_keys;
+                    return self.after_record(Admission::TooManyKeys { max_keys }, &mut emit);
+                }
+                self.insert_key(key)
             }
-            if self.keys.len() - self.evicting.len() >= self.limits.max_keys {
-                let max_keys = self.limits.max_keys;
-                return self.after_record(Admission::TooManyKeys { max_keys }, &mut emit);
-            }
-        }
-        let i = self.slot(key);
+        };
         let state = &mut self.states[i];
         if state.watermark.is_late(event_ms) {
             let watermark_ms = state.watermark.current().unwrap_or(i64::MIN);

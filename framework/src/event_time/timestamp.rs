@@ -19,45 +19,73 @@ pub fn format_millis(millis: i64) -> String {
 
 /// Appends [`format_millis`]`(millis)` to `out` without allocating (hot output paths).
 pub fn write_millis(out: &mut Vec<u8>, millis: i64) {
-    let days = millis.div_euclid(MILLIS_PER_DAY);
-    let in_day = millis.rem_euclid(MILLIS_PER_DAY);
+    MillisWriter::default().write(out, millis);
+}
+
+/// [`write_millis`] for timestamps that mostly fall on the same day (a record's window
+/// bounds): the date of the last day written is kept, not computed again.
+#[derive(Debug, Default)]
+pub struct MillisWriter {
+    /// Days since the epoch and their `YYYY-MM-DDT`.
+    day: Option<(i64, [u8; 11])>,
+}
+
+impl MillisWriter {
+    pub fn write(&mut self, out: &mut Vec<u8>, millis: i64) {
+        let days = millis.div_euclid(MILLIS_PER_DAY);
+        let date = match self.day {
+            Some((cached, date)) if cached == days => date,
+            _ => match date_of(days) {
+                Some(date) => {
+                    self.day = Some((days, date));
+                    date
+                }
+                None => {
+                    // chrono's own rendering of signed or 5-digit years: rare enough to
+                    // not matter.
+                    out.extend_from_slice(slow_format(millis).as_bytes());
+                    return;
+                }
+            },
+        };
+        let in_day = millis.rem_euclid(MILLIS_PER_DAY);
+        let secs = in_day / 1000;
+        let ms = in_day % 1000;
+        let mut buf = [0u8; 24];
+        buf[..11].copy_from_slice(&date);
+        buf[11..13].copy_from_slice(&two_digits((secs / 3600) as u8));
+        buf[13] = b':';
+        buf[14..16].copy_from_slice(&two_digits((secs / 60 % 60) as u8));
+        buf[16] = b':';
+        buf[17..19].copy_from_slice(&two_digits((secs % 60) as u8));
+        buf[19] = b'.';
+        buf[20] = b'0' + (ms / 100) as u8;
+        buf[21] = b'0' + (ms / 10 % 10) as u8;
+        buf[22] = b'0' + (ms % 10) as u8;
+        buf[23] = b'Z';
+        out.extend_from_slice(&buf);
+    }
+}
+
+/// `YYYY-MM-DDT` of a day since the epoch; `None` outside years 0 to 9999.
+fn date_of(days: i64) -> Option<[u8; 11]> {
     let (year, month, day) = civil_from_days(days);
     if !(0..=9999).contains(&year) {
-        // chrono's own rendering of signed or 5-digit years: rare enough to not matter.
-        out.extend_from_slice(slow_format(millis).as_bytes());
-        return;
+        return None;
     }
-    let secs = in_day / 1000;
-    let fields = [
-        (year / 100) as u8,
-        (year % 100) as u8,
-        month as u8,
-        day as u8,
-        (secs / 3600) as u8,
-        (secs / 60 % 60) as u8,
-        (secs % 60) as u8,
-    ];
-    let ms = in_day % 1000;
-    let two = |v: u8| [b'0' + v / 10, b'0' + v % 10];
-    let mut buf = [0u8; 24];
-    buf[0..2].copy_from_slice(&two(fields[0]));
-    buf[2..4].copy_from_slice(&two(fields[1]));
-    buf[4] = b'-';
-    buf[5..7].copy_from_slice(&two(fields[2]));
-    buf[7] = b'-';
-    buf[8..10].copy_from_slice(&two(fields[3]));
-    buf[10] = b'T';
-    buf[11..13].copy_from_slice(&two(fields[4]));
-    buf[13] = b':';
-    buf[14..16].copy_from_slice(&two(fields[5]));
-    buf[16] = b':';
-    buf[17..19].copy_from_slice(&two(fields[6]));
-    buf[19] = b'.';
-    buf[20] = b'0' + (ms / 100) as u8;
-    buf[21] = b'0' + (ms / 10 % 10) as u8;
-    buf[22] = b'0' + (ms % 10) as u8;
-    buf[23] = b'Z';
-    out.extend_from_slice(&buf);
+    let mut date = [0u8; 11];
+    date[0..2].copy_from_slice(&two_digits((year / 100) as u8));
+    date[2..4].copy_from_slice(&two_digits((year % 100) as u8));
+    date[4] = b'-';
+    date[5..7].copy_from_slice(&two_digits(month as u8));
+    date[7] = b'-';
+    date[8..10].copy_from_slice(&two_digits(day as u8));
+    date[10] = b'T';
+    Some(date)
+}
+
+fn two_digits(v: u8) -> [u8; 2] {
+    [b'0' + v / 10, b'0' + v % 10]
 }
 
 fn slow_format(millis: i64) -> String {
@@ -154,6 +182,26 @@ fn civil_from_days(days: i64) -> (i64, i64, i64) {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_writer_that_keeps_its_day_writes_what_write_millis_writes() {
+        let mut writer = MillisWriter::default();
+        let (mut kept, mut each) = (Vec::new(), Vec::new());
+        let mut t: i64 = -62_167_219_200_001; // just before year 0
+        for step in [1, 999, 3_599_999, 86_399_999, 1, 86_400_000 * 400 + 7, 13] {
+            for _ in 0..40 {
+                t = t.saturating_add(step * 7_919);
+                for ms in [t, t - 3_600_000, t + 1, i64::MAX - t.abs() % 1000, t / 3] {
+                    writer.write(&mut kept, ms);
+                    each.extend_from_slice(slow_format(ms).as_bytes());
+                }
+            }
+        }
+        assert_eq!(
+            String::from_utf8_lossy(&kept),
+            String::from_utf8_lossy(&each)
+        );
+    }
 
     #[test]
     fn formats_with_millis_and_z_suffix() {

@@ -14,6 +14,12 @@ pub fn parse(text: &str) -> Option<Decimal> {
     if bytes.is_empty() || bytes.len() > MAX_TEXT_LEN {
         return None;
     }
+    parse_short(bytes).or_else(|| parse_any(text))
+}
+
+/// [`parse`] of any text (bounded by the caller), with a 128-bit mantissa.
+fn parse_any(text: &str) -> Option<Decimal> {
+    let bytes = text.as_bytes();
     let mut i = 0;
     let negative = bytes[0] == b'-';
     if negative {
@@ -80,6 +86,51 @@ pub fn parse(text: &str) -> Option<Decimal> {
     // The grammar above is a subset of what `f64::from_str` accepts, and it rounds
     // correctly; out-of-range text becomes an infinity for the caller's range check.
     text.parse::<f64>().ok().map(Decimal::inexact)
+}
+
+/// The common case in 64-bit arithmetic: `-?digits(.digits)?` with at most 19 digits
+/// (below 2^64) and an exact value. `None` leaves everything else, exponents included, to
+/// the general path, which gives the same result for what this accepts.
+fn parse_short(bytes: &[u8]) -> Option<Decimal> {
+    let (negative, digits) = match bytes.split_first()? {
+        (b'-', rest) => (true, rest),
+        _ => (false, bytes),
+    };
+    let mut mantissa: u64 = 0;
+    let mut count = 0;
+    let mut point = None;
+    for (i, &b) in digits.iter().enumerate() {
+        match b {
+            b'0'..=b'9' if count < 19 => {
+                mantissa = mantissa * 10 + u64::from(b - b'0');
+                count += 1;
+            }
+            b'.' if point.is_none() && i > 0 => point = Some(i),
+            _ => return None,
+        }
+    }
+    let fraction = match point {
+        Some(at) if at + 1 == digits.len() => return None,
+        Some(at) => digits.len() - at - 1,
+        None if count == 0 => return None,
+        None => 0,
+    };
+    // At most 18 fractional digits (one is before the point): the powers fit 64 bits.
+    let scaled = if fraction <= SCALE_DIGITS as usize {
+        mantissa.checked_mul(10u64.pow(SCALE_DIGITS - fraction as u32))?
+    } else {
+        let divisor = 10u64.pow((fraction - SCALE_DIGITS as usize) as u32);
+        if !mantissa.is_multiple_of(divisor) {
+            return None;
+        }
+        mantissa / divisor
+    };
+    if scaled > MAX_SCALED {
+        return None;
+    }
+    // Below 2^53: the cast and the negation are exact.
+    let signed = scaled as i64;
+    Decimal::from_scaled(if negative { -signed } else { signed })
 }
 
 fn push_digit(mantissa: Option<u128>, digit: u8) -> Option<u128> {
@@ -154,5 +205,19 @@ mod tests {
             assert_eq!(parse(text), None, "{text:?}");
         }
         assert_eq!(parse(&"1".repeat(MAX_TEXT_LEN + 1)), None);
+    }
+
+    proptest::proptest! {
+        #![proptest_config(proptest::prelude::ProptestConfig::with_cases(4096))]
+
+        /// The 64-bit path answers as the general one wherever it answers.
+        #[test]
+        fn the_short_path_agrees_with_the_general_one(
+            text in "-?[0-9]{0,21}(\\.[0-9]{0,21})?([eE][+-]?[0-9]{1,3})?|-?9007199[0-9]{0,10}\\.?[0-9]{0,10}"
+        ) {
+            if let Some(short) = parse_short(text.as_bytes()) {
+                proptest::prop_assert_eq!(Some(short), parse_any(&text), "{}", text);
+            }
+        }
     }
 }

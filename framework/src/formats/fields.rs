@@ -1,10 +1,13 @@
 //! Field paths (`symbol`, `data.p`) and reading the values they name out of a JSON record
-//! in one pass, without building a `serde_json::Value`.
+//! in one pass, without building a `serde_json::Value`: flat records of plain values by
+//! hand ([`flat`]), everything else through serde_json.
 
 use std::{borrow::Cow, fmt};
 
 use serde::de::{self, DeserializeSeed, Deserializer, IgnoredAny, MapAccess, Visitor};
 use serde_json::value::RawValue;
+
+mod flat;
 
 /// Longest field path.
 pub const MAX_PATH_LEN: usize = 256;
@@ -92,6 +95,8 @@ pub struct FieldReader<const N: usize> {
 #[derive(Debug, Clone)]
 struct Entry {
     name: Box<str>,
+    /// The name as words, for the flat reader.
+    short: Option<flat::Name>,
     node: Node,
 }
 
@@ -122,6 +127,7 @@ impl<const N: usize> FieldReader<N> {
                     None => {
                         level.push(Entry {
                             name: segment.as_str().into(),
+                            short: flat::Name::of(segment.as_bytes()),
                             node: Node::Branch(Vec::new()),
                         });
                         level.len() - 1
@@ -134,6 +140,7 @@ impl<const N: usize> FieldReader<N> {
             }
             level.push(Entry {
                 name: last.as_str().into(),
+                short: flat::Name::of(last.as_bytes()),
                 node: Node::Leaf(slot),
             });
         }
@@ -156,6 +163,18 @@ impl<const N: usize> FieldReader<N> {
         .deserialize(&mut deserializer)?;
         deserializer.end()?;
         Ok(slots)
+    }
+
+    /// [`read`](Self::read) and [`classify`] in one, without serde_json for a flat record
+    /// of plain values (the usual one); the same result and the same errors either way.
+    pub fn read_scalars<'a>(
+        &self,
+        payload: &'a [u8],
+    ) -> Result<[Option<Scalar<'a>>; N], serde_json::Error> {
+        if let Some(scalars) = flat::read(&self.root, payload) {
+            return Ok(scalars);
+        }
+        Ok(self.read(payload)?.map(|raw| raw.map(classify)))
     }
 }
 

@@ -18,7 +18,7 @@ use serde_json::Value;
 
 use super::{field_head, write_f64, Refusal};
 use crate::contract::{JsonType, WrittenField};
-use crate::event_time::{parse_millis, write_millis, ClosedWindows, DecimalMoments};
+use crate::event_time::{parse_millis, ClosedWindows, DecimalMoments, MillisWriter};
 
 /// `avg_<value>`.
 pub fn avg_name(value: &str) -> String {
@@ -81,8 +81,10 @@ impl StatsWriter {
     /// `{"timestamp":e,"<key>":...,"stats":[...]}` with one entry per non-empty window in
     /// configured order. Floats are printed shortest-round-trip (ryu, as serde_json does).
     pub fn write(&self, out: &mut Vec<u8>, key: &str, closed: &ClosedWindows<'_, DecimalMoments>) {
+        // The window bounds of a record mostly share a day: its date is rendered once.
+        let mut times = MillisWriter::default();
         out.extend_from_slice(b"{\"timestamp\":\"");
-        write_millis(out, closed.end_ms);
+        times.write(out, closed.end_ms);
         out.push(b'"');
         out.extend_from_slice(&self.key_head);
         crate::json::write_string(out, key);
@@ -95,7 +97,7 @@ impl StatsWriter {
             if let Some(head) = self.window_heads.get(i) {
                 out.extend_from_slice(head);
             }
-            write_millis(out, start_ms);
+            times.write(out, start_ms);
             out.extend_from_slice(b"\",\"count\":");
             out.extend_from_slice(ints.format(stats.count()).as_bytes());
             out.extend_from_slice(&self.avg_head);

@@ -18,7 +18,7 @@ use std::borrow::Cow;
 
 use super::{
     decimal,
-    fields::{classify, FieldPath, FieldReader, Scalar},
+    fields::{FieldPath, FieldReader, Scalar},
     Refusal,
 };
 use crate::{
@@ -141,7 +141,7 @@ impl PriceParser {
     pub fn parse<'a>(&self, payload: &'a [u8]) -> Result<Price<'a>, Refusal> {
         let [key, value, time] = self
             .reader
-            .read(payload)
+            .read_scalars(payload)
             .map_err(|e| Refusal::new("malformed_json", e.to_string()))?;
         let f = &self.fields;
         let missing =
@@ -151,7 +151,7 @@ impl PriceParser {
             value.ok_or_else(|| missing(&f.value))?,
             time.ok_or_else(|| missing(&f.timestamp))?,
         );
-        let key = match classify(key) {
+        let key = match key {
             Scalar::Str(s) if !s.is_empty() => s,
             Scalar::Str(_) => {
                 return Err(Refusal::new(
@@ -166,8 +166,8 @@ impl PriceParser {
                 ))
             }
         };
-        let value = self.value_of(classify(value))?;
-        let event_ms = time_of(&f.timestamp, classify(time))?;
+        let value = self.value_of(value)?;
+        let event_ms = time_of(&f.timestamp, time)?;
         Ok(Price {
             key,
             value,

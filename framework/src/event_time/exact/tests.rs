@@ -191,6 +191,34 @@ mod properties {
         (mean, std)
     }
 
+    /// Any 128-bit value, biased towards the edges the shortcuts decide on.
+    fn wide() -> impl Strategy<Value = u128> {
+        prop_oneof![
+            any::<u128>(),
+            (any::<u128>(), 0u32..128).prop_map(|(v, bits)| v >> bits),
+            Just(0),
+            Just(1),
+            Just(u128::MAX),
+        ]
+    }
+
+    proptest! {
+        #[test]
+        fn conversions_to_f64_round_as_the_128_bit_one(v in wide()) {
+            prop_assert_eq!(to_f64(v).to_bits(), (v as f64).to_bits());
+        }
+
+        #[test]
+        fn comparisons_in_128_bits_agree_with_the_256_bit_ones(
+            a in wide(),
+            b in wide(),
+            e in -260i32..260,
+        ) {
+            let wide = U256::from(a).cmp_scaled(0, U256::from(b), e);
+            prop_assert_eq!(cmp_scaled(a, b, e), wide);
+        }
+    }
+
     proptest! {
         #![proptest_config(ProptestConfig::with_cases(2_000))]
 
