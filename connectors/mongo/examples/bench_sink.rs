@@ -4,7 +4,7 @@
 //! ```text
 //! MONGO_URI='mongodb://127.0.0.1:27017/?directConnection=true' \
 //!   cargo run --release -p connector-mongo --example bench_sink -- \
-//!   [BATCHES] [--symbols N] [--per-collection] [--baseline] [--time-series]
+//!   [BATCHES] [--batch RECORDS] [--symbols N] [--per-collection] [--baseline] [--time-series]
 //! ```
 //!
 //! Passes over the same records: first delivery (every document is new: inserts),
@@ -13,7 +13,8 @@
 //! same with `write_command: per_collection` and with `time_series: true`, and the raw
 //! driver's unordered bulk inserts and bulk upserts of the same documents (the server's
 //! rates without the sink). `--symbols N` interleaves N symbols, as the pipeline's records
-//! of N symbols arrive (default 1). Databases are dropped at the end.
+//! of N symbols arrive (default 1); `--batch` sets the records per batch (default 1000;
+//! the live pipeline's batches of one symbol hold ~10). Databases are dropped at the end.
 
 use std::time::{Duration, Instant};
 
@@ -22,6 +23,7 @@ use framework::{connector::StageContext, InputRecord, Sink, SinkContext};
 use tokio_util::sync::CancellationToken;
 
 const WINDOWS: [&str; 6] = ["30s", "1m", "5m", "15m", "30m", "1h"];
+/// Records per batch unless `--batch` says otherwise.
 const BATCH: usize = 1000;
 const BASE_MS: i64 = 1_746_631_860_000;
 
@@ -57,11 +59,12 @@ async fn pass(
     label: &str,
     sink: &mut MongoSink,
     payloads: &[Vec<u8>],
+    batch: usize,
     ctx: &SinkContext,
 ) -> Result<(), Box<dyn std::error::Error>> {
     let mut slowest = Duration::ZERO;
     let started = Instant::now();
-    for (b, chunk) in payloads.chunks(BATCH).enumerate() {
+    for (b, chunk) in payloads.chunks(batch).enumerate() {
         let records: Vec<InputRecord<'_>> = chunk
             .iter()
             .enumerate()
@@ -71,7 +74,7 @@ async fn pass(
                 payload,
                 timestamp_ms: None,
                 partition: 0,
-                offset: (b * BATCH + i) as i64,
+                offset: (b * batch + i) as i64,
             })
             .collect();
         let batch_started = Instant::now();
@@ -84,10 +87,11 @@ async fn pass(
     let elapsed = started.elapsed();
     let documents = payloads.len() * WINDOWS.len();
     println!(
-        "{label:<28} {documents:>8} docs in {:>7.3} s = {:>9.0} docs/s ({:>7.0} records/s), slowest batch {:.1} ms",
+        "{label:<28} {documents:>8} docs in {:>7.3} s = {:>9.0} docs/s ({:>7.0} records/s), batch mean {:.1} ms, slowest {:.1} ms",
         elapsed.as_secs_f64(),
         documents as f64 / elapsed.as_secs_f64(),
         payloads.len() as f64 / elapsed.as_secs_f64(),
+        elapsed.as_secs_f64() * 1e3 / payloads.len().div_ceil(batch) as f64,
         slowest.as_secs_f64() * 1e3,
     );
     Ok(())
@@ -121,6 +125,7 @@ async fn baseline(
     client: &mongodb::Client,
     records: usize,
     symbols: usize,
+    batch: usize,
     upsert: bool,
 ) -> Result<(), Box<dyn std::error::Error>> {
     use mongodb::bson::{doc, DateTime};
@@ -140,7 +145,7 @@ async fn baseline(
     }
     let started = Instant::now();
     let indexes: Vec<usize> = (0..records).collect();
-    for chunk in indexes.chunks(BATCH) {
+    for chunk in indexes.chunks(batch) {
         let mut models: Vec<WriteModel> = Vec::with_capacity(chunk.len() * WINDOWS.len());
         for &n in chunk {
             let (symbol, ms) = key(n, symbols);
@@ -191,12 +196,13 @@ async fn baseline(
     Ok(())
 }
 
-/// Batches of half written, half new records: `BATCH / 2` of `written` then as many of
+/// Batches of half written, half new records: `batch / 2` of `written` then as many of
 /// `new`, per batch.
-fn half_redelivery(written: &[Vec<u8>], new: &[Vec<u8>]) -> Vec<Vec<u8>> {
+fn half_redelivery(written: &[Vec<u8>], new: &[Vec<u8>], batch: usize) -> Vec<Vec<u8>> {
+    let half = (batch / 2).max(1);
     written
-        .chunks(BATCH / 2)
-        .zip(new.chunks(BATCH / 2))
+        .chunks(half)
+        .zip(new.chunks(half))
         .flat_map(|(old, new)| old.iter().chain(new).cloned())
         .collect()
 }
@@ -207,20 +213,28 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         "MONGO_URI is not set (e.g. mongodb://127.0.0.1:27017/?directConnection=true)"
     })?;
     let args: Vec<String> = std::env::args().skip(1).collect();
-    let symbols: usize = match args.iter().position(|a| a == "--symbols") {
-        Some(i) => args.get(i + 1).ok_or("--symbols needs a number")?.parse()?,
-        None => 1,
+    // `--name VALUE` options; the one bare number is BATCHES.
+    let option = |name: &str| -> Result<Option<usize>, Box<dyn std::error::Error>> {
+        match args.iter().position(|a| a == name) {
+            Some(i) => Ok(Some(
+                args.get(i + 1)
+                    .ok_or_else(|| format!("{name} needs a number"))?
+                    .parse()?,
+            )),
+            None => Ok(None),
+        }
     };
-    let batches: usize = match args
-        .iter()
-        .enumerate()
-        .find(|(i, a)| !a.starts_with("--") && (*i == 0 || args[i - 1] != "--symbols"))
-    {
+    let symbols = option("--symbols")?.unwrap_or(1);
+    let batch = option("--batch")?.unwrap_or(BATCH).max(1);
+    let batches: usize = match args.iter().enumerate().find(|(i, a)| {
+        !a.starts_with("--")
+            && (*i == 0 || !["--symbols", "--batch"].contains(&args[i - 1].as_str()))
+    }) {
         Some((_, n)) => n.parse()?,
         None => 20,
     };
     let time_series = args.iter().any(|a| a == "--time-series");
-    let records = batches * BATCH;
+    let records = batches * batch;
     let payloads: Vec<Vec<u8>> = (0..records).map(|i| payload(i, symbols)).collect();
     // Records after the first delivery's, for the half re-delivery.
     let later: Vec<Vec<u8>> = (records..records + records / 2)
@@ -229,16 +243,24 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     let ctx = SinkContext::new(CancellationToken::new());
     let client = mongodb::Client::with_uri_str(&uri).await?;
     println!(
-        "{batches} batches of {BATCH} records x {} windows, {symbols} symbol(s) interleaved",
+        "{batches} batches of {batch} records x {} windows, {symbols} symbol(s) interleaved",
         WINDOWS.len()
     );
 
     let database = format!("bench_sink_{}", std::process::id());
     let mut regular = sink(&uri, &database, false, "auto")?;
-    pass("first delivery", &mut regular, &payloads, &ctx).await?;
-    pass("re-delivery (all exist)", &mut regular, &payloads, &ctx).await?;
-    let half = half_redelivery(&payloads, &later);
-    pass("half re-delivered batches", &mut regular, &half, &ctx).await?;
+    pass("first delivery", &mut regular, &payloads, batch, &ctx).await?;
+    let label = "re-delivery (all exist)";
+    pass(label, &mut regular, &payloads, batch, &ctx).await?;
+    let half = half_redelivery(&payloads, &later, batch);
+    pass(
+        "half re-delivered batches",
+        &mut regular,
+        &half,
+        batch,
+        &ctx,
+    )
+    .await?;
     println!("counters: {:?}", regular.counters().snapshot());
     regular.close().await?;
     client.database(&database).drop().await?;
@@ -250,6 +272,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
             "per-collection, first",
             &mut per_collection,
             &payloads,
+            batch,
             &ctx,
         )
         .await?;
@@ -257,6 +280,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
             "per-collection, re-delivery",
             &mut per_collection,
             &payloads,
+            batch,
             &ctx,
         )
         .await?;
@@ -265,15 +289,22 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     }
 
     if args.iter().any(|a| a == "--baseline") {
-        baseline(&client, records, symbols, false).await?;
-        baseline(&client, records, symbols, true).await?;
+        baseline(&client, records, symbols, batch, false).await?;
+        baseline(&client, records, symbols, batch, true).await?;
     }
 
     if time_series {
         let database = format!("bench_sink_ts_{}", std::process::id());
         let mut ts = sink(&uri, &database, true, "auto")?;
-        pass("time-series, first delivery", &mut ts, &payloads, &ctx).await?;
-        pass("time-series, re-delivery", &mut ts, &payloads, &ctx).await?;
+        pass(
+            "time-series, first delivery",
+            &mut ts,
+            &payloads,
+            batch,
+            &ctx,
+        )
+        .await?;
+        pass("time-series, re-delivery", &mut ts, &payloads, batch, &ctx).await?;
         ts.close().await?;
         client.database(&database).drop().await?;
     }
