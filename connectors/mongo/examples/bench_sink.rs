@@ -4,13 +4,17 @@
 //! ```text
 //! MONGO_URI='mongodb://127.0.0.1:27017/?directConnection=true' \
 //!   cargo run --release -p connector-mongo --example bench_sink -- \
-//!   [BATCHES] [--per-collection] [--baseline] [--time-series]
+//!   [BATCHES] [--batch RECORDS] [--symbols N] [--per-collection] [--baseline] [--time-series]
 //! ```
 //!
-//! Passes over the same records: first delivery (every upsert inserts) and re-delivery
-//! (every upsert overwrites), with the default `bulkWrite`; optionally the same with
-//! `write_command: per_collection` and with `time_series: true`, and a baseline of plain
-//! (non-idempotent) inserts. Databases are dropped at the end.
+//! Passes over the same records: first delivery (every document is new: inserts),
+//! re-delivery (every key exists: refused inserts, then upserts) and a half re-delivery
+//! (batches mixing written and new keys), with the default `bulkWrite`; optionally the
+//! same with `write_command: per_collection` and with `time_series: true`, and the raw
+//! driver's unordered bulk inserts and bulk upserts of the same documents (the server's
+//! rates without the sink). `--symbols N` interleaves N symbols, as the pipeline's records
+//! of N symbols arrive (default 1); `--batch` sets the records per batch (default 1000;
+//! the live pipeline's batches of one symbol hold ~10). Databases are dropped at the end.
 
 use std::time::{Duration, Instant};
 
@@ -19,20 +23,34 @@ use framework::{connector::StageContext, InputRecord, Sink, SinkContext};
 use tokio_util::sync::CancellationToken;
 
 const WINDOWS: [&str; 6] = ["30s", "1m", "5m", "15m", "30m", "1h"];
+/// Records per batch unless `--batch` says otherwise.
 const BATCH: usize = 1000;
 const BASE_MS: i64 = 1_746_631_860_000;
 
-fn payload(i: usize) -> Vec<u8> {
-    let ts = framework::event_time::format_millis(BASE_MS + i as i64 * 100);
+/// Symbol and event time of record `i` of `symbols` interleaved symbols.
+fn key(i: usize, symbols: usize) -> (String, i64) {
+    let symbol = if symbols <= 1 {
+        "BTCUSDT".to_string()
+    } else {
+        format!("S{:03}USDT", i % symbols)
+    };
+    (symbol, BASE_MS + (i / symbols.max(1)) as i64 * 100)
+}
+
+fn zscore(i: usize, w: usize) -> f64 {
+    ((i * 7 + w) % 50) as f64 / 10.0 - 2.5
+}
+
+fn payload(i: usize, symbols: usize) -> Vec<u8> {
+    let (symbol, ms) = key(i, symbols);
+    let ts = framework::event_time::format_millis(ms);
     let zscores: Vec<_> = WINDOWS
         .iter()
         .enumerate()
-        .map(|(w, window)| {
-            serde_json::json!({"window": window, "zscore_price": ((i * 7 + w) % 50) as f64 / 10.0 - 2.5})
-        })
+        .map(|(w, window)| serde_json::json!({"window": window, "zscore_price": zscore(i, w)}))
         .collect();
     serde_json::to_vec(&serde_json::json!({
-        "timestamp": ts, "symbol": "BTCUSDT", "price": 97_000.0 + i as f64 * 0.01, "zscores": zscores,
+        "timestamp": ts, "symbol": symbol, "price": 97_000.0 + i as f64 * 0.01, "zscores": zscores,
     }))
     .expect("a JSON value serializes")
 }
@@ -41,11 +59,12 @@ async fn pass(
     label: &str,
     sink: &mut MongoSink,
     payloads: &[Vec<u8>],
+    batch: usize,
     ctx: &SinkContext,
 ) -> Result<(), Box<dyn std::error::Error>> {
     let mut slowest = Duration::ZERO;
     let started = Instant::now();
-    for (b, chunk) in payloads.chunks(BATCH).enumerate() {
+    for (b, chunk) in payloads.chunks(batch).enumerate() {
         let records: Vec<InputRecord<'_>> = chunk
             .iter()
             .enumerate()
@@ -55,7 +74,7 @@ async fn pass(
                 payload,
                 timestamp_ms: None,
                 partition: 0,
-                offset: (b * BATCH + i) as i64,
+                offset: (b * batch + i) as i64,
             })
             .collect();
         let batch_started = Instant::now();
@@ -68,10 +87,11 @@ async fn pass(
     let elapsed = started.elapsed();
     let documents = payloads.len() * WINDOWS.len();
     println!(
-        "{label:<28} {documents:>8} docs in {:>7.3} s = {:>9.0} docs/s ({:>7.0} records/s), slowest batch {:.1} ms",
+        "{label:<28} {documents:>8} docs in {:>7.3} s = {:>9.0} docs/s ({:>7.0} records/s), batch mean {:.1} ms, slowest {:.1} ms",
         elapsed.as_secs_f64(),
         documents as f64 / elapsed.as_secs_f64(),
         payloads.len() as f64 / elapsed.as_secs_f64(),
+        elapsed.as_secs_f64() * 1e3 / payloads.len().div_ceil(batch) as f64,
         slowest.as_secs_f64() * 1e3,
     );
     Ok(())
@@ -98,14 +118,18 @@ fn sink(
     Ok(MongoSink::new(config, &stage)?)
 }
 
-/// The server's ceiling for comparison: plain (not idempotent) inserts of the same
-/// documents through `bulkWrite`, into collections with the same unique index.
+/// The server's rates without the sink: the raw driver's unordered `bulkWrite` of the
+/// same documents, plain inserts or replace-one upserts (first delivery: every key new),
+/// into collections with the same unique index.
 async fn baseline(
     client: &mongodb::Client,
-    payloads: &[Vec<u8>],
+    records: usize,
+    symbols: usize,
+    batch: usize,
+    upsert: bool,
 ) -> Result<(), Box<dyn std::error::Error>> {
     use mongodb::bson::{doc, DateTime};
-    use mongodb::options::{IndexOptions, InsertOneModel};
+    use mongodb::options::{IndexOptions, InsertOneModel, ReplaceOneModel, WriteModel};
     let database = format!("bench_sink_baseline_{}", std::process::id());
     for window in WINDOWS {
         client
@@ -120,40 +144,67 @@ async fn baseline(
             .await?;
     }
     let started = Instant::now();
-    for (b, chunk) in payloads.chunks(BATCH).enumerate() {
-        let mut models = Vec::with_capacity(chunk.len() * WINDOWS.len());
-        for i in 0..chunk.len() {
-            let n = b * BATCH + i;
+    let indexes: Vec<usize> = (0..records).collect();
+    for chunk in indexes.chunks(batch) {
+        let mut models: Vec<WriteModel> = Vec::with_capacity(chunk.len() * WINDOWS.len());
+        for &n in chunk {
+            let (symbol, ms) = key(n, symbols);
             for (w, window) in WINDOWS.iter().enumerate() {
-                models.push(
+                let namespace = mongodb::Namespace {
+                    db: database.clone(),
+                    coll: format!("btc-price-zscore-{window}"),
+                };
+                let document = doc! {
+                    "timestamp": DateTime::from_millis(ms),
+                    "symbol": symbol.as_str(),
+                    "window": *window,
+                    "zscore_price": zscore(n, w),
+                    "price": 97_000.0 + n as f64 * 0.01,
+                };
+                models.push(if upsert {
+                    ReplaceOneModel::builder()
+                        .namespace(namespace)
+                        .filter(doc! {"symbol": symbol.as_str(), "timestamp": DateTime::from_millis(ms)})
+                        .replacement(document)
+                        .upsert(true)
+                        .build()
+                        .into()
+                } else {
                     InsertOneModel::builder()
-                        .namespace(mongodb::Namespace {
-                            db: database.clone(),
-                            coll: format!("btc-price-zscore-{window}"),
-                        })
-                        .document(doc! {
-                            "timestamp": DateTime::from_millis(BASE_MS + n as i64 * 100),
-                            "symbol": "BTCUSDT",
-                            "window": *window,
-                            "zscore_price": ((n * 7 + w) % 50) as f64 / 10.0 - 2.5,
-                            "price": 97_000.0 + n as f64 * 0.01,
-                        })
-                        .build(),
-                );
+                        .namespace(namespace)
+                        .document(document)
+                        .build()
+                        .into()
+                });
             }
         }
         client.bulk_write(models).ordered(false).await?;
     }
     let elapsed = started.elapsed();
-    let documents = payloads.len() * WINDOWS.len();
+    let documents = records * WINDOWS.len();
+    let label = if upsert {
+        "raw driver: bulk upserts"
+    } else {
+        "raw driver: bulk inserts"
+    };
     println!(
-        "{:<28} {documents:>8} docs in {:>7.3} s = {:>9.0} docs/s",
-        "baseline: plain inserts",
+        "{label:<28} {documents:>8} docs in {:>7.3} s = {:>9.0} docs/s",
         elapsed.as_secs_f64(),
         documents as f64 / elapsed.as_secs_f64(),
     );
     client.database(&database).drop().await?;
     Ok(())
+}
+
+/// Batches of half written, half new records: `batch / 2` of `written` then as many of
+/// `new`, per batch.
+fn half_redelivery(written: &[Vec<u8>], new: &[Vec<u8>], batch: usize) -> Vec<Vec<u8>> {
+    let half = (batch / 2).max(1);
+    written
+        .chunks(half)
+        .zip(new.chunks(half))
+        .flat_map(|(old, new)| old.iter().chain(new).cloned())
+        .collect()
 }
 
 #[tokio::main]
@@ -162,23 +213,54 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         "MONGO_URI is not set (e.g. mongodb://127.0.0.1:27017/?directConnection=true)"
     })?;
     let args: Vec<String> = std::env::args().skip(1).collect();
-    let batches: usize = match args.iter().find(|a| !a.starts_with("--")) {
-        Some(n) => n.parse()?,
+    // `--name VALUE` options; the one bare number is BATCHES.
+    let option = |name: &str| -> Result<Option<usize>, Box<dyn std::error::Error>> {
+        match args.iter().position(|a| a == name) {
+            Some(i) => Ok(Some(
+                args.get(i + 1)
+                    .ok_or_else(|| format!("{name} needs a number"))?
+                    .parse()?,
+            )),
+            None => Ok(None),
+        }
+    };
+    let symbols = option("--symbols")?.unwrap_or(1);
+    let batch = option("--batch")?.unwrap_or(BATCH).max(1);
+    let batches: usize = match args.iter().enumerate().find(|(i, a)| {
+        !a.starts_with("--")
+            && (*i == 0 || !["--symbols", "--batch"].contains(&args[i - 1].as_str()))
+    }) {
+        Some((_, n)) => n.parse()?,
         None => 20,
     };
     let time_series = args.iter().any(|a| a == "--time-series");
-    let payloads: Vec<Vec<u8>> = (0..batches * BATCH).map(payload).collect();
+    let records = batches * batch;
+    let payloads: Vec<Vec<u8>> = (0..records).map(|i| payload(i, symbols)).collect();
+    // Records after the first delivery's, for the half re-delivery.
+    let later: Vec<Vec<u8>> = (records..records + records / 2)
+        .map(|i| payload(i, symbols))
+        .collect();
     let ctx = SinkContext::new(CancellationToken::new());
     let client = mongodb::Client::with_uri_str(&uri).await?;
     println!(
-        "{batches} batches of {BATCH} records x {} windows",
+        "{batches} batches of {batch} records x {} windows, {symbols} symbol(s) interleaved",
         WINDOWS.len()
     );
 
     let database = format!("bench_sink_{}", std::process::id());
     let mut regular = sink(&uri, &database, false, "auto")?;
-    pass("upsert, first delivery", &mut regular, &payloads, &ctx).await?;
-    pass("upsert, re-delivery", &mut regular, &payloads, &ctx).await?;
+    pass("first delivery", &mut regular, &payloads, batch, &ctx).await?;
+    let label = "re-delivery (all exist)";
+    pass(label, &mut regular, &payloads, batch, &ctx).await?;
+    let half = half_redelivery(&payloads, &later, batch);
+    pass(
+        "half re-delivered batches",
+        &mut regular,
+        &half,
+        batch,
+        &ctx,
+    )
+    .await?;
     println!("counters: {:?}", regular.counters().snapshot());
     regular.close().await?;
     client.database(&database).drop().await?;
@@ -190,6 +272,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
             "per-collection, first",
             &mut per_collection,
             &payloads,
+            batch,
             &ctx,
         )
         .await?;
@@ -197,6 +280,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
             "per-collection, re-delivery",
             &mut per_collection,
             &payloads,
+            batch,
             &ctx,
         )
         .await?;
@@ -205,14 +289,22 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     }
 
     if args.iter().any(|a| a == "--baseline") {
-        baseline(&client, &payloads).await?;
+        baseline(&client, records, symbols, batch, false).await?;
+        baseline(&client, records, symbols, batch, true).await?;
     }
 
     if time_series {
         let database = format!("bench_sink_ts_{}", std::process::id());
         let mut ts = sink(&uri, &database, true, "auto")?;
-        pass("time-series, first delivery", &mut ts, &payloads, &ctx).await?;
-        pass("time-series, re-delivery", &mut ts, &payloads, &ctx).await?;
+        pass(
+            "time-series, first delivery",
+            &mut ts,
+            &payloads,
+            batch,
+            &ctx,
+        )
+        .await?;
+        pass("time-series, re-delivery", &mut ts, &payloads, batch, &ctx).await?;
         ts.close().await?;
         client.database(&database).drop().await?;
     }

@@ -10,9 +10,11 @@
 //!   date_fields: [timestamp]
 //! ```
 //!
-//! * Idempotent: replace-one upserts filtered on the `key` fields, backed by a unique
-//!   index, so re-delivered batches overwrite instead of duplicating.
-//! * One unordered `bulkWrite` per batch across all collections.
+//! * Idempotent: a unique index on the `key` fields; each batch is inserted, and the
+//!   documents the index refuses as duplicates (a re-delivery) are replaced by upserts
+//!   filtered on the key, so re-delivered batches overwrite instead of duplicating.
+//! * One unordered `bulkWrite` per batch across all collections (a second one for the
+//!   re-delivered documents, after the first is answered).
 //! * Transient errors are retried with exponential backoff until success or shutdown
 //!   (backpressure: the runtime consumes nothing meanwhile), each retry counted in the
 //!   stage's `pipeline_sink_write_retries_total`; bad records and documents the server

@@ -67,11 +67,17 @@ pub(crate) fn driver_source(error: &DriverError) -> Option<&DriverError> {
     std::error::Error::source(error)?.downcast_ref::<DriverError>()
 }
 
+/// Duplicate key (11000; 11001 on old servers).
+pub(crate) const DUPLICATE_KEY_CODES: &[i32] = &[11000, 11001];
+
 /// Why one model of a request failed.
 #[derive(Debug, Clone)]
 pub(crate) enum Failure {
     /// Retrying may succeed (write conflict, the command failed on the network...).
     Transient(String),
+    /// A unique index already holds the document's key: an insert-first write then
+    /// replaces the document; anywhere else this is permanent.
+    DuplicateKey(String),
     /// The server refuses this document for good.
     Permanent(String),
 }
@@ -80,6 +86,8 @@ impl Failure {
     pub(crate) fn from_code(code: i32, text: String) -> Self {
         if TRANSIENT_CODES.contains(&code) {
             Failure::Transient(text)
+        } else if DUPLICATE_KEY_CODES.contains(&code) {
+            Failure::DuplicateKey(text)
         } else {
             Failure::Permanent(text)
         }
@@ -201,6 +209,10 @@ mod tests {
         assert!(matches!(
             Failure::from_code(121, String::new()),
             Failure::Permanent(_)
+        ));
+        assert!(matches!(
+            Failure::from_code(11000, String::new()),
+            Failure::DuplicateKey(_)
         ));
     }
 }
