@@ -2,13 +2,16 @@
 # Benchmark: CPU used while the input is idle. Runs the BTCUSDT pipeline's consuming
 # stages (moving, zscore, load) with no source, so every consumer only waits, and reports
 # the CPU of the pipeline process and of the broker over SECONDS, with the current fetch
-# and linger settings and with the previous ones (fetch.wait.max.ms 50, linger.ms 5).
+# and linger settings, with a shorter fetch wait (5 ms) and with the previous ones
+# (fetch.wait.max.ms 50, linger.ms 5). Binaries come from $CARGO_TARGET_DIR (default
+# target).
 #
 # Usage: scripts/bench-idle.sh [SECONDS]   (default 20)
 set -euo pipefail
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 cd "$ROOT"
 STATE="${PIPELINE_STATE_DIR:-$ROOT/.servers-bench}"
+TARGET="${CARGO_TARGET_DIR:-$ROOT/target}"
 STARTED=0
 WORK="$(mktemp -d)"
 cleanup() {
@@ -43,7 +46,7 @@ text = open(path).read().replace("  partitions: 3\n", "  partitions: 3\n  proper
 open(path, "w").write(text)
 PY
     fi
-    MONGO_DATABASE="$name" target/release/pipeline run "$WORK/$name.yaml" \
+    MONGO_DATABASE="$name" "$TARGET/release/pipeline" run "$WORK/$name.yaml" \
         --stage moving --stage zscore --stage load 2>/dev/null &
     local pid=$!
     sleep 10
@@ -67,4 +70,5 @@ PY
     wait "$pid" || true
 }
 measure "now (fetch.wait.max.ms 10, linger.ms 1)" ""
+measure "shorter wait (fetch.wait.max.ms 5, linger.ms 1)" '{ fetch.wait.max.ms: "5" }'
 measure "before (fetch.wait.max.ms 50, linger.ms 5)" '{ fetch.wait.max.ms: "50", linger.ms: "5" }'

@@ -3,7 +3,9 @@
 //! latency of a document splits into measured hops:
 //!
 //! * marker out: `e + lateness` (the watermark moment) -> the source's first progress
-//!   marker at or past it is in the price topic (the poll grid, the produce);
+//!   marker at or past it is in the price topic (the poll grid, the produce); for
+//!   comparison, price in: a price's receipt time -> the price is in its topic (the
+//!   produce alone);
 //! * statistics: that marker -> the statistics of the windows ending at `e` are in their
 //!   topic (one Kafka hop, `moving_stats`, its produce);
 //! * join: the later of those statistics and the price -> the z-score is in its topic;
@@ -183,7 +185,7 @@ pub fn report(arrivals: &Arrivals, symbol: &str, sampled: &[(i64, i64)], from_us
         .partitions
         .get(&key)
         .and_then(|p| arrivals.markers.get(p));
-    let (mut marker_out, mut stats_in) = (Vec::new(), Vec::new());
+    let (mut marker_out, mut stats_in, mut price_in) = (Vec::new(), Vec::new(), Vec::new());
     let (mut join, mut sink) = (Vec::new(), Vec::new());
     for &(t, seen) in sampled {
         let e = t.div_euclid(1000) * 1000;
@@ -198,6 +200,7 @@ pub fn report(arrivals: &Arrivals, symbol: &str, sampled: &[(i64, i64)], from_us
             continue;
         };
         marker_out.push(marker - moment);
+        price_in.push(price - t * 1000);
         stats_in.push(stats - marker);
         join.push(zscore - stats.max(price));
         sink.push(seen - zscore);
@@ -218,6 +221,10 @@ pub fn report(arrivals: &Arrivals, symbol: &str, sampled: &[(i64, i64)], from_us
         format!(
             "    marker out (e + lateness -> source's progress marker in topic): {}",
             summary(&mut marker_out)
+        ),
+        format!(
+            "      (price in: receipt time -> price in topic: {})",
+            summary(&mut price_in)
         ),
         format!(
             "    statistics (marker -> stats in topic): {}",

@@ -15,7 +15,8 @@
 //!
 //! Environment: KAFKA_BROKERS, MONGO_URI; BENCH_BROKER_PID / BENCH_MONGO_PID (CPU of the
 //! servers); BENCH_FETCH_WAIT_MS (the stages' consumer fetch wait, default the runtime's);
-//! BENCH_HOPS=0 (no hop notes, to see what the 1 ms reader costs); PIPELINE_BIN (default
+//! BENCH_HOPS=0 (no hop notes, to see what the 1 ms reader costs); BENCH_POLL_MS (MongoDB
+//! polling interval, default 5, to see what polling costs the sink); PIPELINE_BIN (default
 //! $CARGO_TARGET_DIR/release/pipeline).
 
 mod check;
@@ -133,6 +134,10 @@ async fn main() -> Result<(), Error> {
         }
     }
 
+    let poll_ms: u64 = std::env::var("BENCH_POLL_MS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(5);
     let client = mongodb::Client::with_uri_str(&mongo_uri).await?;
     let db = client.database(&id);
     let sampled = db.collection::<Document>("btc-price-zscore-30s");
@@ -167,7 +172,7 @@ async fn main() -> Result<(), Error> {
                 peak_rss_kib[i] = peak_rss_kib[i].max(procs::vm_hwm_kib(child.id()).unwrap_or(0));
             }
         }
-        tokio::time::sleep(Duration::from_millis(5)).await;
+        tokio::time::sleep(Duration::from_millis(poll_ms)).await;
     }
     // The measurement window ends here: CPU and write shares are over it alone, not
     // over the drain and checks below.
@@ -218,7 +223,7 @@ async fn main() -> Result<(), Error> {
         std::env::var("BENCH_FETCH_WAIT_MS").unwrap_or_else(|_| "runtime default".into())
     );
     println!(
-        "  BTCUSDT documents sampled (30s), latency beyond e + lateness (MongoDB polled every 5 ms):\n    {}",
+        "  BTCUSDT documents sampled (30s), latency beyond e + lateness (MongoDB polled every {poll_ms} ms):\n    {}",
         hops::summary(&mut extra)
     );
     match (&arrivals, &measure_start) {
