@@ -353,6 +353,20 @@ fn log_has(log: &Path, text: &str) -> bool {
 }
 
 /// Distinct payloads of `topic` (and whether every record carries `refused_by_broker`).
+/// `got` holds exactly `expected`: first how many are missing (and one of them), then the
+/// whole sets.
+fn assert_same_records(got: &BTreeSet<String>, expected: &BTreeSet<String>, what: &str) {
+    let missing: Vec<&String> = expected.difference(got).collect();
+    assert!(
+        missing.is_empty(),
+        "{what}: {} of {} missing, the first: {:?}",
+        missing.len(),
+        expected.len(),
+        missing.first()
+    );
+    assert_eq!(got, expected, "{what}: nothing else");
+}
+
 fn distinct_payloads(brokers: &str, topic: &str) -> (BTreeSet<String>, usize, bool) {
     let records = read_topic_at(
         brokers,
@@ -463,23 +477,9 @@ fn a_rebalance_then_a_sigkill_loses_no_record_refused_while_in_flight() {
     assert_eq!((good.len(), bad.len()), (windows, windows));
 
     let (delivered, _, _) = distinct_payloads(&brokers, &guarded);
-    let lost: Vec<&String> = good.difference(&delivered).collect();
-    assert!(
-        lost.is_empty(),
-        "{} valid records lost of {windows}, the first: {:?}",
-        lost.len(),
-        lost.first()
-    );
-    assert_eq!(delivered, good, "only valid records arrive");
+    assert_same_records(&delivered, &good, "valid records delivered");
     let (dead, copies, all_refused) = distinct_payloads(&brokers, &format!("{guarded}-dlq"));
-    let lost: Vec<&String> = bad.difference(&dead).collect();
-    assert!(
-        lost.is_empty(),
-        "{} refused records never dead-lettered of {windows}, the first: {:?}",
-        lost.len(),
-        lost.first()
-    );
-    assert_eq!(dead, bad, "only refused records are dead-lettered");
+    assert_same_records(&dead, &bad, "refused records dead-lettered");
     assert!(all_refused, "every dead letter is refused_by_broker");
     eprintln!("{} distinct dead letters in {copies} copies", dead.len());
 }
