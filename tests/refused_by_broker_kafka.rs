@@ -121,15 +121,8 @@ fn symbol_of(line: &str) -> String {
 fn a_record_the_broker_refuses_is_dead_lettered_the_rest_delivered_in_order_and_a_restart_does_not_redo_it(
 ) {
     let dir = tempfile::tempdir().expect("tempdir");
-    let schemas = dir.path().join("schemas");
-    std::fs::create_dir(&schemas).expect("schema dir");
     let (input, guarded, control) = (unique("prices"), unique("guarded"), unique("control"));
-    std::fs::write(
-        schemas.join(format!("{guarded}.json")),
-        r#"{"type":"object","properties":{"value":{"type":"object",
-            "properties":{"symbol":{"not":{"const":"BAD"}}}}}}"#,
-    )
-    .expect("write the schema");
+    let schemas = refusing_schema(dir.path(), &guarded, r#"{"const":"BAD"}"#);
     let port = framework::testing::free_port();
     let registry = format!("file://{}", schemas.display());
     let _broker = Broker::start(port, port, &["--schema-registry", &registry]);
@@ -353,6 +346,22 @@ fn log_has(log: &Path, text: &str) -> bool {
 }
 
 /// Distinct payloads of `topic` (and whether every record carries `refused_by_broker`).
+/// A schema directory for Tansu's registry in which `topic` refuses the records whose
+/// `symbol` matches the JSON Schema `refused`.
+fn refusing_schema(dir: &std::path::Path, topic: &str, refused: &str) -> std::path::PathBuf {
+    let schemas = dir.join("schemas");
+    std::fs::create_dir(&schemas).expect("schema dir");
+    std::fs::write(
+        schemas.join(format!("{topic}.json")),
+        format!(
+            r#"{{"type":"object","properties":{{"value":{{"type":"object",
+            "properties":{{"symbol":{{"not":{refused}}}}}}}}}}}"#
+        ),
+    )
+    .expect("write the schema");
+    schemas
+}
+
 /// `got` holds exactly `expected`: first how many are missing (and one of them), then the
 /// whole sets.
 fn assert_same_records(got: &BTreeSet<String>, expected: &BTreeSet<String>, what: &str) {
@@ -395,15 +404,8 @@ fn distinct_payloads(brokers: &str, topic: &str) -> (BTreeSet<String>, usize, bo
 #[test]
 fn a_rebalance_then_a_sigkill_loses_no_record_refused_while_in_flight() {
     let dir = tempfile::tempdir().expect("tempdir");
-    let schemas = dir.path().join("schemas");
-    std::fs::create_dir(&schemas).expect("schema dir");
     let (input, guarded, control) = (unique("prices"), unique("guarded"), unique("control"));
-    std::fs::write(
-        schemas.join(format!("{guarded}.json")),
-        r#"{"type":"object","properties":{"value":{"type":"object",
-            "properties":{"symbol":{"not":{"enum":["BAD0","BAD1"]}}}}}}"#,
-    )
-    .expect("write the schema");
+    let schemas = refusing_schema(dir.path(), &guarded, r#"{"enum":["BAD0","BAD1"]}"#);
     let port = framework::testing::free_port();
     let registry = format!("file://{}", schemas.display());
     let _broker = Broker::start(port, port, &["--schema-registry", &registry]);
